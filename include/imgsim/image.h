@@ -1,0 +1,92 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * image.h — decoding (libvips) and preprocessing to a model's input tensor.
+ *
+ * Decoding accepts JPEG, PNG, WebP, GIF (first frame) and TIFF, from a file
+ * or from memory. The result is always 8-bit sRGB, 3 channels, HWC: EXIF
+ * orientation applied, alpha flattened onto white, grey/CMYK/16-bit
+ * converted. Empty, truncated, corrupt, unsupported and over-limit images are
+ * refused with a clear error (the pixel limit is checked from the header,
+ * before any pixel is decoded).
+ *
+ * Thread-safety: all functions may be called from several threads at once.
+ */
+#ifndef IMGSIM_IMAGE_H
+#define IMGSIM_IMAGE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "imgsim/error.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define IMS_IMAGE_DEFAULT_MAX_PIXELS 100000000ull /* 100 megapixels */
+
+/* A decoded image: 8-bit sRGB, 3 channels, row-major HWC. */
+typedef struct ims_image {
+    int width, height;
+    unsigned char *rgb;  /* width*height*3 bytes, owned by the image */
+    char format[8];      /* source format: "jpeg", "png", "webp", "gif", "tiff" */
+} ims_image;
+
+typedef struct ims_image_opts {
+    uint64_t max_pixels; /* refuse width*height above this; 0 = default (100 MP) */
+    /* Shrink-on-load hint: when > 0 the decoder may shrink (e.g. JPEG DCT
+     * scaling) to no less than this many pixels on the shorter side. 0 = off
+     * (exact full-resolution pixels; what the nsfwjs recipes need). */
+    int shrink_to;
+} ims_image_opts;
+
+/* Decode a file / a memory buffer. *out is owned by the caller
+ * (ims_image_free). Errors: IMS_EIO (cannot read), IMS_EFORMAT (unknown or
+ * unsupported format), IMS_ECORRUPT (empty, truncated, corrupt),
+ * IMS_ETOOBIG (over max_pixels), IMS_ENOMEM. `opts` may be NULL. */
+int ims_image_load_file(const char *path, const ims_image_opts *opts, ims_image **out,
+                        ims_error *err);
+int ims_image_load_memory(const void *buf, size_t len, const ims_image_opts *opts,
+                          ims_image **out, ims_error *err);
+/* A blank (white) image, for tests and synthesis. */
+int ims_image_new(int width, int height, ims_image **out);
+void ims_image_free(ims_image *img);
+
+/* ---- preprocessing ------------------------------------------------------
+ * A recipe, stored per model in the .ism file. The nsfwjs recipe is
+ *   { size 224 (or 299), IMS_RESIZE_BILINEAR_ALIGN_CORNERS, IMS_CROP_STRETCH,
+ *     scale 1/255 before resizing, mean 0, std 1 }
+ * and reproduces TF.js's cpu backend (x/255 then resize_bilinear with
+ * align_corners=true, half_pixel_centers=false) bit for bit.
+ * On-disk enum values: frozen, append-only. */
+enum ims_resize {
+    IMS_RESIZE_BILINEAR_ALIGN_CORNERS = 0, /* TF align_corners=true */
+    IMS_RESIZE_BILINEAR_HALF_PIXEL = 1,    /* TF half_pixel_centers=true (PIL-like) */
+};
+enum ims_crop {
+    IMS_CROP_STRETCH = 0, /* resize straight to WxH, aspect not kept */
+    IMS_CROP_CENTER = 1,  /* aspect-preserving: central crop of the target aspect */
+};
+
+typedef struct ims_preprocess {
+    int width, height; /* model input size */
+    int resize;        /* enum ims_resize */
+    int crop;          /* enum ims_crop */
+    float scale;       /* bytes are multiplied by this before resizing (1/255) */
+    float mean[3];     /* after resizing: (x - mean[c]) / std[c] */
+    float std[3];
+    int shrink_to;     /* 0, or allow decode shrink-on-load (see ims_image_opts) */
+} ims_preprocess;
+
+/* The nsfwjs recipe for an S x S input. */
+void ims_preprocess_nsfwjs(ims_preprocess *pp, int size);
+
+/* Fill out[height*width*3] (NHWC, one image) from img following pp.
+ * Errors: IMS_EINVAL for a bad recipe. */
+int ims_image_preprocess(const ims_image *img, const ims_preprocess *pp, float *out,
+                         ims_error *err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* IMGSIM_IMAGE_H */

@@ -1,0 +1,102 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * nn.h — the CNN inference engine: models, taps, sessions, import.
+ *
+ * A model (ims_nn_model) is an immutable graph plus weights, loaded from a
+ * native .ism file (weights are mmap'ed). It can be shared by any number of
+ * threads. A session (ims_nn_session) owns the scratch memory for running a
+ * model with a chosen set of output taps, a maximum batch size and a thread
+ * count; one session is used by one thread at a time.
+ *
+ * Taps are named by the model's own layer (layers-model) or node
+ * (graph-model) names. A spatial tap [H,W,C] is global-average-pooled to C
+ * values; a flat tap is taken as is. Several taps are concatenated in the
+ * order given. Names of layers that were folded away at import (e.g. a Conv2D
+ * whose BatchNormalization was folded into it) cannot be tapped: the error
+ * names the layer that now carries their output.
+ */
+#ifndef IMGSIM_NN_H
+#define IMGSIM_NN_H
+
+#include <stddef.h>
+#include <stdio.h>
+
+#include "imgsim/error.h"
+#include "imgsim/image.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct ims_nn_model ims_nn_model;
+typedef struct ims_nn_session ims_nn_session;
+
+/* ---- models ------------------------------------------------------------- */
+
+/* Open a .ism file. Errors: IMS_EIO, IMS_EFORMAT (not an .ism file),
+ * IMS_EVERSION (newer format), IMS_ECORRUPT (truncated, bad checksum or
+ * inconsistent graph; the message gives the offset). Close with
+ * ims_nn_close(). */
+int ims_nn_open(const char *path, ims_nn_model **out, ims_error *err);
+void ims_nn_close(ims_nn_model *m);
+
+const char *ims_nn_name(const ims_nn_model *m);               /* "mobilenet_v2" */
+const ims_preprocess *ims_nn_preprocess(const ims_nn_model *m);
+/* Default feature tap: the pooled features that feed the classifier. */
+const char *ims_nn_default_tap(const ims_nn_model *m);
+int ims_nn_n_classes(const ims_nn_model *m);                  /* 0 if none */
+const char *ims_nn_class_name(const ims_nn_model *m, int i);
+/* Pooled dimension of a tap; IMS_ENOTFOUND (message says why) if not tappable. */
+int ims_nn_tap_dim(const ims_nn_model *m, const char *tap, int *dim, ims_error *err);
+
+/* Human-readable summary: layers with output shapes, parameters, FLOPs,
+ * input recipe, default taps, classes. */
+int ims_nn_print_info(const ims_nn_model *m, FILE *f);
+/* Totals for the whole graph (multiply-adds counted as 2 FLOPs). */
+void ims_nn_stats(const ims_nn_model *m, size_t *n_params, double *flops_per_image);
+
+/* ---- sessions ----------------------------------------------------------- */
+
+typedef struct ims_nn_session_opts {
+    const char *const *taps; /* tap names, NULL = { default tap } */
+    int n_taps;
+    int want_probs;          /* also compute the classifier's probabilities */
+    int max_batch;           /* images per run, >= 1 (0 = 1) */
+    int n_threads;           /* 0 = all CPUs */
+} ims_nn_session_opts;
+
+int ims_nn_session_new(const ims_nn_model *m, const ims_nn_session_opts *opts,
+                       ims_nn_session **out, ims_error *err);
+void ims_nn_session_free(ims_nn_session *s);
+int ims_nn_session_dim(const ims_nn_session *s);       /* concatenated feature dim */
+
+/* Run n (1..max_batch) preprocessed images: input is n x H x W x 3 floats
+ * (NHWC). features (n x dim) and probs (n x n_classes, only with want_probs)
+ * may be NULL when not wanted. */
+int ims_nn_session_run(ims_nn_session *s, const float *input, int n, float *features,
+                       float *probs, ims_error *err);
+
+/* Convenience: decode-free path from a decoded image (preprocess + run 1). */
+int ims_nn_session_run_image(ims_nn_session *s, const ims_image *img, float *features,
+                             float *probs, ims_error *err);
+
+/* ---- import ------------------------------------------------------------- */
+
+typedef struct ims_nn_import_opts {
+    const char *name;           /* model name; NULL = from the file */
+    const char *default_tap;    /* NULL = the pooled input of the classifier */
+    const ims_preprocess *pp;   /* NULL = nsfwjs recipe at the model's input size */
+    const char *const *classes; /* class names, NULL = "class0".. */
+    int n_classes;
+} ims_nn_import_opts;
+
+/* Import a TF.js layers-model or graph-model (model.json beside its weight
+ * shards) and write a .ism file atomically. Unsupported layers, ops or
+ * options are errors naming the layer and the option. */
+int ims_nn_import_tfjs(const char *model_json, const char *out_ism,
+                       const ims_nn_import_opts *opts, ims_error *err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* IMGSIM_NN_H */

@@ -1,0 +1,36 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * cli_int.h — shared by the imgsim subcommands (src/cli/cmd_*.c).
+ * The CLI uses only the public headers in include/imgsim/.
+ * Exit codes: 0 success, 1 bad input (one line: what and where), 2 usage.
+ */
+#ifndef IMS_CLI_INT_H
+#define IMS_CLI_INT_H
+
+#include "imgsim/error.h"
+#include "imgsim/imgsim.h"
+
+#define CLI_OK 0
+#define CLI_FAIL 1
+#define CLI_USAGE 2
+
+/* Each subcommand: argv[0] is the subcommand name. Returns an exit code. */
+int cmd_model(int argc, char **argv);
+int cmd_embed(int argc, char **argv);
+int cmd_index(int argc, char **argv);
+int cmd_bench_index(int argc, char **argv);
+
+/* Print "imgsim: <msg>" to stderr and return CLI_FAIL / CLI_USAGE. */
+int cli_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+int cli_usage(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Report an ims_error (or the code's default message) and return CLI_FAIL. */
+int cli_fail_err(int rc, const ims_error *err);
+
+/* Strict number parsing: whole string, range-checked; 0 ok, -1 bad. */
+int cli_parse_long(const char *s, long lo, long hi, long *out);
+int cli_parse_double(const char *s, double *out);
+
+/* True if argv has -h or --help. */
+int cli_wants_help(int argc, char **argv);
+
+#endif /* IMS_CLI_INT_H */

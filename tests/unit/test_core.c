@@ -1,0 +1,123 @@
+/* SPDX-License-Identifier: MIT */
+/* test_core.c — error table, allocation hooks, CPU level, CRC, atomic writes. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "check.h"
+#include "core/core_int.h"
+#include "imgsim/imgsim.h"
+
+static long n_allocs, fail_at;
+static void *t_malloc(size_t n, void *ud)
+{
+    (void)ud;
+    return ++n_allocs == fail_at ? NULL : malloc(n);
+}
+static void *t_realloc(void *p, size_t n, void *ud)
+{
+    (void)ud;
+    return ++n_allocs == fail_at ? NULL : realloc(p, n);
+}
+static void t_free(void *p, void *ud)
+{
+    (void)ud;
+    free(p);
+}
+
+static int write_hello(FILE *f, void *ud)
+{
+    (void)ud;
+    return fputs("hello", f) < 0;
+}
+static int write_fail(FILE *f, void *ud)
+{
+    (void)f, (void)ud;
+    return IMS_EIO;
+}
+
+int main(void)
+{
+    ims_init();
+
+    /* error table */
+    CHECK_STR_EQ(ims_errname(IMS_ECORRUPT), "IMS_ECORRUPT");
+    CHECK_STR_EQ(ims_strerror(IMS_ENOMEM), "out of memory");
+    CHECK_STR_EQ(ims_errname(12345), "IMS_E?");
+    ims_error e;
+    CHECK_RC(ims_error_set(&e, IMS_EIO, "file %s at %d", "x.bin", 7), IMS_EIO);
+    CHECK_STR_EQ(e.msg, "file x.bin at 7");
+    ims_error_set_errno(&e, IMS_EIO, ENOENT, "open %s", "y");
+    CHECK(strstr(e.msg, "open y: ") == e.msg && strlen(e.msg) > 8);
+    CHECK_RC(ims_error_set(NULL, IMS_EINVAL, "ignored"), IMS_EINVAL);
+
+    /* allocation hooks: the Nth allocation fails cleanly */
+    ims_allocator a = {t_malloc, t_realloc, t_free, NULL};
+    ims_set_allocator(&a);
+    fail_at = 2;
+    n_allocs = 0;
+    void *p1 = ims_malloc(10), *p2 = ims_malloc(10);
+    CHECK(p1 != NULL);
+    CHECK(p2 == NULL);
+    ims_free(p1);
+    fail_at = 0;
+    void *al = ims_aligned_alloc(64, 100);
+    CHECK(al && ((uintptr_t)al % 64) == 0);
+    memset(al, 1, 100);
+    ims_aligned_free(al);
+    ims_set_allocator(NULL);
+    CHECK(ims_calloc((size_t)-1, 16) == NULL); /* overflow refused */
+    size_t s;
+    CHECK(!ims_size_mul3((size_t)1 << 40, (size_t)1 << 20, 1 << 10, &s));
+    CHECK(ims_size_mul3(3, 5, 7, &s) && s == 105);
+
+    /* CPU level */
+    CHECK(ims_cpu_level() <= ims_cpu_detect());
+    CHECK_RC(ims_cpu_set_level(IMS_CPU_REF), IMS_OK);
+    CHECK_EQ(ims_cpu_level(), IMS_CPU_REF);
+    CHECK_RC(ims_cpu_set_level(ims_cpu_detect()), IMS_OK);
+    CHECK_RC(ims_cpu_set_level(99), IMS_EUNSUPPORTED);
+    CHECK_EQ(ims_cpu_level_from_name("avx2"), IMS_CPU_AVX2);
+    CHECK_EQ(ims_cpu_level_from_name("bogus"), -1);
+    CHECK(ims_cpu_count() >= 1);
+
+    /* CRC-32C check value */
+    CHECK_EQ(ims__crc32c(0, "123456789", 9), 0xE3069283u);
+    CHECK_EQ(ims__crc32c(ims__crc32c(0, "1234", 4), "56789", 5), 0xE3069283u);
+
+    /* little-endian codec */
+    unsigned char b[8];
+    ims__put_u64(b, 0x0102030405060708ull);
+    CHECK_EQ(b[0], 8);
+    CHECK(ims__get_u64(b) == 0x0102030405060708ull);
+
+    /* atomic write: success replaces, failure leaves the old file intact */
+    char path[] = "/tmp/ims_test_core_XXXXXX";
+    int fd = mkstemp(path);
+    CHECK(fd >= 0);
+    write(fd, "old", 3);
+    close(fd);
+    CHECK_RC(ims__write_atomic(path, write_fail, NULL, &e), IMS_EIO);
+    FILE *f = fopen(path, "rb");
+    char buf[16] = {0};
+    fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    CHECK_STR_EQ(buf, "old");
+    CHECK_RC(ims__write_atomic(path, write_hello, NULL, &e), IMS_OK);
+    f = fopen(path, "rb");
+    memset(buf, 0, sizeof buf);
+    fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    CHECK_STR_EQ(buf, "hello");
+    unlink(path);
+
+    /* progress bar draws without crashing when not a TTY */
+    ims_progress *pb = ims_progress_new("test", 100);
+    for (int i = 0; i <= 100; i++)
+        ims_progress_update(pb, (uint64_t)i);
+    ims_progress_finish(pb);
+    ims_progress_finish(NULL);
+
+    return check_report();
+}
