@@ -1,0 +1,406 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * decode.c — untrusted image bytes to 8-bit sRGB HWC pixels, via libvips.
+ *
+ * Phases of one load:
+ *   1. sniff: libvips picks a loader from the leading bytes; only the loaders
+ *      of the five supported formats (JPEG, PNG, WebP, GIF, TIFF) pass, and
+ *      that loader is then called by name, so no other libvips loader (magick,
+ *      PDF, SVG, matlab...) ever sees the bytes;
+ *   2. header: the loader is opened lazily (libvips reads the header only);
+ *      width*height is checked against the pixel limit *before* any pixel is
+ *      decoded, so a decompression bomb costs a header parse;
+ *   3. pipeline: EXIF autorotation, colourspace to sRGB (grey, CMYK, 16-bit,
+ *      Lab...), alpha flattened onto white, 3 bands of uchar;
+ *   4. pull: the pipeline is evaluated in strips of rows, copied straight into
+ *      the caller's buffer (allocated with ims_malloc).
+ *
+ * Strictness: every loader runs with fail_on=error, so a truncated JPEG or a
+ * PNG with a bad CRC fails instead of being padded with grey.
+ *
+ * Process-wide libvips settings (made once, under pthread_once): the
+ * operation cache is off (a long-running server must not keep decoded images
+ * alive), and loaders libvips flags as untrusted are blocked.
+ *
+ * Memory: images needing rotation are opened with random access (libvips
+ * decodes them whole, to memory or to a temporary file above its disc
+ * threshold); the others stream with sequential access. Temporaries live in
+ * a vips_object_local_array() of a context object, released on every path.
+ *
+ * Thread-safety: libvips is thread-safe; every call here works on its own
+ * objects. libvips keeps a single process-wide error buffer, so under heavy
+ * concurrency an error message may carry text from another thread's failure
+ * (the code is always right).
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <vips/vips.h>
+
+#include "image/image_int.h"
+
+static pthread_once_t vips_once = PTHREAD_ONCE_INIT;
+static int vips_init_rc = -1;
+
+/* The pthread_once body: start libvips and make it bounded. */
+static void vips_start(void)
+{
+    if (VIPS_INIT("imgsim") != 0)
+        return;
+    vips_cache_set_max(0);
+    vips_cache_set_max_mem(0);
+    vips_cache_set_max_files(0);
+    vips_block_untrusted_set(TRUE);
+    vips_init_rc = 0;
+}
+
+int ims__image_vips_init(ims_error *err)
+{
+    pthread_once(&vips_once, vips_start);
+    if (vips_init_rc != 0)
+        return ims_error_set(err, IMS_EUNSUPPORTED, "libvips failed to start: %s",
+                             vips_error_buffer());
+    return IMS_OK;
+}
+
+enum fmt { FMT_JPEG, FMT_PNG, FMT_WEBP, FMT_GIF, FMT_TIFF };
+
+/* libvips loader class names (minus File/Buffer) of the supported formats. */
+static const struct {
+    const char *loader;
+    const char *name;
+} FORMATS[] = {
+    [FMT_JPEG] = {"VipsForeignLoadJpeg", "jpeg"},
+    [FMT_PNG] = {"VipsForeignLoadPng", "png"},
+    [FMT_WEBP] = {"VipsForeignLoadWebp", "webp"},
+    [FMT_GIF] = {"VipsForeignLoadNsgif", "gif"},
+    [FMT_TIFF] = {"VipsForeignLoadTiff", "tiff"},
+};
+
+/* Where the bytes come from. */
+typedef struct src {
+    const char *path; /* NULL for memory */
+    const void *buf;
+    size_t len;
+    const char *where; /* for messages: the path or "<memory>" */
+} src;
+
+/* Map a loader class name to a supported format, -1 if not supported. */
+static int format_of_loader(const char *loader)
+{
+    for (size_t i = 0; i < IMS_ARRAY_LEN(FORMATS); i++) {
+        size_t n = strlen(FORMATS[i].loader);
+        if (strncmp(loader, FORMATS[i].loader, n) == 0 &&
+            (strcmp(loader + n, "File") == 0 || strcmp(loader + n, "Buffer") == 0))
+            return (int)i;
+    }
+    return -1;
+}
+
+/* Take libvips's error text (and clear it) as one line into buf. */
+static const char *vips_msg(char *buf, size_t n)
+{
+    char *m = vips_error_buffer_copy();
+    size_t len = m ? strlen(m) : 0;
+    while (len && (m[len - 1] == '\n' || m[len - 1] == ' '))
+        m[--len] = '\0';
+    snprintf(buf, n, "%s", len ? m : "unknown libvips error");
+    for (char *p = buf; *p; p++)
+        if (*p == '\n')
+            *p = ';';
+    g_free(m);
+    return buf;
+}
+
+/* Open (header only) with the loader of fmt; 0 or -1 (vips error set). */
+static int open_lazy(const src *s, int fmt, VipsAccess access, int shrink, VipsImage **out)
+{
+    const VipsFailOn fail = VIPS_FAIL_ON_ERROR;
+    if (s->path) {
+        switch (fmt) {
+        case FMT_JPEG:
+            return vips_jpegload(s->path, out, "access", access, "fail_on", fail, "shrink",
+                                 shrink, NULL);
+        case FMT_PNG:
+            return vips_pngload(s->path, out, "access", access, "fail_on", fail, NULL);
+        case FMT_WEBP:
+            return vips_webpload(s->path, out, "access", access, "fail_on", fail, NULL);
+        case FMT_GIF:
+            return vips_gifload(s->path, out, "access", access, "fail_on", fail, NULL);
+        default:
+            return vips_tiffload(s->path, out, "access", access, "fail_on", fail, NULL);
+        }
+    }
+    void *b = (void *)s->buf; /* libvips only reads it */
+    switch (fmt) {
+    case FMT_JPEG:
+        return vips_jpegload_buffer(b, s->len, out, "access", access, "fail_on", fail, "shrink",
+                                    shrink, NULL);
+    case FMT_PNG:
+        return vips_pngload_buffer(b, s->len, out, "access", access, "fail_on", fail, NULL);
+    case FMT_WEBP:
+        return vips_webpload_buffer(b, s->len, out, "access", access, "fail_on", fail, NULL);
+    case FMT_GIF:
+        return vips_gifload_buffer(b, s->len, out, "access", access, "fail_on", fail, NULL);
+    default:
+        return vips_tiffload_buffer(b, s->len, out, "access", access, "fail_on", fail, NULL);
+    }
+}
+
+/* JPEG DCT shrink factor (1, 2, 4, 8) keeping the shorter side >= shrink_to. */
+static int jpeg_shrink(int w, int h, int shrink_to)
+{
+    int side = IMS_MIN(w, h), s = 1;
+    if (shrink_to <= 0)
+        return 1;
+    while (s < 8 && side / (2 * s) >= shrink_to)
+        s *= 2;
+    return s;
+}
+
+/* Build the pipeline: autorotate, sRGB, flatten, 3 uchar bands; 0 or -1. */
+static int build_pipeline(VipsImage *in, int rotate, VipsImage **t, VipsImage **out)
+{
+    VipsImage *x = in;
+    if (rotate) {
+        if (vips_autorot(x, &t[0], NULL))
+            return -1;
+        x = t[0];
+    }
+    if (x->Coding != VIPS_CODING_NONE) {
+        if (vips_image_decode(x, &t[1]))
+            return -1;
+        x = t[1];
+    }
+    if (vips_image_guess_interpretation(x) != VIPS_INTERPRETATION_sRGB ||
+        x->BandFmt != VIPS_FORMAT_UCHAR) {
+        if (vips_colourspace(x, &t[2], VIPS_INTERPRETATION_sRGB, NULL))
+            return -1;
+        x = t[2];
+    }
+    if (x->BandFmt != VIPS_FORMAT_UCHAR) {
+        if (vips_cast(x, &t[3], VIPS_FORMAT_UCHAR, NULL))
+            return -1;
+        x = t[3];
+    }
+    if (vips_image_hasalpha(x)) {
+        VipsArrayDouble *white = vips_array_double_newv(3, 255.0, 255.0, 255.0);
+        int rc = vips_flatten(x, &t[4], "background", white, "max_alpha", 255.0, NULL);
+        vips_area_unref(VIPS_AREA(white));
+        if (rc)
+            return -1;
+        x = t[4];
+        if (x->BandFmt != VIPS_FORMAT_UCHAR) {
+            if (vips_cast(x, &t[5], VIPS_FORMAT_UCHAR, NULL))
+                return -1;
+            x = t[5];
+        }
+    }
+    if (x->Bands == 1) {
+        VipsImage *grey[3] = {x, x, x};
+        if (vips_bandjoin(grey, &t[6], 3, NULL))
+            return -1;
+        x = t[6];
+    } else if (x->Bands > 3) {
+        if (vips_extract_band(x, &t[7], 0, "n", 3, NULL))
+            return -1;
+        x = t[7];
+    }
+    if (x->Bands != 3 || x->BandFmt != VIPS_FORMAT_UCHAR) {
+        vips_error("imgsim", "cannot convert a %d-band %s image to 8-bit RGB", x->Bands,
+                   vips_enum_nick(VIPS_TYPE_BAND_FORMAT, x->BandFmt));
+        return -1;
+    }
+    *out = x;
+    return 0;
+}
+
+/* Evaluate x in strips of rows into rgb (w*h*3 bytes); 0 or -1. */
+static int pull(VipsImage *x, unsigned char *rgb)
+{
+    const int w = x->Xsize, h = x->Ysize, strip = 64;
+    const size_t row = (size_t)w * 3;
+    VipsRegion *reg = vips_region_new(x);
+    int rc = 0;
+    for (int y = 0; y < h && rc == 0; y += strip) {
+        VipsRect r = {0, y, w, IMS_MIN(strip, h - y)};
+        rc = vips_region_prepare(reg, &r);
+        for (int i = 0; rc == 0 && i < r.height; i++)
+            memcpy(rgb + (size_t)(y + i) * row, VIPS_REGION_ADDR(reg, 0, y + i), row);
+    }
+    g_object_unref(reg);
+    return rc;
+}
+
+/* The common body of load_file and load_memory. */
+static int load(const src *s, const ims_image_opts *opts, ims_image **out, ims_error *err)
+{
+    char vm[384];
+    int rc = ims__image_vips_init(err);
+    if (rc)
+        return rc;
+    const uint64_t max_pixels =
+        opts && opts->max_pixels ? opts->max_pixels : IMS_IMAGE_DEFAULT_MAX_PIXELS;
+    const int shrink_to = opts ? opts->shrink_to : 0;
+
+    const char *loader = s->path ? vips_foreign_find_load(s->path)
+                                 : vips_foreign_find_load_buffer(s->buf, s->len);
+    if (!loader) {
+        vips_error_clear();
+        return ims_error_set(err, IMS_EFORMAT,
+                             "%s: not an image in a supported format (JPEG, PNG, WebP, GIF, "
+                             "TIFF)",
+                             s->where);
+    }
+    const int fmt = format_of_loader(loader);
+    if (fmt < 0) {
+        VipsObjectClass *oc = VIPS_OBJECT_CLASS(g_type_class_ref(g_type_from_name(loader)));
+        const char *nick = oc ? oc->nickname : loader;
+        ims_error_set(err, IMS_EFORMAT,
+                      "%s: unsupported image format (libvips loader %s); supported: JPEG, "
+                      "PNG, WebP, GIF, TIFF",
+                      s->where, nick);
+        if (oc)
+            g_type_class_unref(oc);
+        return IMS_EFORMAT;
+    }
+    const char *fname = FORMATS[fmt].name;
+
+    VipsImage *ctx = vips_image_new();
+    VipsImage **t = (VipsImage **)vips_object_local_array(VIPS_OBJECT(ctx), 12);
+    VipsImage *x = NULL;
+    unsigned char *rgb = NULL;
+
+    /* Header only: nothing is decoded yet. */
+    if (open_lazy(s, fmt, VIPS_ACCESS_SEQUENTIAL, 1, &t[0])) {
+        rc = ims_error_set(err, IMS_ECORRUPT, "%s: bad %s header: %s", s->where, fname,
+                           vips_msg(vm, sizeof vm));
+        goto done;
+    }
+    const int w = t[0]->Xsize, h = t[0]->Ysize;
+    if (w <= 0 || h <= 0) {
+        rc = ims_error_set(err, IMS_ECORRUPT, "%s: %s header gives a %dx%d image", s->where,
+                           fname, w, h);
+        goto done;
+    }
+    if ((uint64_t)w * (uint64_t)h > max_pixels || w > IMS__IMAGE_MAX_SIDE ||
+        h > IMS__IMAGE_MAX_SIDE) {
+        rc = ims_error_set(err, IMS_ETOOBIG,
+                           "%s: %s image of %dx%d = %llu pixels is over the limit of %llu "
+                           "pixels (max side %d)",
+                           s->where, fname, w, h, (unsigned long long)w * (unsigned long long)h,
+                           (unsigned long long)max_pixels, IMS__IMAGE_MAX_SIDE);
+        goto done;
+    }
+    const int orientation = vips_image_get_orientation(t[0]);
+    const int rotate = orientation >= 2 && orientation <= 8;
+    const int shrink = fmt == FMT_JPEG ? jpeg_shrink(w, h, shrink_to) : 1;
+    VipsImage *in = t[0];
+    if (rotate || shrink > 1) {
+        /* Reopen: rotation needs random access; shrink is a load option. */
+        if (open_lazy(s, fmt, rotate ? VIPS_ACCESS_RANDOM : VIPS_ACCESS_SEQUENTIAL, shrink,
+                      &t[1])) {
+            rc = ims_error_set(err, IMS_ECORRUPT, "%s: bad %s header: %s", s->where, fname,
+                               vips_msg(vm, sizeof vm));
+            goto done;
+        }
+        in = t[1];
+    }
+    if (build_pipeline(in, rotate, t + 2, &x)) {
+        rc = ims_error_set(err, IMS_EUNSUPPORTED, "%s: cannot convert %s image to sRGB: %s",
+                           s->where, fname, vips_msg(vm, sizeof vm));
+        goto done;
+    }
+
+    size_t n;
+    if (!ims_size_mul3((size_t)x->Xsize, (size_t)x->Ysize, 3, &n)) {
+        rc = ims_error_set(err, IMS_ETOOBIG, "%s: image too large", s->where);
+        goto done;
+    }
+    ims_image *img = ims_calloc(1, sizeof *img);
+    rgb = ims_malloc(n);
+    if (!img || !rgb) {
+        ims_free(img);
+        rc = ims_error_set(err, IMS_ENOMEM, "%s: out of memory for %dx%d pixels", s->where,
+                           x->Xsize, x->Ysize);
+        goto done;
+    }
+    if (pull(x, rgb)) {
+        ims_free(img);
+        rc = ims_error_set(err, IMS_ECORRUPT, "%s: corrupt or truncated %s data: %s",
+                           s->where, fname, vips_msg(vm, sizeof vm));
+        goto done;
+    }
+    img->width = x->Xsize;
+    img->height = x->Ysize;
+    img->rgb = rgb;
+    rgb = NULL;
+    snprintf(img->format, sizeof img->format, "%s", fname);
+    *out = img;
+    rc = IMS_OK;
+done:
+    ims_free(rgb);
+    g_object_unref(ctx);
+    return rc;
+}
+
+int ims_image_load_file(const char *path, const ims_image_opts *opts, ims_image **out,
+                        ims_error *err)
+{
+    IMS_ASSERT(path && out);
+    *out = NULL;
+    struct stat st;
+    if (stat(path, &st) != 0)
+        return ims_error_set_errno(err, IMS_EIO, errno, "%s", path);
+    if (!S_ISREG(st.st_mode))
+        return ims_error_set(err, IMS_EIO, "%s: not a regular file", path);
+    if (st.st_size == 0)
+        return ims_error_set(err, IMS_ECORRUPT, "%s: empty file", path);
+    src s = {.path = path, .where = path};
+    return load(&s, opts, out, err);
+}
+
+int ims_image_load_memory(const void *buf, size_t len, const ims_image_opts *opts,
+                          ims_image **out, ims_error *err)
+{
+    IMS_ASSERT(out && (buf || len == 0));
+    *out = NULL;
+    if (len == 0)
+        return ims_error_set(err, IMS_ECORRUPT, "<memory>: empty image buffer");
+    src s = {.buf = buf, .len = len, .where = "<memory>"};
+    return load(&s, opts, out, err);
+}
+
+int ims_image_new(int width, int height, ims_image **out)
+{
+    IMS_ASSERT(out);
+    *out = NULL;
+    size_t n;
+    if (width <= 0 || height <= 0 || width > IMS__IMAGE_MAX_SIDE ||
+        height > IMS__IMAGE_MAX_SIDE || !ims_size_mul3((size_t)width, (size_t)height, 3, &n))
+        return IMS_EINVAL;
+    ims_image *img = ims_calloc(1, sizeof *img);
+    unsigned char *rgb = ims_malloc(n);
+    if (!img || !rgb) {
+        ims_free(img);
+        ims_free(rgb);
+        return IMS_ENOMEM;
+    }
+    memset(rgb, 255, n);
+    img->width = width;
+    img->height = height;
+    img->rgb = rgb;
+    snprintf(img->format, sizeof img->format, "raw");
+    *out = img;
+    return IMS_OK;
+}
+
+void ims_image_free(ims_image *img)
+{
+    if (!img)
+        return;
+    ims_free(img->rgb);
+    ims_free(img);
+}
