@@ -3,10 +3,10 @@
  * decode.c — untrusted image bytes to 8-bit sRGB HWC pixels, via libvips.
  *
  * Phases of one load:
- *   1. sniff: libvips picks a loader from the leading bytes; only the loaders
- *      of the five supported formats (JPEG, PNG, WebP, GIF, TIFF) pass, and
- *      that loader is then called by name, so no other libvips loader (magick,
- *      PDF, SVG, matlab...) ever sees the bytes;
+ *   1. sniff: the format is chosen from the leading bytes (magic numbers of
+ *      JPEG, PNG, WebP, GIF, TIFF) and that libvips loader is called by name,
+ *      so no other libvips loader or probe (ImageMagick, PDF, SVG, matlab...)
+ *      ever sees the bytes;
  *   2. header: the loader is opened lazily (libvips reads the header only);
  *      width*height is checked against the pixel limit *before* any pixel is
  *      decoded, so a decompression bomb costs a header parse;
@@ -15,8 +15,10 @@
  *   4. pull: the pipeline is evaluated in strips of rows, copied straight into
  *      the caller's buffer (allocated with ims_malloc).
  *
- * Strictness: every loader runs with fail_on=error, so a truncated JPEG or a
- * PNG with a bad CRC fails instead of being padded with grey.
+ * Strictness: loaders run with fail_on=error (JPEG: fail_on=warning, since
+ * libjpeg reports truncated and corrupt entropy data as warnings), so a
+ * truncated JPEG or a PNG with a bad CRC fails instead of being padded with
+ * grey. libvips's warnings go to ims_log() at debug level, not stderr.
  *
  * Process-wide libvips settings (made once, under pthread_once): the
  * operation cache is off (a long-running server must not keep decoded images
@@ -44,11 +46,21 @@
 static pthread_once_t vips_once = PTHREAD_ONCE_INIT;
 static int vips_init_rc = -1;
 
+/* libvips's g_warning()s (one per bad tile...) go to our log at debug
+ * level instead of stderr: failures reach the caller as error codes. */
+static void route_vips_log(const gchar *domain, GLogLevelFlags level, const gchar *msg, gpointer ud)
+{
+    (void)level, (void)ud;
+    ims_log(IMS_LOG_DEBUG, "%s: %s", domain ? domain : "glib", msg);
+}
+
 /* The pthread_once body: start libvips and make it bounded. */
 static void vips_start(void)
 {
     if (VIPS_INIT("imgsim") != 0)
         return;
+    g_log_set_handler("VIPS", G_LOG_LEVEL_WARNING | G_LOG_LEVEL_MESSAGE | G_LOG_LEVEL_INFO,
+                      route_vips_log, NULL);
     vips_cache_set_max(0);
     vips_cache_set_max_mem(0);
     vips_cache_set_max_files(0);
@@ -67,17 +79,53 @@ int ims__image_vips_init(ims_error *err)
 
 enum fmt { FMT_JPEG, FMT_PNG, FMT_WEBP, FMT_GIF, FMT_TIFF };
 
-/* libvips loader class names (minus File/Buffer) of the supported formats. */
-static const struct {
-    const char *loader;
-    const char *name;
-} FORMATS[] = {
-    [FMT_JPEG] = {"VipsForeignLoadJpeg", "jpeg"},
-    [FMT_PNG] = {"VipsForeignLoadPng", "png"},
-    [FMT_WEBP] = {"VipsForeignLoadWebp", "webp"},
-    [FMT_GIF] = {"VipsForeignLoadNsgif", "gif"},
-    [FMT_TIFF] = {"VipsForeignLoadTiff", "tiff"},
-};
+static const char *const FORMAT_NAME[] = {"jpeg", "png", "webp", "gif", "tiff"};
+
+/* Leading bytes of the supported formats; the loader is chosen from these,
+ * never by libvips sniffing (which would run every loader's probe, ImageMagick
+ * included, over untrusted bytes). */
+static int sniff(const unsigned char *p, size_t n)
+{
+    if (n >= 3 && p[0] == 0xff && p[1] == 0xd8 && p[2] == 0xff)
+        return FMT_JPEG;
+    if (n >= 8 && memcmp(p, "\x89PNG\r\n\x1a\n", 8) == 0)
+        return FMT_PNG;
+    if (n >= 12 && memcmp(p, "RIFF", 4) == 0 && memcmp(p + 8, "WEBP", 4) == 0)
+        return FMT_WEBP;
+    if (n >= 6 && (memcmp(p, "GIF87a", 6) == 0 || memcmp(p, "GIF89a", 6) == 0))
+        return FMT_GIF;
+    if (n >= 4 && (memcmp(p, "II*\0", 4) == 0 || memcmp(p, "MM\0*", 4) == 0 ||
+                   memcmp(p, "II+\0", 4) == 0 || memcmp(p, "MM\0+", 4) == 0))
+        return FMT_TIFF;
+    return -1;
+}
+
+/* A name for some well-known unsupported formats, for the error message. */
+static const char *unsupported_name(const unsigned char *p, size_t n)
+{
+#define M_(off, magic, name) {off, sizeof(magic) - 1, magic, name}
+    static const struct {
+        size_t off, len;
+        const char *magic, *name;
+    } M[] = {
+        M_(0, "BM", "BMP"),          M_(0, "P1", "PBM"),         M_(0, "P4", "PBM"),
+        M_(0, "P2", "PGM"),          M_(0, "P5", "PGM"),         M_(0, "P3", "PPM"),
+        M_(0, "P6", "PPM"),          M_(0, "P7", "PAM"),         M_(0, "Pf", "PFM"),
+        M_(0, "PF", "PFM"),          M_(0, "%PDF", "PDF"),       M_(0, "<svg", "SVG"),
+        M_(0, "<?xml", "XML/SVG"),   M_(4, "ftypheic", "HEIC"),  M_(4, "ftypheix", "HEIC"),
+        M_(4, "ftypmif1", "HEIF"),   M_(4, "ftypavif", "AVIF"),  M_(0, "8BPS", "PSD"),
+        M_(0, "\xff\x0a", "JPEG XL"), M_(0, "\0\0\0\x0cJXL ", "JPEG XL"),
+        M_(0, "\0\0\0\x0cjP  ", "JPEG 2000"), M_(0, "\xffO\xffQ", "JPEG 2000"),
+        M_(0, "\0\0\1\0", "ICO"), M_(0, "qoif", "QOI"), M_(0, "#?RADIANCE", "Radiance HDR"),
+        M_(0, "SIMPLE  =", "FITS"),  M_(0, "\x80\x2a\x5f\xd7", "Cineon"),
+        M_(0, "gimp xcf", "XCF"),    M_(0, "\x1f\x8b", "gzip"), M_(0, "PK\3\4", "ZIP"),
+    };
+#undef M_
+    for (size_t i = 0; i < IMS_ARRAY_LEN(M); i++)
+        if (n >= M[i].off + M[i].len && memcmp(p + M[i].off, M[i].magic, M[i].len) == 0)
+            return M[i].name;
+    return NULL;
+}
 
 /* Where the bytes come from. */
 typedef struct src {
@@ -85,19 +133,9 @@ typedef struct src {
     const void *buf;
     size_t len;
     const char *where; /* for messages: the path or "<memory>" */
+    const unsigned char *head; /* the first n_head bytes */
+    size_t n_head;
 } src;
-
-/* Map a loader class name to a supported format, -1 if not supported. */
-static int format_of_loader(const char *loader)
-{
-    for (size_t i = 0; i < IMS_ARRAY_LEN(FORMATS); i++) {
-        size_t n = strlen(FORMATS[i].loader);
-        if (strncmp(loader, FORMATS[i].loader, n) == 0 &&
-            (strcmp(loader + n, "File") == 0 || strcmp(loader + n, "Buffer") == 0))
-            return (int)i;
-    }
-    return -1;
-}
 
 /* Take libvips's error text (and clear it) as one line into buf. */
 static const char *vips_msg(char *buf, size_t n)
@@ -117,7 +155,8 @@ static const char *vips_msg(char *buf, size_t n)
 /* Open (header only) with the loader of fmt; 0 or -1 (vips error set). */
 static int open_lazy(const src *s, int fmt, VipsAccess access, int shrink, VipsImage **out)
 {
-    const VipsFailOn fail = VIPS_FAIL_ON_ERROR;
+    /* libjpeg reports corrupt and truncated data as warnings */
+    const VipsFailOn fail = fmt == FMT_JPEG ? VIPS_FAIL_ON_WARNING : VIPS_FAIL_ON_ERROR;
     if (s->path) {
         switch (fmt) {
         case FMT_JPEG:
@@ -245,28 +284,25 @@ static int load(const src *s, const ims_image_opts *opts, ims_image **out, ims_e
         opts && opts->max_pixels ? opts->max_pixels : IMS_IMAGE_DEFAULT_MAX_PIXELS;
     const int shrink_to = opts ? opts->shrink_to : 0;
 
-    const char *loader = s->path ? vips_foreign_find_load(s->path)
-                                 : vips_foreign_find_load_buffer(s->buf, s->len);
-    if (!loader) {
-        vips_error_clear();
+    /* Choose the loader from the leading bytes. */
+    unsigned char head[16];
+    size_t n_head = IMS_MIN(s->n_head, sizeof head);
+    memcpy(head, s->head, n_head);
+    const int fmt = sniff(head, n_head);
+    if (fmt < 0) {
+        const char *what = unsupported_name(head, n_head);
+        if (what)
+            return ims_error_set(err, IMS_EFORMAT,
+                                 "%s: unsupported image format %s (supported: JPEG, PNG, "
+                                 "WebP, GIF, TIFF)",
+                                 s->where, what);
         return ims_error_set(err, IMS_EFORMAT,
                              "%s: not an image in a supported format (JPEG, PNG, WebP, GIF, "
                              "TIFF)",
                              s->where);
     }
-    const int fmt = format_of_loader(loader);
-    if (fmt < 0) {
-        VipsObjectClass *oc = VIPS_OBJECT_CLASS(g_type_class_ref(g_type_from_name(loader)));
-        const char *nick = oc ? oc->nickname : loader;
-        ims_error_set(err, IMS_EFORMAT,
-                      "%s: unsupported image format (libvips loader %s); supported: JPEG, "
-                      "PNG, WebP, GIF, TIFF",
-                      s->where, nick);
-        if (oc)
-            g_type_class_unref(oc);
-        return IMS_EFORMAT;
-    }
-    const char *fname = FORMATS[fmt].name;
+    const char *fname = FORMAT_NAME[fmt];
+    vips_error_clear(); /* drop earlier warnings (the buffer is process-wide) */
 
     VipsImage *ctx = vips_image_new();
     VipsImage **t = (VipsImage **)vips_object_local_array(VIPS_OBJECT(ctx), 12);
@@ -275,7 +311,7 @@ static int load(const src *s, const ims_image_opts *opts, ims_image **out, ims_e
 
     /* Header only: nothing is decoded yet. */
     if (open_lazy(s, fmt, VIPS_ACCESS_SEQUENTIAL, 1, &t[0])) {
-        rc = ims_error_set(err, IMS_ECORRUPT, "%s: bad %s header: %s", s->where, fname,
+        rc = ims_error_set(err, IMS_ECORRUPT, "%s: corrupt or truncated %s header: %s", s->where, fname,
                            vips_msg(vm, sizeof vm));
         goto done;
     }
@@ -302,7 +338,7 @@ static int load(const src *s, const ims_image_opts *opts, ims_image **out, ims_e
         /* Reopen: rotation needs random access; shrink is a load option. */
         if (open_lazy(s, fmt, rotate ? VIPS_ACCESS_RANDOM : VIPS_ACCESS_SEQUENTIAL, shrink,
                       &t[1])) {
-            rc = ims_error_set(err, IMS_ECORRUPT, "%s: bad %s header: %s", s->where, fname,
+            rc = ims_error_set(err, IMS_ECORRUPT, "%s: corrupt or truncated %s header: %s", s->where, fname,
                                vips_msg(vm, sizeof vm));
             goto done;
         }
@@ -358,7 +394,16 @@ int ims_image_load_file(const char *path, const ims_image_opts *opts, ims_image 
         return ims_error_set(err, IMS_EIO, "%s: not a regular file", path);
     if (st.st_size == 0)
         return ims_error_set(err, IMS_ECORRUPT, "%s: empty file", path);
-    src s = {.path = path, .where = path};
+    unsigned char head[16];
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return ims_error_set_errno(err, IMS_EIO, errno, "%s", path);
+    size_t n = fread(head, 1, sizeof head, f);
+    int e = ferror(f) ? errno : 0;
+    fclose(f);
+    if (e)
+        return ims_error_set_errno(err, IMS_EIO, e, "%s", path);
+    src s = {.path = path, .where = path, .head = head, .n_head = n};
     return load(&s, opts, out, err);
 }
 
@@ -369,7 +414,7 @@ int ims_image_load_memory(const void *buf, size_t len, const ims_image_opts *opt
     *out = NULL;
     if (len == 0)
         return ims_error_set(err, IMS_ECORRUPT, "<memory>: empty image buffer");
-    src s = {.buf = buf, .len = len, .where = "<memory>"};
+    src s = {.buf = buf, .len = len, .where = "<memory>", .head = buf, .n_head = len};
     return load(&s, opts, out, err);
 }
 
