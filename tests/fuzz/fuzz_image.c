@@ -1,0 +1,62 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * fuzz_image.c — untrusted bytes through ims_image_load_memory() (a small
+ * pixel limit, so no input can ask for much memory) and, when it decodes,
+ * through both preprocessing recipes. Invariants: a decoded image has
+ * positive size within the limit and a known format; every error code is one
+ * of the documented ones; preprocessed values are finite and in [0, 1].
+ * Replayed over tests/fuzz/corpus/image/ by ctest; build with
+ * -fsanitize=fuzzer for real fuzzing.
+ */
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "imgsim/image.h"
+#include "imgsim/imgsim.h"
+
+#define FUZZ_MAX_PIXELS (512u * 512u)
+#define FUZZ_MAX_BYTES (1u << 20)
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    if (size > FUZZ_MAX_BYTES) /* bail early on big inputs */
+        return 0;
+    ims_init();
+    ims_image_opts opts = {.max_pixels = FUZZ_MAX_PIXELS};
+    ims_image *img = NULL;
+    ims_error err;
+    int rc = ims_image_load_memory(size ? data : (const uint8_t *)"", size, &opts, &img, &err);
+    if (rc != IMS_OK) {
+        if (img || (rc != IMS_ECORRUPT && rc != IMS_EFORMAT && rc != IMS_ETOOBIG &&
+                    rc != IMS_EUNSUPPORTED && rc != IMS_ENOMEM) ||
+            err.code != rc || !err.msg[0]) {
+            fprintf(stderr, "fuzz_image: bad error %d (%s)\n", rc, err.msg);
+            abort();
+        }
+        return 0;
+    }
+    if (img->width <= 0 || img->height <= 0 ||
+        (uint64_t)img->width * (uint64_t)img->height > FUZZ_MAX_PIXELS || !img->format[0])
+        abort();
+    static const int sizes[2] = {7, 33};
+    float *t = malloc(sizeof(float) * 3 * 33 * 33);
+    for (int k = 0; k < 2 && t; k++) {
+        ims_preprocess pp;
+        ims_preprocess_nsfwjs(&pp, sizes[k]);
+        pp.resize = k ? IMS_RESIZE_BILINEAR_HALF_PIXEL : IMS_RESIZE_BILINEAR_ALIGN_CORNERS;
+        pp.crop = k ? IMS_CROP_CENTER : IMS_CROP_STRETCH;
+        if (ims_image_preprocess(img, &pp, t, NULL) != IMS_OK)
+            abort();
+        for (int i = 0; i < 3 * sizes[k] * sizes[k]; i++)
+            if (!isfinite(t[i]) || t[i] < 0.0f || t[i] > 1.0f)
+                abort();
+    }
+    free(t);
+    ims_image_free(img);
+    return 0;
+}
