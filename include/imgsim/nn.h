@@ -52,6 +52,9 @@ int ims_nn_tap_dim(const ims_nn_model *m, const char *tap, int *dim, ims_error *
 /* Human-readable summary: layers with output shapes, parameters, FLOPs,
  * input recipe, default taps, classes. */
 int ims_nn_print_info(const ims_nn_model *m, FILE *f);
+/* The same as one JSON object (model, input recipe, classes, default tap,
+ * totals, layers with shapes/params/FLOPs/inputs, aliases). */
+int ims_nn_print_info_json(const ims_nn_model *m, FILE *f);
 /* Totals for the whole graph (multiply-adds counted as 2 FLOPs). */
 void ims_nn_stats(const ims_nn_model *m, size_t *n_params, double *flops_per_image);
 

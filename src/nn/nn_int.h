@@ -179,4 +179,24 @@ double ims__node_macs(const ims__graph *g, const ims__node *n);
 const char *ims__op_name(uint32_t op);
 const char *ims__act_name(uint32_t act);
 
+/* ---- model_file.c: the .ism format (layout table atop model_file.c) ------ */
+
+/* Write g to path atomically as a .ism file. */
+int ims__model_write(const ims__graph *g, const char *path, ims_error *err);
+/* Decode a .ism image of len bytes at buf into g: nodes, edges and aliases
+ * are decoded into heap arrays, strings and weights point into buf (which
+ * must stay mapped and, for weights, be 64-byte aligned; g->owned = 0).
+ * Checks magic, versions, checksums and bounds, then ims__graph_validate.
+ * Errors: IMS_EFORMAT, IMS_EVERSION, IMS_ECORRUPT (message has the offset),
+ * IMS_ENOMEM. Free with ims__model_parsed_free. */
+int ims__model_parse(const unsigned char *buf, size_t len, ims__graph *g, ims_error *err);
+void ims__model_parsed_free(ims__graph *g);
+
+/* ---- import_tfjs.c ------------------------------------------------------- */
+
+/* Import a TF.js model into a heap-owned graph (what ims_nn_import_tfjs
+ * writes). g is initialised here; release it with ims__graph_release. */
+int ims__tfjs_import(const char *model_json, const ims_nn_import_opts *opts, ims__graph *g,
+                     ims_error *err);
+
 #endif /* IMS_NN_INT_H */
