@@ -137,7 +137,8 @@ int ims__graph_add_node(ims__graph *g, const ims__node *proto, const char *name,
         return ims_error_set(err, IMS_ENOMEM, "%s: out of memory", name);
     n.inputs = g->n_edges;
     n.n_inputs = n_inputs;
-    memcpy(g->edges + g->n_edges, inputs, n_inputs * sizeof(uint32_t));
+    if (n_inputs) /* inputs may be NULL for the input node */
+        memcpy(g->edges + g->n_edges, inputs, n_inputs * sizeof(uint32_t));
     g->nodes[g->n_nodes] = n;
     int rc = ims__infer_shape(g, g->n_nodes, &g->nodes[g->n_nodes].h,
                               &g->nodes[g->n_nodes].w, &g->nodes[g->n_nodes].c, err);

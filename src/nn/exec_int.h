@@ -1,0 +1,128 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * exec_int.h — the executor's private structures: thread pool, GEMM front
+ * end, execution plan and session (see exec_plan.c for the planning essay).
+ */
+#ifndef IMS_NN_EXEC_INT_H
+#define IMS_NN_EXEC_INT_H
+
+#include "kernels/kernels.h"
+#include "nn_int.h"
+
+/* ---- exec_pool.c: a fixed pool of worker threads ------------------------- */
+
+typedef struct ims__pool ims__pool;
+/* fn(ctx, begin, end) processes items [begin, end) of a parallel loop. */
+typedef void (*ims__range_fn)(void *ctx, int64_t begin, int64_t end);
+
+/* n_threads >= 1 (the caller counts as one: n_threads - 1 workers start). */
+int ims__pool_new(int n_threads, ims__pool **out);
+void ims__pool_free(ims__pool *p);
+int ims__pool_threads(const ims__pool *p); /* 1 for a NULL pool */
+/* Run fn over [0, n) split into chunks of at least `grain` items on all
+ * threads of p (p may be NULL: one call on the caller's thread). Returns
+ * when every chunk is done. Not reentrant. Each item must be computed the
+ * same way whatever the split, so results do not depend on thread count. */
+void ims__pool_for(ims__pool *p, int64_t n, int64_t grain, ims__range_fn fn, void *ctx);
+
+/* ---- gemm.c --------------------------------------------------------------- */
+
+/* C[M x N] = A[M x K] . B[K x N] (row-major, leading dimensions), then
+ * C = act(C + bias) per column. Large products go to OpenBLAS cblas_sgemm
+ * (n_threads set explicitly), small ones to the kernel table's own GEMM,
+ * split by rows over the pool. */
+void ims__gemm(const ims__nn_kernels *k, ims__pool *pool, int M, int N, int K,
+               const float *A, int lda, const float *B, int ldb, float *C, int ldc,
+               const float *bias, int act, float act_max);
+/* Products with M*N*K below this many multiply-adds use the own kernel. */
+#define IMS_GEMM_BLAS_MIN_MACS (64 * 64 * 64)
+
+/* ---- exec_plan.c / exec.c ------------------------------------------------- */
+
+/* Where a node's output lives: arena + off (or the caller's input for node
+ * 0); pixel p of image n at base + (n*h*w + p)*ld. */
+typedef struct ims__view {
+    int64_t off;  /* float offset into the arena (-1: the caller's input) */
+    int32_t ld;   /* floats between consecutive pixels (>= c) */
+    int32_t root; /* node owning the storage (self, a concat, an in-place input) */
+} ims__view;
+
+enum { IMS_X_SKIP = 0, IMS_X_RUN = 1, IMS_X_VIEW = 2 }; /* per-node plan kinds */
+
+struct ims_nn_session {
+    const ims_nn_model *m;
+    const ims__graph *g;
+    const ims__nn_kernels *k;
+    int max_batch, n_threads, want_probs;
+    ims__pool *pool;
+    /* plan, per graph node */
+    uint8_t *kind;       /* IMS_X_* : skipped (unneeded, folded PAD), run, pure view */
+    ims__view *view;
+    uint32_t *in0;       /* first input after folding PADs into convolutions */
+    int32_t *pads;       /* 4 per node: effective t, b, l, r */
+    int32_t *tap_of;     /* per node: index of the first tap it feeds, -1 */
+    /* taps */
+    int n_taps;
+    uint32_t *taps;      /* node per tap */
+    int32_t *tap_off;    /* feature offset per tap */
+    int dim;
+    /* memory */
+    float *arena;        /* activations, planned by liveness */
+    size_t n_arena;      /* floats */
+    float *scratch;      /* im2col rows / gathers */
+    size_t n_scratch;    /* floats */
+    /* per run */
+    const float *input;
+    int n;
+    float *features, *probs;
+};
+
+/* Build the plan and allocate memory for s (fields m, g, k, max_batch,
+ * n_threads and the taps already set). */
+int ims__plan(ims_nn_session *s, ims_error *err);
+/* Execute one node for s->n images. */
+void ims__exec_node(ims_nn_session *s, uint32_t i);
+/* Pointer to image 0 of node i's output. */
+static inline float *ims__out_ptr(const ims_nn_session *s, uint32_t i)
+{
+    return s->view[i].off < 0 ? (float *)s->input : s->arena + s->view[i].off;
+}
+
+/* A node's output as seen by an op: n images of h x w pixels, pixel stride
+ * ld, image stride h*w*ld. */
+typedef struct ims__tensor {
+    float *p;
+    int n, h, w, c, ld;
+} ims__tensor;
+
+static inline ims__tensor ims__tensor_of(const ims_nn_session *s, uint32_t i)
+{
+    const ims__node *nd = &s->g->nodes[i];
+    ims__tensor t = {ims__out_ptr(s, i), s->n, nd->h, nd->w, nd->c, s->view[i].ld};
+    return t;
+}
+static inline int64_t ims__img_stride(const ims__tensor *t)
+{
+    return (int64_t)t->h * t->w * t->ld;
+}
+static inline const float *ims__weights(const ims_nn_session *s, int64_t off)
+{
+    return off >= 0 ? s->g->weights + off : NULL;
+}
+
+/* ops_*.c: execute node i of s (inputs from the plan, output to its view). */
+void ims__op_conv2d(ims_nn_session *s, uint32_t i);
+void ims__op_dwconv2d(ims_nn_session *s, uint32_t i);
+void ims__op_dense(ims_nn_session *s, uint32_t i);
+void ims__op_pool(ims_nn_session *s, uint32_t i); /* MAXPOOL, AVGPOOL */
+void ims__op_gap(ims_nn_session *s, uint32_t i);
+/* Mean over pixels of x for each image into out[n * ld_out + j]. */
+void ims__gap_into(ims_nn_session *s, const ims__tensor *x, float *out, int ld_out);
+void ims__op_add(ims_nn_session *s, uint32_t i);
+void ims__op_concat(ims_nn_session *s, uint32_t i);
+void ims__op_pad(ims_nn_session *s, uint32_t i);
+void ims__op_affine(ims_nn_session *s, uint32_t i); /* AFFINE, ACT */
+void ims__op_softmax(ims_nn_session *s, uint32_t i);
+void ims__op_reshape(ims_nn_session *s, uint32_t i);
+
+#endif /* IMS_NN_EXEC_INT_H */

@@ -1,0 +1,306 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * exec_plan.c — turning a graph into an execution plan for one session.
+ *
+ * Phases:
+ *  1. Needed nodes: only ancestors of the taps (and of the classifier output
+ *     when probabilities are wanted) run; e.g. tapping block_13 of
+ *     MobileNetV2 skips everything after it.
+ *  2. PAD folding: a PAD whose only consumer is a convolution disappears;
+ *     its zeros are added to the convolution's own padding (both are zero
+ *     padding, so this is exact). MobileNetV2's stride-2 blocks and
+ *     InceptionV3 never materialise a padded copy.
+ *  3. Storage sharing, decided per node as a view {root, channel offset,
+ *     pixel stride ld}:
+ *     - CONCAT in place: (visited from the last node back, so nested concats
+ *       resolve to the outermost buffer) each input produced by a node of its
+ *       own is written straight into its channel slice of the concat's
+ *       buffer (ld = the concat's channels); the CONCAT itself then copies
+ *       nothing.
+ *     - RESHAPE of a contiguous tensor is a pure view of its input.
+ *     - ADD / ACT / AFFINE run in place over an input whose storage is dead
+ *       afterwards.
+ *  4. Liveness: each storage root lives from the first production of any of
+ *     its members to the last read of any of them (taps are pooled as soon
+ *     as their node is produced and the class probabilities copied out, so
+ *     they extend nothing). Roots are placed in one arena by the greedy
+ *     "largest first, lowest free offset" rule over overlapping lifetimes
+ *     (as TFLite's arena planner), offsets 64-byte aligned. Sizes are for
+ *     max_batch images; a run with fewer images uses a prefix of each block.
+ *  5. Scratch for im2col rows (chunked to IMS_IM2COL_MAX_FLOATS) and for
+ *     gathering a strided input of a DENSE layer.
+ */
+#include <string.h>
+
+#include "exec_int.h"
+
+#define IMS_IM2COL_MAX_FLOATS ((size_t)2 << 20) /* 8 MiB of im2col rows at most */
+
+typedef struct root_info {
+    uint32_t node;
+    int32_t start, end;
+    size_t size; /* floats */
+    int64_t off;
+} root_info;
+
+/* Rows of im2col scratch a convolution uses (0 if it needs none). */
+static size_t im2col_floats(const ims_nn_session *s, uint32_t i)
+{
+    const ims__graph *g = s->g;
+    const ims__node *n = &g->nodes[i];
+    const int32_t *p = s->pads + 4 * i;
+    if (n->op != IMS_OP_CONV2D)
+        return 0;
+    if (n->kh == 1 && n->kw == 1 && n->sh == 1 && n->sw == 1 && !p[0] && !p[1] && !p[2] &&
+        !p[3])
+        return 0;
+    size_t K = (size_t)n->kh * n->kw * g->nodes[s->in0[i]].c;
+    size_t rows = (size_t)s->max_batch * n->h * n->w;
+    size_t r = IMS_IM2COL_MAX_FLOATS / K;
+    if (r < 64)
+        r = 64;
+    if (r > rows)
+        r = rows;
+    return r * K;
+}
+
+int ims__plan(ims_nn_session *s, ims_error *err)
+{
+    const ims__graph *g = s->g;
+    const uint32_t N = g->n_nodes;
+    int rc = IMS_ENOMEM;
+    uint8_t *need = NULL;
+    int32_t *lastuse = NULL, *ncons = NULL, *gend = NULL;
+    int64_t *c0 = NULL;
+    root_info *roots = NULL;
+
+    s->kind = ims_calloc(N, 1);
+    s->view = ims_calloc(N, sizeof *s->view);
+    s->in0 = ims_calloc(N, sizeof *s->in0);
+    s->pads = ims_calloc((size_t)N * 4, sizeof *s->pads);
+    s->tap_of = ims_malloc((size_t)N * sizeof *s->tap_of);
+    need = ims_calloc(N, 1);
+    lastuse = ims_malloc((size_t)N * sizeof *lastuse);
+    ncons = ims_calloc(N, sizeof *ncons);
+    gend = ims_malloc((size_t)N * sizeof *gend);
+    c0 = ims_calloc(N, sizeof *c0);
+    roots = ims_calloc(N, sizeof *roots);
+    if (!s->kind || !s->view || !s->in0 || !s->pads || !s->tap_of || !need || !lastuse ||
+        !ncons || !gend || !c0 || !roots) {
+        ims_error_set(err, IMS_ENOMEM, "session plan: out of memory");
+        goto done;
+    }
+
+    /* 1. needed nodes */
+    for (uint32_t i = 0; i < N; i++)
+        s->tap_of[i] = -1;
+    for (int t = s->n_taps - 1; t >= 0; t--) {
+        need[s->taps[t]] = 1;
+        s->tap_of[s->taps[t]] = t;
+    }
+    if (s->want_probs)
+        need[g->output] = 1;
+    need[0] = 1;
+    for (uint32_t i = N; i-- > 0;) {
+        if (!need[i])
+            continue;
+        const uint32_t *in = ims__node_inputs(g, &g->nodes[i]);
+        for (uint32_t k = 0; k < g->nodes[i].n_inputs; k++) {
+            need[in[k]] = 1;
+            ncons[in[k]]++;
+        }
+    }
+
+    /* 2. PAD folding */
+    for (uint32_t i = 0; i < N; i++) {
+        const ims__node *n = &g->nodes[i];
+        s->kind[i] = need[i] ? IMS_X_RUN : IMS_X_SKIP;
+        s->in0[i] = n->n_inputs ? ims__node_inputs(g, n)[0] : 0;
+        s->pads[4 * i + 0] = n->pad_t, s->pads[4 * i + 1] = n->pad_b;
+        s->pads[4 * i + 2] = n->pad_l, s->pads[4 * i + 3] = n->pad_r;
+        if (!need[i] || (n->op != IMS_OP_CONV2D && n->op != IMS_OP_DWCONV2D))
+            continue;
+        for (;;) {
+            uint32_t p = s->in0[i];
+            const ims__node *pn = &g->nodes[p];
+            if (pn->op != IMS_OP_PAD || ncons[p] != 1 || s->tap_of[p] >= 0 ||
+                (s->want_probs && (int32_t)p == g->output))
+                break;
+            s->pads[4 * i + 0] += pn->pad_t, s->pads[4 * i + 1] += pn->pad_b;
+            s->pads[4 * i + 2] += pn->pad_l, s->pads[4 * i + 3] += pn->pad_r;
+            s->in0[i] = ims__node_inputs(g, pn)[0];
+            s->kind[p] = IMS_X_SKIP;
+        }
+    }
+    s->kind[0] = IMS_X_VIEW;
+
+    /* last reader of each node's output (over the effective inputs) */
+    for (uint32_t i = 0; i < N; i++)
+        lastuse[i] = (int32_t)i;
+    for (uint32_t i = 0; i < N; i++) {
+        if (s->kind[i] == IMS_X_SKIP)
+            continue;
+        const ims__node *n = &g->nodes[i];
+        const uint32_t *in = ims__node_inputs(g, n);
+        for (uint32_t k = 0; k < n->n_inputs; k++)
+            lastuse[k ? in[k] : s->in0[i]] = (int32_t)i;
+    }
+
+    /* 3. views: every node starts as its own root */
+    for (uint32_t i = 0; i < N; i++) {
+        s->view[i].root = (int32_t)i;
+        s->view[i].ld = g->nodes[i].c;
+    }
+    for (uint32_t i = N; i-- > 1;) { /* concat in place, outermost first */
+        const ims__node *n = &g->nodes[i];
+        if (s->kind[i] != IMS_X_RUN || n->op != IMS_OP_CONCAT)
+            continue;
+        const uint32_t *in = ims__node_inputs(g, n);
+        int64_t o = 0;
+        for (uint32_t k = 0; k < n->n_inputs; k++) {
+            uint32_t j = in[k], dup = 0;
+            for (uint32_t q = 0; q < n->n_inputs; q++)
+                dup += in[q] == j;
+            if (j != 0 && s->kind[j] == IMS_X_RUN && s->view[j].root == (int32_t)j &&
+                dup == 1) {
+                s->view[j].root = s->view[i].root;
+                s->view[j].ld = s->view[i].ld;
+                c0[j] = c0[i] + o;
+            }
+            o += g->nodes[j].c;
+        }
+    }
+    for (uint32_t i = 0; i < N; i++)
+        gend[i] = -1;
+    for (uint32_t i = 0; i < N; i++)
+        if (s->kind[i] != IMS_X_SKIP && s->view[i].root == (int32_t)i)
+            gend[i] = lastuse[i];
+    for (uint32_t i = 0; i < N; i++) { /* concat members extend their root */
+        int32_t r = s->view[i].root;
+        if (s->kind[i] != IMS_X_SKIP && r != (int32_t)i && lastuse[i] > gend[r])
+            gend[r] = lastuse[i];
+    }
+    for (uint32_t i = 1; i < N; i++) { /* reshape views and in-place ops */
+        const ims__node *n = &g->nodes[i];
+        if (s->kind[i] != IMS_X_RUN || s->view[i].root != (int32_t)i)
+            continue;
+        const uint32_t *in = ims__node_inputs(g, n);
+        int32_t pick = -1;
+        if (n->op == IMS_OP_RESHAPE) {
+            uint32_t j = in[0];
+            if (s->view[j].ld == g->nodes[j].c) {
+                s->kind[i] = IMS_X_VIEW;
+                pick = (int32_t)j;
+            }
+        } else if (n->op == IMS_OP_ADD || n->op == IMS_OP_ACT || n->op == IMS_OP_AFFINE) {
+            for (uint32_t k = 0; k < n->n_inputs && pick < 0; k++) {
+                uint32_t j = in[k];
+                int32_t r = s->view[j].root;
+                if (r != 0 && s->kind[j] == IMS_X_RUN && gend[r] == (int32_t)i)
+                    pick = (int32_t)j;
+            }
+        }
+        if (pick < 0)
+            continue;
+        int32_t r = s->view[pick].root;
+        s->view[i].root = r;
+        s->view[i].ld = n->op == IMS_OP_RESHAPE ? n->c : s->view[pick].ld;
+        c0[i] = c0[pick];
+        gend[i] = -1;
+        if (lastuse[i] > gend[r])
+            gend[r] = lastuse[i];
+    }
+
+    /* 4. liveness and placement */
+    uint32_t n_roots = 0;
+    for (uint32_t i = 1; i < N; i++) {
+        if (s->kind[i] != IMS_X_RUN || s->view[i].root != (int32_t)i)
+            continue;
+        const ims__node *n = &g->nodes[i];
+        size_t sz;
+        if (!ims_size_mul3((size_t)s->max_batch, (size_t)n->h * n->w, (size_t)n->c, &sz) ||
+            sz > ((size_t)1 << 40)) {
+            rc = ims_error_set(err, IMS_ETOOBIG, "node %s: activation too large",
+                               ims__str(g, n->name));
+            goto done;
+        }
+        roots[n_roots++] = (root_info){i, (int32_t)N, gend[i], (sz + 15) & ~(size_t)15, -1};
+    }
+    for (uint32_t i = 1; i < N; i++) { /* start = first producer among the members */
+        if (s->kind[i] != IMS_X_RUN)
+            continue;
+        for (uint32_t q = 0; q < n_roots; q++)
+            if (roots[q].node == (uint32_t)s->view[i].root && (int32_t)i < roots[q].start)
+                roots[q].start = (int32_t)i;
+    }
+    /* sort by size, largest first (insertion sort: a few hundred roots) */
+    for (uint32_t a = 1; a < n_roots; a++) {
+        root_info t = roots[a];
+        uint32_t b = a;
+        for (; b > 0 && roots[b - 1].size < t.size; b--)
+            roots[b] = roots[b - 1];
+        roots[b] = t;
+    }
+    size_t total = 0;
+    for (uint32_t a = 0; a < n_roots; a++) {
+        int64_t off = 0;
+        for (int moved = 1; moved;) { /* lowest offset clear of every overlapping placed root */
+            moved = 0;
+            for (uint32_t b = 0; b < a; b++) {
+                const root_info *o = &roots[b];
+                if (o->end < roots[a].start || roots[a].end < o->start)
+                    continue;
+                if (off < o->off + (int64_t)o->size && o->off < off + (int64_t)roots[a].size) {
+                    off = o->off + (int64_t)o->size;
+                    moved = 1;
+                }
+            }
+        }
+        roots[a].off = off;
+        if ((size_t)off + roots[a].size > total)
+            total = (size_t)off + roots[a].size;
+    }
+    for (uint32_t a = 0; a < n_roots; a++)
+        s->view[roots[a].node].off = roots[a].off;
+    s->view[0].off = -1;
+    s->view[0].ld = 3;
+    for (uint32_t i = 1; i < N; i++) {
+        int32_t r = s->view[i].root;
+        if (s->kind[i] == IMS_X_SKIP)
+            continue;
+        s->view[i].off = r == 0 ? -1 : s->view[r].off + c0[i];
+    }
+    /* the input node's views (a reshape of the input) keep off = -1 */
+
+    /* 5. scratch */
+    size_t scratch = 0;
+    for (uint32_t i = 1; i < N; i++) {
+        if (s->kind[i] != IMS_X_RUN)
+            continue;
+        const ims__node *n = &g->nodes[i];
+        size_t need_f = im2col_floats(s, i);
+        const ims__node *x = &g->nodes[s->in0[i]];
+        if (n->op == IMS_OP_DENSE && s->view[s->in0[i]].ld != x->c && x->h * x->w > 1)
+            need_f = (size_t)s->max_batch * x->h * x->w * x->c;
+        if (need_f > scratch)
+            scratch = need_f;
+    }
+    s->n_arena = total;
+    s->n_scratch = scratch;
+    s->arena = total ? ims_aligned_alloc(64, total * sizeof(float)) : NULL;
+    s->scratch = scratch ? ims_aligned_alloc(64, scratch * sizeof(float)) : NULL;
+    if ((total && !s->arena) || (scratch && !s->scratch)) {
+        rc = ims_error_set(err, IMS_ENOMEM, "session: out of memory for %zu activation floats",
+                           total + scratch);
+        goto done;
+    }
+    rc = IMS_OK;
+done:
+    ims_free(need);
+    ims_free(lastuse);
+    ims_free(ncons);
+    ims_free(gend);
+    ims_free(c0);
+    ims_free(roots);
+    return rc;
+}

@@ -1,0 +1,162 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * avx2.c — AVX2/FMA kernels (built with -mavx2 -mfma -mf16c, called only
+ * when ims_cpu_detect() reports AVX2). Same contracts as ref.c; channels are
+ * processed 8 at a time (one YMM register), tails with masked loads/stores.
+ */
+#include <immintrin.h>
+#include <string.h>
+
+#include "kernels.h"
+
+static const int32_t mask_tab[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
+
+/* Mask with the first n (0..8) lanes set. */
+static inline __m256i tail_mask(int n)
+{
+    return _mm256_loadu_si256((const __m256i *)(mask_tab + 8 - n));
+}
+
+static inline __m256 act8(__m256 v, int act, __m256 lo, __m256 hi)
+{
+    if (act == 1)
+        v = _mm256_min_ps(_mm256_max_ps(v, lo), hi);
+    return v;
+}
+
+static void bias_act(float *y, int64_t rows, int c, int ld, const float *bias, int act,
+                     float act_max)
+{
+    if (act > 1) { /* sigmoid / tanh: scalar, rare */
+        for (int64_t r = 0; r < rows; r++)
+            for (int j = 0; j < c; j++) {
+                float *p = y + r * ld + j;
+                *p = ims__act1(*p + (bias ? bias[j] : 0), act, act_max);
+            }
+        return;
+    }
+    const __m256 lo = _mm256_setzero_ps();
+    const __m256 hi = _mm256_set1_ps(act_max > 0 ? act_max : INFINITY);
+    const int c8 = c & ~7;
+    const __m256i mt = tail_mask(c - c8);
+    for (int64_t r = 0; r < rows; r++) {
+        float *p = y + r * ld;
+        int j = 0;
+        for (; j < c8; j += 8) {
+            __m256 v = _mm256_loadu_ps(p + j);
+            if (bias)
+                v = _mm256_add_ps(v, _mm256_loadu_ps(bias + j));
+            _mm256_storeu_ps(p + j, act8(v, act, lo, hi));
+        }
+        if (j < c) {
+            __m256 v = _mm256_maskload_ps(p + j, mt);
+            if (bias)
+                v = _mm256_add_ps(v, _mm256_maskload_ps(bias + j, mt));
+            _mm256_maskstore_ps(p + j, mt, act8(v, act, lo, hi));
+        }
+    }
+}
+
+static void dw_rows(const ims__dw_args *a, int oy0, int oy1)
+{
+    const int C = a->c, c8 = C & ~7;
+    const __m256i mt = tail_mask(C - c8);
+    const __m256 lo = _mm256_setzero_ps();
+    const __m256 hi = _mm256_set1_ps(a->act_max > 0 ? a->act_max : INFINITY);
+    const int act = a->act;
+    for (int oy = oy0; oy < oy1; oy++) {
+        int iy0 = oy * a->sh - a->pad_t;
+        int ky0 = 0, ky1 = a->kh;
+        while (ky0 < ky1 && iy0 + ky0 * a->dh < 0)
+            ky0++;
+        while (ky1 > ky0 && iy0 + (ky1 - 1) * a->dh >= a->in_h)
+            ky1--;
+        for (int ox = 0; ox < a->out_w; ox++) {
+            int ix0 = ox * a->sw - a->pad_l;
+            int kx0 = 0, kx1 = a->kw;
+            while (kx0 < kx1 && ix0 + kx0 * a->dw < 0)
+                kx0++;
+            while (kx1 > kx0 && ix0 + (kx1 - 1) * a->dw >= a->in_w)
+                kx1--;
+            float *o = a->out + ((int64_t)oy * a->out_w + ox) * a->ld_out;
+            const int64_t xb = ((int64_t)iy0 * a->in_w + ix0) * a->ld_in; /* may be < 0 */
+            const int64_t sy = (int64_t)a->dh * a->in_w * a->ld_in, sx = (int64_t)a->dw * a->ld_in;
+            int j = 0;
+            for (; j + 16 <= c8; j += 16) {
+                __m256 s0 = a->bias ? _mm256_loadu_ps(a->bias + j) : _mm256_setzero_ps();
+                __m256 s1 = a->bias ? _mm256_loadu_ps(a->bias + j + 8) : _mm256_setzero_ps();
+                for (int ky = ky0; ky < ky1; ky++) {
+                    const int64_t xr = xb + ky * sy + j;
+                    const float *kr = a->k + (int64_t)ky * a->kw * C + j;
+                    for (int kx = kx0; kx < kx1; kx++) {
+                        s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a->in + (xr + kx * sx)),
+                                             _mm256_loadu_ps(kr + (int64_t)kx * C), s0);
+                        s1 = _mm256_fmadd_ps(_mm256_loadu_ps(a->in + (xr + kx * sx + 8)),
+                                             _mm256_loadu_ps(kr + (int64_t)kx * C + 8), s1);
+                    }
+                }
+                _mm256_storeu_ps(o + j, act8(s0, act, lo, hi));
+                _mm256_storeu_ps(o + j + 8, act8(s1, act, lo, hi));
+            }
+            for (; j < C; j += 8) {
+                __m256i m = j < c8 ? tail_mask(8) : mt;
+                __m256 s = a->bias ? _mm256_maskload_ps(a->bias + j, m) : _mm256_setzero_ps();
+                for (int ky = ky0; ky < ky1; ky++) {
+                    const int64_t xr = xb + ky * sy + j;
+                    const float *kr = a->k + (int64_t)ky * a->kw * C + j;
+                    for (int kx = kx0; kx < kx1; kx++)
+                        s = _mm256_fmadd_ps(_mm256_maskload_ps(a->in + (xr + kx * sx), m),
+                                            _mm256_maskload_ps(kr + (int64_t)kx * C, m), s);
+                }
+                _mm256_maskstore_ps(o + j, m, act8(s, act, lo, hi));
+            }
+            if (act > 1)
+                for (j = 0; j < C; j++)
+                    o[j] = ims__act1(o[j], act, a->act_max);
+        }
+    }
+}
+
+/* Rows [i, i+R) x columns [j, j+16) of C = A.B, R a compile-time constant. */
+#define GEMM_BLOCK(R)                                                                    \
+    do {                                                                                 \
+        __m256 acc[R][2];                                                                \
+        for (int r = 0; r < R; r++)                                                      \
+            acc[r][0] = acc[r][1] = _mm256_setzero_ps();                                 \
+        for (int k = 0; k < K; k++) {                                                    \
+            const float *b = B + (int64_t)k * ldb + j;                                   \
+            __m256 b0 = _mm256_maskload_ps(b, m0), b1 = _mm256_maskload_ps(b + 8, m1);   \
+            for (int r = 0; r < R; r++) {                                                \
+                __m256 av = _mm256_broadcast_ss(A + (int64_t)(i + r) * lda + k);         \
+                acc[r][0] = _mm256_fmadd_ps(av, b0, acc[r][0]);                          \
+                acc[r][1] = _mm256_fmadd_ps(av, b1, acc[r][1]);                          \
+            }                                                                            \
+        }                                                                                \
+        for (int r = 0; r < R; r++) {                                                    \
+            float *c = C + (int64_t)(i + r) * ldc + j;                                   \
+            _mm256_maskstore_ps(c, m0, acc[r][0]);                                       \
+            _mm256_maskstore_ps(c + 8, m1, acc[r][1]);                                   \
+        }                                                                                \
+    } while (0)
+
+static void gemm(int M, int N, int K, const float *A, int lda, const float *B, int ldb,
+                 float *C, int ldc)
+{
+    for (int j = 0; j < N; j += 16) {
+        int w = N - j < 16 ? N - j : 16;
+        __m256i m0 = tail_mask(w < 8 ? w : 8), m1 = tail_mask(w > 8 ? w - 8 : 0);
+        int i = 0;
+        for (; i + 6 <= M; i += 6)
+            GEMM_BLOCK(6);
+        switch (M - i) {
+        case 5: GEMM_BLOCK(5); break;
+        case 4: GEMM_BLOCK(4); break;
+        case 3: GEMM_BLOCK(3); break;
+        case 2: GEMM_BLOCK(2); break;
+        case 1: GEMM_BLOCK(1); break;
+        default: break;
+        }
+    }
+}
+
+const ims__nn_kernels ims__nn_kernels_avx2 = {"avx2", bias_act, dw_rows, gemm};

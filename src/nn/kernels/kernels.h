@@ -1,0 +1,70 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * kernels.h — the executor's inner loops, one table per CPU level.
+ *
+ * ref.c holds plain C loops (auto-vectorisable, always built): the oracle.
+ * avx2.c holds AVX2/FMA variants (compiled with per-file flags, only called
+ * after run-time detection). dispatch.c hands out the table for a level;
+ * test_nn_kernels.c compares every supported level with ref under stated
+ * tolerances. All data is NHWC float32; `ld` is the distance in floats
+ * between two consecutive pixels (>= channels, larger for a slice of a
+ * concatenation buffer).
+ */
+#ifndef IMS_NN_KERNELS_H
+#define IMS_NN_KERNELS_H
+
+#include <math.h>
+#include <stdint.h>
+
+/* One depthwise convolution (multiplier 1) of one image. */
+typedef struct ims__dw_args {
+    const float *in;        /* image base, in_h x in_w pixels of stride ld_in */
+    int in_h, in_w, ld_in;
+    float *out;             /* image base, out_h x out_w pixels of stride ld_out */
+    int out_h, out_w, ld_out;
+    int c;                  /* channels */
+    const float *k;         /* [kh][kw][c] */
+    const float *bias;      /* c floats or NULL */
+    int kh, kw, sh, sw, dh, dw, pad_t, pad_l;
+    int act;                /* enum ims__act */
+    float act_max;
+} ims__dw_args;
+
+typedef struct ims__nn_kernels {
+    const char *name;
+    /* y[r*ld + j] = act(y[r*ld + j] + bias[j]) for r < rows, j < c (bias may be NULL). */
+    void (*bias_act)(float *y, int64_t rows, int c, int ld, const float *bias, int act,
+                     float act_max);
+    /* Depthwise convolution rows [oy0, oy1) of one image, bias and activation fused. */
+    void (*dw_rows)(const ims__dw_args *a, int oy0, int oy1);
+    /* C[M x N] = A[M x K] . B[K x N], row-major with leading dimensions. */
+    void (*gemm)(int M, int N, int K, const float *A, int lda, const float *B, int ldb,
+                 float *C, int ldc);
+} ims__nn_kernels;
+
+/* The table for a CPU level (IMS_CPU_REF always exists; a level this build
+ * or CPU lacks falls back to the best one below it). */
+const ims__nn_kernels *ims__nn_kernels_for(int level);
+
+extern const ims__nn_kernels ims__nn_kernels_ref;
+#if defined(IMS_HAVE_AVX2)
+extern const ims__nn_kernels ims__nn_kernels_avx2;
+#endif
+
+/* Scalar activation shared by every level (sigmoid, tanh). */
+static inline float ims__act1(float v, int act, float act_max)
+{
+    switch (act) {
+    case 1: /* IMS_ACT_RELU */
+        v = v > 0 ? v : 0;
+        return act_max > 0 && v > act_max ? act_max : v;
+    case 2: /* IMS_ACT_SIGMOID */
+        return 1.0f / (1.0f + expf(-v));
+    case 3: /* IMS_ACT_TANH */
+        return tanhf(v);
+    default:
+        return v;
+    }
+}
+
+#endif /* IMS_NN_KERNELS_H */

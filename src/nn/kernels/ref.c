@@ -1,0 +1,77 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * ref.c — portable kernels: plain loops with the channel (or column) index
+ * innermost so that the compiler can vectorise them. The oracle of every
+ * other level (see kernels.h).
+ */
+#include <string.h>
+
+#include "kernels.h"
+
+static void bias_act(float *y, int64_t rows, int c, int ld, const float *bias, int act,
+                     float act_max)
+{
+    for (int64_t r = 0; r < rows; r++) {
+        float *p = y + r * ld;
+        if (bias)
+            for (int j = 0; j < c; j++)
+                p[j] += bias[j];
+        if (act == 1) {
+            float hi = act_max > 0 ? act_max : INFINITY;
+            for (int j = 0; j < c; j++) {
+                float v = p[j] > 0 ? p[j] : 0;
+                p[j] = v < hi ? v : hi;
+            }
+        } else if (act) {
+            for (int j = 0; j < c; j++)
+                p[j] = ims__act1(p[j], act, act_max);
+        }
+    }
+}
+
+static void dw_rows(const ims__dw_args *a, int oy0, int oy1)
+{
+    const int C = a->c;
+    for (int oy = oy0; oy < oy1; oy++) {
+        for (int ox = 0; ox < a->out_w; ox++) {
+            float *o = a->out + ((int64_t)oy * a->out_w + ox) * a->ld_out;
+            if (a->bias)
+                memcpy(o, a->bias, (size_t)C * sizeof(float));
+            else
+                memset(o, 0, (size_t)C * sizeof(float));
+            for (int ky = 0; ky < a->kh; ky++) {
+                int iy = oy * a->sh - a->pad_t + ky * a->dh;
+                if (iy < 0 || iy >= a->in_h)
+                    continue;
+                for (int kx = 0; kx < a->kw; kx++) {
+                    int ix = ox * a->sw - a->pad_l + kx * a->dw;
+                    if (ix < 0 || ix >= a->in_w)
+                        continue;
+                    const float *x = a->in + ((int64_t)iy * a->in_w + ix) * a->ld_in;
+                    const float *k = a->k + ((int64_t)ky * a->kw + kx) * C;
+                    for (int j = 0; j < C; j++)
+                        o[j] += x[j] * k[j];
+                }
+            }
+        }
+        bias_act(a->out + (int64_t)oy * a->out_w * a->ld_out, a->out_w, C, a->ld_out, NULL,
+                 a->act, a->act_max);
+    }
+}
+
+static void gemm(int M, int N, int K, const float *A, int lda, const float *B, int ldb,
+                 float *C, int ldc)
+{
+    for (int i = 0; i < M; i++) {
+        float *c = C + (int64_t)i * ldc;
+        memset(c, 0, (size_t)N * sizeof(float));
+        for (int k = 0; k < K; k++) {
+            float a = A[(int64_t)i * lda + k];
+            const float *b = B + (int64_t)k * ldb;
+            for (int j = 0; j < N; j++)
+                c[j] += a * b[j];
+        }
+    }
+}
+
+const ims__nn_kernels ims__nn_kernels_ref = {"ref", bias_act, dw_rows, gemm};

@@ -1,0 +1,176 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * ops_conv.c — CONV2D, DWCONV2D and DENSE.
+ *
+ * CONV2D is a matrix product with the HWIO kernel viewed as a
+ * (kh*kw*cin) x cout matrix. A 1x1, stride-1, unpadded convolution
+ * multiplies the NHWC input in place (its pixels are rows with stride ld, for
+ * the whole batch at once). Any other shape builds im2col rows for a chunk of
+ * output pixels (in parallel on the pool) and multiplies the chunk; the
+ * output rows are written with the output's pixel stride, so a convolution
+ * feeding a concatenation writes straight into its slice. Bias and
+ * activation are fused into the product's output pass (gemm.c).
+ *
+ * DWCONV2D (multiplier 1) runs the kernel table's channel-vectorised row
+ * kernel over (image, output row) items; other multipliers use a plain loop.
+ */
+#include <string.h>
+
+#include "exec_int.h"
+
+typedef struct im2col_job {
+    const ims__tensor *x;
+    const ims__node *nd;
+    const int32_t *pads;
+    int oh, ow, K;
+    int64_t p0;
+    float *rows;
+} im2col_job;
+
+static void im2col_rows(void *ctx, int64_t b, int64_t e)
+{
+    const im2col_job *j = ctx;
+    const ims__tensor *x = j->x;
+    const ims__node *nd = j->nd;
+    const size_t cb = (size_t)x->c * sizeof(float);
+    for (int64_t r = b; r < e; r++) {
+        int64_t p = j->p0 + r, q = p % ((int64_t)j->oh * j->ow);
+        int img = (int)(p / ((int64_t)j->oh * j->ow)), oy = (int)(q / j->ow),
+            ox = (int)(q % j->ow);
+        const float *xi = x->p + img * ims__img_stride(x);
+        float *d = j->rows + r * j->K;
+        for (int ky = 0; ky < nd->kh; ky++) {
+            int iy = oy * nd->sh - j->pads[0] + ky * nd->dh;
+            if (iy < 0 || iy >= x->h) {
+                memset(d, 0, cb * nd->kw);
+                d += (size_t)x->c * nd->kw;
+                continue;
+            }
+            for (int kx = 0; kx < nd->kw; kx++, d += x->c) {
+                int ix = ox * nd->sw - j->pads[2] + kx * nd->dw;
+                if (ix < 0 || ix >= x->w)
+                    memset(d, 0, cb);
+                else
+                    memcpy(d, xi + ((int64_t)iy * x->w + ix) * x->ld, cb);
+            }
+        }
+    }
+}
+
+void ims__op_conv2d(ims_nn_session *s, uint32_t i)
+{
+    const ims__node *nd = &s->g->nodes[i];
+    ims__tensor x = ims__tensor_of(s, s->in0[i]), y = ims__tensor_of(s, i);
+    const int32_t *pads = s->pads + 4 * i;
+    const float *W = ims__weights(s, nd->weight), *bias = ims__weights(s, nd->bias);
+    int64_t P = (int64_t)s->n * y.h * y.w;
+    if (nd->kh == 1 && nd->kw == 1 && nd->sh == 1 && nd->sw == 1 && !pads[0] && !pads[1] &&
+        !pads[2] && !pads[3]) {
+        ims__gemm(s->k, s->pool, (int)P, y.c, x.c, x.p, x.ld, W, y.c, y.p, y.ld, bias,
+                  nd->act, nd->act_max);
+        return;
+    }
+    int K = nd->kh * nd->kw * x.c;
+    int64_t R = (int64_t)(s->n_scratch / (size_t)K);
+    IMS_ASSERT(R >= 1);
+    im2col_job j = {&x, nd, pads, y.h, y.w, K, 0, s->scratch};
+    for (int64_t p0 = 0; p0 < P; p0 += R) {
+        int64_t r = P - p0 < R ? P - p0 : R;
+        j.p0 = p0;
+        ims__pool_for(s->pool, r, 16, im2col_rows, &j);
+        ims__gemm(s->k, s->pool, (int)r, y.c, K, s->scratch, K, W, y.c, y.p + p0 * y.ld, y.ld,
+                  bias, nd->act, nd->act_max);
+    }
+}
+
+typedef struct dw_job {
+    const ims_nn_session *s;
+    const ims__node *nd;
+    ims__tensor x, y;
+    const int32_t *pads;
+} dw_job;
+
+static void dw_items(void *ctx, int64_t b, int64_t e)
+{
+    const dw_job *j = ctx;
+    const ims__node *nd = j->nd;
+    const ims__tensor *x = &j->x, *y = &j->y;
+    ims__dw_args a = {NULL, x->h, x->w, x->ld, NULL, y->h, y->w, y->ld, x->c,
+                      ims__weights(j->s, nd->weight), ims__weights(j->s, nd->bias),
+                      nd->kh, nd->kw, nd->sh, nd->sw, nd->dh, nd->dw, j->pads[0], j->pads[2],
+                      (int)nd->act, nd->act_max};
+    while (b < e) { /* items are (image, output row); batch rows of one image */
+        int img = (int)(b / y->h), oy0 = (int)(b % y->h);
+        int oy1 = oy0 + (int)(e - b) < y->h ? oy0 + (int)(e - b) : y->h;
+        a.in = x->p + img * ims__img_stride(x);
+        a.out = y->p + img * ims__img_stride(y);
+        j->s->k->dw_rows(&a, oy0, oy1);
+        b += oy1 - oy0;
+    }
+}
+
+/* Depthwise with a channel multiplier > 1: output channel ci*mult + m. */
+static void dw_mult_items(void *ctx, int64_t b, int64_t e)
+{
+    const dw_job *j = ctx;
+    const ims__node *nd = j->nd;
+    const ims__tensor *x = &j->x, *y = &j->y;
+    const float *W = ims__weights(j->s, nd->weight), *bias = ims__weights(j->s, nd->bias);
+    for (int64_t it = b; it < e; it++) {
+        int img = (int)(it / y->h), oy = (int)(it % y->h);
+        const float *xi = x->p + img * ims__img_stride(x);
+        for (int ox = 0; ox < y->w; ox++) {
+            float *o = y->p + img * ims__img_stride(y) + ((int64_t)oy * y->w + ox) * y->ld;
+            for (int co = 0; co < y->c; co++)
+                o[co] = bias ? bias[co] : 0;
+            for (int ky = 0; ky < nd->kh; ky++) {
+                int iy = oy * nd->sh - j->pads[0] + ky * nd->dh;
+                if (iy < 0 || iy >= x->h)
+                    continue;
+                for (int kx = 0; kx < nd->kw; kx++) {
+                    int ix = ox * nd->sw - j->pads[2] + kx * nd->dw;
+                    if (ix < 0 || ix >= x->w)
+                        continue;
+                    const float *xp = xi + ((int64_t)iy * x->w + ix) * x->ld;
+                    const float *k = W + ((int64_t)ky * nd->kw + kx) * y->c;
+                    for (int ci = 0; ci < x->c; ci++)
+                        for (int m = 0; m < nd->mult; m++)
+                            o[ci * nd->mult + m] += xp[ci] * k[ci * nd->mult + m];
+                }
+            }
+            for (int co = 0; co < y->c; co++)
+                o[co] = ims__act1(o[co], (int)nd->act, nd->act_max);
+        }
+    }
+}
+
+void ims__op_dwconv2d(ims_nn_session *s, uint32_t i)
+{
+    const ims__node *nd = &s->g->nodes[i];
+    dw_job j = {s, nd, ims__tensor_of(s, s->in0[i]), ims__tensor_of(s, i), s->pads + 4 * i};
+    int64_t items = (int64_t)s->n * j.y.h;
+    ims__pool_for(s->pool, items, 1, nd->mult == 1 ? dw_items : dw_mult_items, &j);
+}
+
+void ims__op_dense(ims_nn_session *s, uint32_t i)
+{
+    const ims__node *nd = &s->g->nodes[i];
+    ims__tensor x = ims__tensor_of(s, s->in0[i]), y = ims__tensor_of(s, i);
+    int K = x.h * x.w * x.c;
+    const float *A = x.p;
+    int lda;
+    if (x.ld == x.c) {
+        lda = K;
+    } else if (x.h * x.w == 1) {
+        lda = x.ld;
+    } else { /* a strided slice: gather each image contiguously */
+        for (int n = 0; n < s->n; n++)
+            for (int64_t p = 0; p < (int64_t)x.h * x.w; p++)
+                memcpy(s->scratch + (int64_t)n * K + p * x.c,
+                       x.p + n * ims__img_stride(&x) + p * x.ld, (size_t)x.c * sizeof(float));
+        A = s->scratch;
+        lda = K;
+    }
+    ims__gemm(s->k, s->pool, s->n, y.c, K, A, lda, ims__weights(s, nd->weight), y.c, y.p,
+              (int)ims__img_stride(&y), ims__weights(s, nd->bias), nd->act, nd->act_max);
+}

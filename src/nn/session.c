@@ -1,0 +1,145 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * session.c — ims_nn_session: the public face of the executor.
+ *
+ * A session binds a model to a set of taps, a maximum batch and a thread
+ * count. Creating it resolves the taps, plans the graph (exec_plan.c),
+ * allocates one activation arena plus im2col scratch, and starts the thread
+ * pool; running it allocates nothing. One session is used by one thread at
+ * a time; any number of sessions may share a model.
+ */
+#include <string.h>
+
+#include "exec_int.h"
+
+void ims_nn_session_free(ims_nn_session *s)
+{
+    if (!s)
+        return;
+    ims__pool_free(s->pool);
+    ims_free(s->kind);
+    ims_free(s->view);
+    ims_free(s->in0);
+    ims_free(s->pads);
+    ims_free(s->tap_of);
+    ims_free(s->taps);
+    ims_free(s->tap_off);
+    ims_aligned_free(s->arena);
+    ims_aligned_free(s->scratch);
+    ims_free(s);
+}
+
+int ims_nn_session_new(const ims_nn_model *m, const ims_nn_session_opts *opts,
+                       ims_nn_session **out, ims_error *err)
+{
+    static const ims_nn_session_opts defaults = {NULL, 0, 0, 1, 0};
+    if (!out)
+        return ims_error_set(err, IMS_EINVAL, "session: NULL out");
+    *out = NULL;
+    if (!m)
+        return ims_error_set(err, IMS_EINVAL, "session: NULL model");
+    if (!opts)
+        opts = &defaults;
+    if (opts->max_batch < 0 || opts->max_batch > 65536 || opts->n_threads < 0 ||
+        opts->n_threads > 1024 || opts->n_taps < 0 || (opts->n_taps > 0 && !opts->taps))
+        return ims_error_set(err, IMS_EINVAL, "session: bad options");
+    ims_init();
+    const ims__graph *g = &m->g;
+    if (opts->want_probs && g->output < 0)
+        return ims_error_set(err, IMS_EINVAL, "model '%s' has no classifier output",
+                             ims__str(g, g->model_name));
+
+    ims_nn_session *s = ims_calloc(1, sizeof *s);
+    if (!s)
+        return ims_error_set(err, IMS_ENOMEM, "session: out of memory");
+    s->m = m;
+    s->g = g;
+    s->k = ims__nn_kernels_for(ims_cpu_level());
+    s->max_batch = opts->max_batch ? opts->max_batch : 1;
+    s->n_threads = opts->n_threads ? opts->n_threads : ims_cpu_count();
+    s->want_probs = opts->want_probs;
+
+    int rc;
+    int n_taps = opts->taps ? opts->n_taps : 0;
+    if (!opts->taps) {
+        if (g->feature < 0 && !opts->want_probs) {
+            rc = ims_error_set(err, IMS_EINVAL, "model '%s' has no default tap; name one",
+                               ims__str(g, g->model_name));
+            goto fail;
+        }
+        n_taps = g->feature >= 0 ? 1 : 0;
+    }
+    s->n_taps = n_taps;
+    s->taps = ims_calloc((size_t)n_taps + 1, sizeof *s->taps);
+    s->tap_off = ims_calloc((size_t)n_taps + 1, sizeof *s->tap_off);
+    if (!s->taps || !s->tap_off) {
+        rc = ims_error_set(err, IMS_ENOMEM, "session: out of memory");
+        goto fail;
+    }
+    for (int t = 0; t < n_taps; t++) {
+        uint32_t node;
+        if (!opts->taps) {
+            node = (uint32_t)g->feature;
+        } else {
+            if (!opts->taps[t]) {
+                rc = ims_error_set(err, IMS_EINVAL, "session: tap %d is NULL", t);
+                goto fail;
+            }
+            rc = ims__graph_find_tap(g, opts->taps[t], &node, err);
+            if (rc)
+                goto fail;
+        }
+        s->taps[t] = node;
+        s->tap_off[t] = s->dim;
+        s->dim += g->nodes[node].c;
+    }
+    rc = ims__pool_new(s->n_threads, &s->pool);
+    if (rc) {
+        ims_error_set(err, rc, "session: cannot start %d threads", s->n_threads);
+        goto fail;
+    }
+    rc = ims__plan(s, err);
+    if (rc)
+        goto fail;
+    *out = s;
+    return IMS_OK;
+fail:
+    ims_nn_session_free(s);
+    return rc;
+}
+
+int ims_nn_session_dim(const ims_nn_session *s) { return s->dim; }
+
+int ims_nn_session_run(ims_nn_session *s, const float *input, int n, float *features,
+                       float *probs, ims_error *err)
+{
+    if (!s || !input || n < 1 || n > s->max_batch)
+        return ims_error_set(err, IMS_EINVAL, "session run: need 1..%d images, got %d",
+                             s ? s->max_batch : 0, n);
+    if (probs && !s->want_probs)
+        return ims_error_set(err, IMS_EINVAL,
+                             "session run: probabilities not requested at session creation");
+    const ims__graph *g = s->g;
+    s->input = input;
+    s->n = n;
+    for (uint32_t i = 0; i < g->n_nodes; i++) {
+        if (s->kind[i] == IMS_X_SKIP)
+            continue;
+        if (s->kind[i] == IMS_X_RUN && i > 0)
+            ims__exec_node(s, i);
+        if (s->tap_of[i] >= 0 && features) {
+            ims__tensor t = ims__tensor_of(s, i);
+            for (int k = s->tap_of[i]; k < s->n_taps; k++)
+                if (s->taps[k] == i)
+                    ims__gap_into(s, &t, features + s->tap_off[k], s->dim);
+        }
+        if (probs && (int32_t)i == g->output) {
+            ims__tensor t = ims__tensor_of(s, i);
+            for (int k = 0; k < n; k++)
+                memcpy(probs + (size_t)k * t.c, t.p + k * ims__img_stride(&t),
+                       (size_t)t.c * sizeof(float));
+        }
+    }
+    s->input = NULL;
+    return IMS_OK;
+}

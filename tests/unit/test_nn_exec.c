@@ -1,0 +1,233 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * test_nn_exec.c — the planner and the session API: several taps (spatial
+ * and flat) equal the pooled reference, MobileNetV2- and InceptionV3-shaped
+ * blocks (PAD folding, in-place residual adds, nested in-place concats,
+ * average pooling excluding padding), unneeded nodes skipped, API errors,
+ * and failing the Nth allocation for every N (IMS_ENOMEM, no leaks).
+ */
+#include "nn_test_util.h"
+#include "nn/exec_int.h"
+
+#define TOL 2e-4
+
+/* MobileNetV2 inverted residual block as the Keras model has it. */
+static uint32_t mnv2_block(ims_nn_model *m, uint32_t x, int expand, int cout, int stride,
+                           const char *tag)
+{
+    char name[64];
+    int cin = m->g.nodes[x].c;
+    uint32_t h = tu_conv(m, x, cin * expand, 1, 1, 0, IMS_ACT_RELU, 6);
+    if (stride == 2) {
+        ims__node p = tu_proto(IMS_OP_PAD);
+        p.pad_b = p.pad_r = 1;
+        snprintf(name, sizeof name, "%s_pad", tag);
+        h = tu_add(m, p, name, &h, 1, 0, 0);
+    }
+    ims__node d = tu_proto(IMS_OP_DWCONV2D);
+    d.kh = d.kw = 3, d.sh = d.sw = stride;
+    if (stride == 1)
+        d.pad_t = d.pad_b = d.pad_l = d.pad_r = 1;
+    d.act = IMS_ACT_RELU, d.act_max = 6;
+    snprintf(name, sizeof name, "%s_depthwise_relu", tag);
+    int c = cin * expand;
+    h = tu_add(m, d, name, &h, 1, 9LL * c, c);
+    ims__node pr = tu_proto(IMS_OP_CONV2D);
+    pr.c = cout;
+    snprintf(name, sizeof name, "%s_project_BN", tag);
+    uint32_t y = tu_add(m, pr, name, &h, 1, (int64_t)c * cout, cout);
+    if (stride == 1 && cin == cout) {
+        ims__node a = tu_proto(IMS_OP_ADD);
+        snprintf(name, sizeof name, "%s_add", tag);
+        uint32_t in[2] = {x, y};
+        y = tu_add(m, a, name, in, 2, 0, 0);
+    }
+    return y;
+}
+
+static void test_mobilenet_like(void)
+{
+    ims_nn_model m;
+    tu_model_init(&m, 33, 29);
+    ims__node p = tu_proto(IMS_OP_PAD);
+    p.pad_b = p.pad_r = 1;
+    uint32_t x = tu_add(&m, p, "Conv1_pad", (uint32_t[]){0}, 1, 0, 0);
+    x = tu_conv(&m, x, 16, 3, 2, 0, IMS_ACT_RELU, 6);
+    x = mnv2_block(&m, x, 1, 8, 1, "block_0");
+    x = mnv2_block(&m, x, 6, 12, 2, "block_1");
+    uint32_t b2 = x = mnv2_block(&m, x, 6, 12, 1, "block_2");
+    x = mnv2_block(&m, x, 6, 16, 2, "block_3");
+    x = mnv2_block(&m, x, 6, 16, 1, "block_4");
+    uint32_t b5 = x = mnv2_block(&m, x, 6, 16, 1, "block_5");
+    x = tu_conv(&m, x, 64, 1, 1, 0, IMS_ACT_RELU, 6);
+    ims__node g = tu_proto(IMS_OP_GAP);
+    uint32_t gp = tu_add(&m, g, "gap", &x, 1, 0, 0);
+    ims__node d = tu_proto(IMS_OP_DENSE);
+    d.c = 5;
+    uint32_t lg = tu_add(&m, d, "logits", &gp, 1, 64 * 5, 5);
+    ims__node sm = tu_proto(IMS_OP_SOFTMAX);
+    m.g.output = (int32_t)tu_add(&m, sm, "probs", &lg, 1, 0, 0);
+    m.g.n_classes = 5;
+    m.g.feature = (int32_t)gp;
+    uint32_t taps[4] = {b5, gp, b2, lg}; /* spatial, flat, spatial, flat */
+    tu_check_graph(&m, taps, 4, 1, 3, TOL, "mobilenet-like");
+
+    /* the planner folded the pads and shares memory */
+    ims_nn_session *s;
+    ims_error err;
+    const char *names[1] = {"block_5_add"};
+    ims_nn_session_opts o = {names, 1, 0, 4, 1};
+    CHECK_RC(ims_nn_session_new(&m, &o, &s, &err), IMS_OK);
+    size_t sum = 0;
+    for (uint32_t i = 1; i < m.g.n_nodes; i++) {
+        const ims__node *n = &m.g.nodes[i];
+        if (n->op == IMS_OP_PAD)
+            CHECK_EQ(s->kind[i], IMS_X_SKIP);
+        if ((int32_t)i > (int32_t)b5) /* after the tap: not run */
+            CHECK_EQ(s->kind[i], IMS_X_SKIP);
+        sum += (size_t)4 * n->h * n->w * n->c;
+    }
+    CHECK_MSG(s->n_arena * 3 < sum, "arena %zu floats vs %zu unplanned", s->n_arena, sum);
+    ims_nn_session_free(s);
+    tu_model_free(&m);
+}
+
+/* InceptionV3-like module: branches concatenated (one nested), avg pool 'same'. */
+static void test_inception_like(void)
+{
+    ims_nn_model m;
+    tu_model_init(&m, 23, 19);
+    uint32_t x = tu_conv(&m, 0, 12, 3, 2, 0, IMS_ACT_RELU, 0);
+    ims__node mp = tu_proto(IMS_OP_MAXPOOL);
+    mp.kh = mp.kw = 3, mp.sh = mp.sw = 1;
+    x = tu_add(&m, mp, "pool0", &x, 1, 0, 0);
+    uint32_t mods[2];
+    for (int k = 0; k < 2; k++) {
+        uint32_t b1 = tu_conv(&m, x, 8, 1, 1, 0, IMS_ACT_RELU, 0);
+        uint32_t b3 = tu_conv(&m, x, 6, 1, 1, 0, IMS_ACT_RELU, 0);
+        ims__node c17 = tu_proto(IMS_OP_CONV2D);
+        c17.kh = 1, c17.kw = 7, c17.pad_l = c17.pad_r = 3, c17.c = 5, c17.act = IMS_ACT_RELU;
+        uint32_t b3a = tu_add(&m, c17, NULL, &b3, 1, 7 * 6 * 5, 0);
+        ims__node c71 = c17;
+        c71.kh = 7, c71.kw = 1, c71.pad_l = c71.pad_r = 0, c71.pad_t = c71.pad_b = 3;
+        uint32_t b3b = tu_add(&m, c71, NULL, &b3, 1, 7 * 6 * 5, 0);
+        ims__node cc = tu_proto(IMS_OP_CONCAT);
+        uint32_t pair[2] = {b3a, b3b};
+        uint32_t nested = tu_add(&m, cc, NULL, pair, 2, 0, 0);
+        ims__node ap = tu_proto(IMS_OP_AVGPOOL);
+        ap.kh = ap.kw = 3, ap.pad_t = ap.pad_b = ap.pad_l = ap.pad_r = 1;
+        uint32_t bp = tu_add(&m, ap, NULL, &x, 1, 0, 0);
+        bp = tu_conv(&m, bp, 4, 1, 1, 0, IMS_ACT_RELU, 0);
+        uint32_t all[3] = {b1, nested, bp};
+        char name[16];
+        snprintf(name, sizeof name, "mixed%d", k);
+        x = mods[k] = tu_add(&m, cc, name, all, 3, 0, 0);
+    }
+    uint32_t taps[3] = {mods[0], mods[1], mods[0]};
+    tu_check_graph(&m, taps, 3, 0, 2, TOL, "inception-like");
+    tu_model_free(&m);
+}
+
+static void test_api_errors(void)
+{
+    ims_nn_model m;
+    tu_model_init(&m, 8, 8);
+    uint32_t x = tu_conv(&m, 0, 4, 3, 1, 1, IMS_ACT_RELU, 0);
+    IMS_ASSERT(ims__graph_add_alias(&m.g, "conv_bn", (int32_t)x, 0) == IMS_OK);
+    IMS_ASSERT(ims__graph_add_alias(&m.g, "conv_relu", (int32_t)x, 1) == IMS_OK);
+    ims_nn_session *s = NULL;
+    ims_error err;
+    const char *bad[1] = {"nope"};
+    ims_nn_session_opts o = {bad, 1, 0, 2, 1};
+    CHECK_RC(ims_nn_session_new(&m, &o, &s, &err), IMS_ENOTFOUND);
+    CHECK(s == NULL);
+    const char *folded[1] = {"conv_bn"};
+    o.taps = folded;
+    CHECK_RC(ims_nn_session_new(&m, &o, &s, &err), IMS_ENOTFOUND);
+    CHECK(strstr(err.msg, "folded") != NULL);
+    o.taps = NULL, o.n_taps = 0; /* no default tap */
+    CHECK_RC(ims_nn_session_new(&m, &o, &s, &err), IMS_EINVAL);
+    o.want_probs = 1; /* no classifier */
+    CHECK_RC(ims_nn_session_new(&m, &o, &s, &err), IMS_EINVAL);
+    const char *ok[2] = {"conv_relu", "input"};
+    ims_nn_session_opts o2 = {ok, 2, 0, 2, 2};
+    CHECK_RC(ims_nn_session_new(&m, &o2, &s, &err), IMS_OK);
+    CHECK_EQ(ims_nn_session_dim(s), 7);
+    float *in = tu_rand_input(3, 8, 8), f[14], probs[4];
+    CHECK_RC(ims_nn_session_run(s, in, 3, f, NULL, &err), IMS_EINVAL); /* > max_batch */
+    CHECK_RC(ims_nn_session_run(s, in, 0, f, NULL, &err), IMS_EINVAL);
+    CHECK_RC(ims_nn_session_run(s, in, 1, f, probs, &err), IMS_EINVAL);
+    CHECK_RC(ims_nn_session_run(s, in, 2, f, NULL, &err), IMS_OK);
+    /* the input tap is the mean colour */
+    double mean = 0;
+    for (int p = 0; p < 64; p++)
+        mean += in[p * 3 + 1];
+    CHECK_NEAR(f[4 + 1], mean / 64, 1e-5);
+    CHECK_RC(ims_nn_session_run(s, in, 2, NULL, NULL, &err), IMS_OK);
+    ims_nn_session_free(s);
+    ims_nn_session_free(NULL);
+    free(in);
+    tu_model_free(&m);
+}
+
+/* Fail the Nth allocation for every N until session creation succeeds. */
+static void test_oom(void)
+{
+    ims_set_allocator(&tu_allocator);
+    tu_alloc_fail_at = 0;
+    long live0 = tu_alloc_live;
+    ims_nn_model m;
+    tu_model_init(&m, 17, 15);
+    ims__node p = tu_proto(IMS_OP_PAD);
+    p.pad_b = p.pad_r = 1;
+    uint32_t x = tu_add(&m, p, "pad", (uint32_t[]){0}, 1, 0, 0);
+    x = tu_conv(&m, x, 8, 3, 2, 0, IMS_ACT_RELU, 6);
+    uint32_t a = tu_conv(&m, x, 4, 3, 1, 1, 0, 0), b = tu_conv(&m, x, 4, 1, 1, 0, 0, 0);
+    ims__node cc = tu_proto(IMS_OP_CONCAT);
+    uint32_t in2[2] = {a, b};
+    x = tu_add(&m, cc, "cat", in2, 2, 0, 0);
+    ims__node g = tu_proto(IMS_OP_GAP);
+    uint32_t gp = tu_add(&m, g, "gap", &x, 1, 0, 0);
+    m.g.feature = (int32_t)gp;
+    long live_model = tu_alloc_live;
+    float *in = tu_rand_input(2, 17, 15);
+    float want[8], got[8];
+    int n_fail = 0;
+    for (long n = 1; n < 1000; n++) {
+        tu_alloc_calls = 0;
+        tu_alloc_fail_at = n;
+        ims_nn_session *s = NULL;
+        ims_error err;
+        ims_nn_session_opts o = {NULL, 0, 0, 2, 2};
+        int rc = ims_nn_session_new(&m, &o, &s, &err);
+        tu_alloc_fail_at = 0;
+        if (rc) {
+            CHECK_RC(rc, IMS_ENOMEM);
+            CHECK(s == NULL);
+            CHECK_EQ(tu_alloc_live, live_model);
+            n_fail++;
+            continue;
+        }
+        CHECK_RC(ims_nn_session_run(s, in, 1, want, NULL, &err), IMS_OK);
+        CHECK_RC(ims_nn_session_run(s, in, 1, got, NULL, &err), IMS_OK);
+        CHECK(memcmp(want, got, sizeof want) == 0);
+        ims_nn_session_free(s);
+        CHECK_EQ(tu_alloc_live, live_model);
+        break;
+    }
+    CHECK_MSG(n_fail >= 8, "only %d allocations could fail", n_fail);
+    free(in);
+    tu_model_free(&m);
+    CHECK_EQ(tu_alloc_live, live0);
+    ims_set_allocator(NULL);
+}
+
+int main(void)
+{
+    ims_init();
+    test_mobilenet_like();
+    test_inception_like();
+    test_api_errors();
+    test_oom();
+    return check_report();
+}
