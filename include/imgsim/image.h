@@ -29,7 +29,8 @@ extern "C" {
 typedef struct ims_image {
     int width, height;
     unsigned char *rgb;  /* width*height*3 bytes, owned by the image */
-    char format[8];      /* source format: "jpeg", "png", "webp", "gif", "tiff" */
+    char format[8];      /* source format: "jpeg", "png", "webp", "gif", "tiff"
+                            ("raw" for ims_image_new) */
 } ims_image;
 
 typedef struct ims_image_opts {
@@ -41,14 +42,20 @@ typedef struct ims_image_opts {
 } ims_image_opts;
 
 /* Decode a file / a memory buffer. *out is owned by the caller
- * (ims_image_free). Errors: IMS_EIO (cannot read), IMS_EFORMAT (unknown or
- * unsupported format), IMS_ECORRUPT (empty, truncated, corrupt),
- * IMS_ETOOBIG (over max_pixels), IMS_ENOMEM. `opts` may be NULL. */
+ * (ims_image_free); it is NULL on failure. Errors: IMS_EIO (cannot read),
+ * IMS_EFORMAT (unknown or unsupported format, chosen from the leading bytes),
+ * IMS_ECORRUPT (empty, truncated, corrupt), IMS_ETOOBIG (over max_pixels,
+ * checked from the header before decoding), IMS_EUNSUPPORTED (a colour model
+ * libvips cannot convert to sRGB), IMS_ENOMEM. err->msg starts with the path
+ * (or "<memory>"). `opts` may be NULL. The buffer is only read, and need not
+ * outlive the call. Embedded ICC profiles are not applied (as libjpeg-turbo
+ * and TF.js do not), except to convert CMYK. */
 int ims_image_load_file(const char *path, const ims_image_opts *opts, ims_image **out,
                         ims_error *err);
 int ims_image_load_memory(const void *buf, size_t len, const ims_image_opts *opts,
                           ims_image **out, ims_error *err);
-/* A blank (white) image, for tests and synthesis. */
+/* A blank (white) image, for tests and synthesis. IMS_EINVAL for a size
+ * <= 0 or over 2^20 per side, IMS_ENOMEM. */
 int ims_image_new(int width, int height, ims_image **out);
 void ims_image_free(ims_image *img);
 
@@ -82,7 +89,8 @@ typedef struct ims_preprocess {
 void ims_preprocess_nsfwjs(ims_preprocess *pp, int size);
 
 /* Fill out[height*width*3] (NHWC, one image) from img following pp.
- * Errors: IMS_EINVAL for a bad recipe. */
+ * Allocates nothing; thread-safe. Errors: IMS_EINVAL for a bad recipe
+ * (size outside 1..16384, unknown enum, zero or non-finite scale/std). */
 int ims_image_preprocess(const ims_image *img, const ims_preprocess *pp, float *out,
                          ims_error *err);
 

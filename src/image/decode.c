@@ -11,7 +11,10 @@
  *      width*height is checked against the pixel limit *before* any pixel is
  *      decoded, so a decompression bomb costs a header parse;
  *   3. pipeline: EXIF autorotation, colourspace to sRGB (grey, CMYK, 16-bit,
- *      Lab...), alpha flattened onto white, 3 bands of uchar;
+ *      Lab...), alpha flattened onto white, 3 bands of uchar. Embedded ICC
+ *      profiles are not applied to RGB images: an sRGB JPEG then gives
+ *      exactly libjpeg-turbo's default decode, which the TF.js reference
+ *      tensors were computed from (tests/golden/preprocess_sha256.tsv);
  *   4. pull: the pipeline is evaluated in strips of rows, copied straight into
  *      the caller's buffer (allocated with ims_malloc).
  *
