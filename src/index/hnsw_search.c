@@ -1,0 +1,325 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * hnsw_search.c — searching: Algorithm 2 (SEARCH-LAYER), the greedy descent
+ * through the upper layers, Algorithm 5 (K-NN-SEARCH) with deletes and
+ * filters, and the exact scan that replaces it when cheaper.
+ *
+ * A search holds the shared lock for its whole duration and borrows one
+ * scratch (visited tags, heaps, query buffers) from the pool: no allocation
+ * once the pool is warm. The visited set is an array of 16-bit epoch tags,
+ * never cleared except when the epoch wraps.
+ *
+ * Filters and deletes (the "filtered graph walk"): a node that is deleted
+ * or not admitted is still expanded (it keeps the graph navigable) but never
+ * enters the result set W; the walk stops only once W holds ef admitted
+ * nodes and the closest unexpanded candidate is farther than W's worst.
+ * ef is scaled by 1/(admitted fraction) so that selective filters keep their
+ * recall, and when the estimated cost of that walk exceeds the cost of an
+ * exact scan of the admitted items, the scan is used instead.
+ *
+ * Every link read from the graph is bounds-checked (count <= Mmax, slot <
+ * n_nodes, upper-layer neighbour has that layer), so a corrupt file that
+ * passed the cheap checks at open still cannot crash a search.
+ */
+#include <math.h>
+#include <string.h>
+
+#include "index_int.h"
+
+static inline void visit_begin(ims__scratch *s)
+{
+    if (++s->epoch == 0) {
+        memset(s->visited, 0, s->n_visited * sizeof(uint16_t));
+        s->epoch = 1;
+    }
+}
+
+/* read node c's list at layer lc into (cnt, list); copies under the node lock when parallel */
+static inline const uint32_t *get_links(ims_hnsw *h, ims__scratch *s, uint32_t c, int lc,
+                                        int parallel, uint32_t *cnt)
+{
+    uint32_t mmax = lc ? h->M : h->M0;
+    const uint32_t *l = ims__links(h, c, lc);
+    if (parallel) {
+        ims__lock(h, c);
+        uint32_t n = IMS_MIN(l[0], mmax);
+        memcpy(s->nbuf, l + 1, n * sizeof(uint32_t));
+        ims__unlock(h, c);
+        *cnt = n;
+        return s->nbuf;
+    }
+    *cnt = IMS_MIN(l[0], mmax);
+    return l + 1;
+}
+
+static inline void prefetch_node(const ims_hnsw *h, uint32_t i)
+{
+    const char *p = (const char *)h->codes + (size_t)i * h->code_size;
+    __builtin_prefetch(p);
+    if (h->code_size > 64)
+        __builtin_prefetch(p + 64);
+    if (h->code_size > 128)
+        __builtin_prefetch(p + 128);
+    if (h->code_size > 192)
+        __builtin_prefetch(p + 192);
+}
+
+/* Greedy search at layer lc (Algorithm 2 with ef = 1): move to the closest
+ * neighbour while that improves. */
+uint32_t ims__search_greedy(ims_hnsw *h, ims__scratch *s, const ims__qctx *qc, uint32_t cur,
+                            float *d_cur, int lc, int parallel)
+{
+    int changed = 1;
+    while (changed) {
+        changed = 0;
+        if (h->levels[cur] < lc)
+            break;
+        uint32_t cnt;
+        const uint32_t *nb = get_links(h, s, cur, lc, parallel, &cnt);
+        for (uint32_t j = 0; j < cnt; j++) {
+            uint32_t e = nb[j];
+            if (e >= h->n_nodes || h->levels[e] < lc)
+                continue;
+            float d = ims__dist_code(h, qc, e);
+            if (d < *d_cur)
+                *d_cur = d, cur = e, changed = 1;
+        }
+    }
+    return cur;
+}
+
+/* Algorithm 2, SEARCH-LAYER(q, ep, ef, lc): the ef nearest to q at layer lc,
+ * left in s->W (a max-heap). Construction-time: every node is admitted. */
+int ims__search_layer(ims_hnsw *h, ims__scratch *s, const ims__qctx *qc, const ims__cand *ep,
+                      size_t n_ep, uint32_t ef, int lc, int parallel)
+{
+    ims__heap *C = &s->C, *W = &s->W;
+    C->n = W->n = 0;
+    visit_begin(s);
+    uint16_t ep_tag = s->epoch;
+    for (size_t i = 0; i < n_ep; i++) {
+        if (s->visited[ep[i].i] == ep_tag)
+            continue;
+        s->visited[ep[i].i] = ep_tag;
+        if (ims__heap_push_min(C, ep[i].d, ep[i].i) || ims__heap_push_max(W, ep[i].d, ep[i].i))
+            return IMS_ENOMEM;
+    }
+    while (C->n) {
+        ims__cand c = ims__heap_pop_min(C);
+        if (c.d > W->v[0].d && W->n >= ef)
+            break; /* all elements in W are evaluated */
+        uint32_t cnt;
+        const uint32_t *nb = get_links(h, s, c.i, lc, parallel, &cnt);
+        for (uint32_t j = 0; j < cnt; j++) {
+            uint32_t e = nb[j];
+            if (j + 1 < cnt && nb[j + 1] < h->n_nodes)
+                prefetch_node(h, nb[j + 1]);
+            if (e >= h->n_nodes || s->visited[e] == ep_tag || (lc && h->levels[e] < lc))
+                continue;
+            s->visited[e] = ep_tag;
+            float d = ims__dist_code(h, qc, e);
+            if (W->n < ef || d < W->v[0].d) {
+                if (ims__heap_push_min(C, d, e) || ims__heap_push_max(W, d, e))
+                    return IMS_ENOMEM;
+                if (W->n > ef)
+                    ims__heap_pop_max(W);
+            }
+        }
+    }
+    return IMS_OK;
+}
+
+/* ---- query-time search ---------------------------------------------------------- */
+
+typedef struct filt {
+    ims_filter_fn fn;
+    void *ud;
+    const uint64_t *allow;
+    uint64_t n_bits;
+} filt;
+
+static inline int admit(const ims_hnsw *h, const filt *f, uint32_t i)
+{
+    if (h->flags[i] & IMS__FLAG_DELETED)
+        return 0;
+    uint64_t id = h->ids[i];
+    if (f->allow && (id >= f->n_bits || !((f->allow[id >> 6] >> (id & 63)) & 1)))
+        return 0;
+    if (f->fn && !f->fn(id, f->ud))
+        return 0;
+    return 1;
+}
+
+/* Algorithm 2 at layer 0 with admission (deletes, filters); W holds admitted only. */
+static inline __attribute__((always_inline)) int
+base_search(ims_hnsw *h, ims__scratch *s, const ims__qctx *qc, uint32_t ep, float d_ep,
+            uint32_t ef, const filt *f, const int filtered)
+{
+    ims__heap *C = &s->C, *W = &s->W;
+    C->n = W->n = 0;
+    visit_begin(s);
+    uint16_t tag = s->epoch;
+    uint16_t *visited = s->visited;
+    uint32_t n_nodes = h->n_nodes, M0 = h->M0;
+    float lower = INFINITY;
+    s->visited[ep] = tag;
+    if (ims__heap_push_min(C, d_ep, ep))
+        return IMS_ENOMEM;
+    if (!filtered || admit(h, f, ep)) {
+        if (ims__heap_push_max(W, d_ep, ep))
+            return IMS_ENOMEM;
+        lower = d_ep;
+    }
+    while (C->n) {
+        ims__cand c = ims__heap_pop_min(C);
+        if (c.d > lower && (W->n >= ef || !filtered))
+            break;
+        const uint32_t *l = h->links0 + (size_t)c.i * (1 + M0);
+        uint32_t cnt = IMS_MIN(l[0], M0);
+        const uint32_t *nb = l + 1;
+        if (cnt) {
+            uint32_t e0 = nb[0] < n_nodes ? nb[0] : 0;
+            __builtin_prefetch(visited + e0);
+            prefetch_node(h, e0);
+        }
+        for (uint32_t j = 0; j < cnt; j++) {
+            uint32_t e = nb[j];
+            if (j + 1 < cnt) {
+                uint32_t e1 = nb[j + 1] < n_nodes ? nb[j + 1] : 0;
+                __builtin_prefetch(visited + e1);
+                prefetch_node(h, e1);
+            }
+            if (e >= n_nodes || visited[e] == tag)
+                continue;
+            visited[e] = tag;
+            float d = ims__dist_code(h, qc, e);
+            if (W->n < ef || d < lower) {
+                if (ims__heap_push_min(C, d, e))
+                    return IMS_ENOMEM;
+                if (!filtered || admit(h, f, e)) {
+                    if (ims__heap_push_max(W, d, e))
+                        return IMS_ENOMEM;
+                    if (W->n > ef)
+                        ims__heap_pop_max(W);
+                }
+                if (W->n)
+                    lower = W->v[0].d;
+            }
+        }
+    }
+    return IMS_OK;
+}
+
+static int cmp_cand(const void *a, const void *b)
+{
+    const ims__cand *x = a, *y = b;
+    if (x->d < y->d) return -1;
+    if (x->d > y->d) return 1;
+    return (x->i > y->i) - (x->i < y->i);
+}
+
+/* exact scan of admitted live slots into W (max-heap of size k) */
+static int exact_scan(ims_hnsw *h, ims__scratch *s, const ims__qctx *qc, size_t k, const filt *f)
+{
+    ims__heap *W = &s->W;
+    W->n = 0;
+    size_t D = h->n_dims;
+    for (uint32_t i = 0; i < h->n_nodes; i++) {
+        if (!admit(h, f, i))
+            continue;
+        float d = h->floats ? ims__dist_float(h, qc->q, h->floats + i * D)
+                            : ims__dist_code(h, qc, i);
+        if (W->n < k) {
+            if (ims__heap_push_max(W, d, i))
+                return IMS_ENOMEM;
+        } else if (d < W->v[0].d) {
+            ims__heap_pop_max(W);
+            ims__heap_push_max(W, d, i); /* cannot fail: room was just made */
+        }
+    }
+    return IMS_OK;
+}
+
+int ims_hnsw_search(ims_hnsw *h, const float *query, size_t k, const ims_search_opts *opts,
+                    ims_hit *hits, size_t *n_hits)
+{
+    static const ims_search_opts no_opts;
+    *n_hits = 0;
+    if (!opts)
+        opts = &no_opts;
+    if (k == 0 || !query || !hits)
+        return ims__hnsw_err(h, IMS_EINVAL, "search: k must be > 0, query and hits non-NULL");
+    pthread_rwlock_rdlock(&h->rw);
+    int rc = IMS_OK;
+    ims__scratch *s = ims__scratch_get(h);
+    if (!s) {
+        rc = ims__hnsw_err(h, IMS_ENOMEM, "search: out of memory");
+        goto out;
+    }
+    if (!ims__prepare_vec(h, query, s->qbuf)) {
+        rc = ims__hnsw_err(h, IMS_EINVAL, "search: query has NaN/Inf%s",
+                           h->metric == IMS_METRIC_COSINE ? " or is zero" : "");
+        goto out;
+    }
+    uint32_t n_live = h->n_nodes - h->n_deleted;
+    if (n_live == 0 || h->entry == IMS__NONE)
+        goto out;
+    ims__qctx qc;
+    ims__qctx_prepare(h, &qc, s->qbuf, s->abuf, s->bbuf);
+    filt f = {opts->filter, opts->filter_ud, opts->allow, opts->n_allow_bits};
+    int user_filter = f.fn || f.allow;
+    uint32_t ef = opts->ef ? opts->ef : h->ef_search;
+    if (ef < k)
+        ef = (uint32_t)IMS_MIN(k, (size_t)UINT32_MAX);
+
+    /* estimate the admitted count by sampling (deterministic stride) */
+    double admitted = n_live;
+    if (user_filter) {
+        uint32_t n_s = IMS_MIN(h->n_nodes, 1024u), hit = 0;
+        for (uint32_t t = 0; t < n_s; t++)
+            hit += admit(h, &f, (uint32_t)((uint64_t)t * h->n_nodes / n_s));
+        admitted = (double)hit * h->n_nodes / n_s;
+    }
+    double frac = admitted / n_live;
+    double ef_eff = frac > 0 ? ef / frac : (double)h->n_nodes;
+    if (ef_eff > h->n_nodes)
+        ef_eff = h->n_nodes;
+    if (ef_eff < ef)
+        ef_eff = ef;
+    double graph_cost = ef_eff * h->M0 * 0.5 + 64;
+    double exact_cost = admitted + (user_filter ? h->n_nodes / 16.0 : 0);
+    int exact = opts->mode == IMS_SEARCH_EXACT ||
+                (opts->mode != IMS_SEARCH_GRAPH && exact_cost <= graph_cost);
+
+    ims__heap *W = &s->W;
+    if (exact) {
+        rc = exact_scan(h, s, &qc, k, &f);
+    } else {
+        uint32_t cur = h->entry;
+        float d = ims__dist_code(h, &qc, cur);
+        for (int lc = h->max_level; lc > 0; lc--)
+            cur = ims__search_greedy(h, s, &qc, cur, &d, lc, 0);
+        uint32_t efe = (uint32_t)ef_eff;
+        if (user_filter || h->n_deleted)
+            rc = base_search(h, s, &qc, cur, d, efe, &f, 1);
+        else
+            rc = base_search(h, s, &qc, cur, d, efe, &f, 0);
+        if (!rc && h->floats) /* re-rank with full precision */
+            for (size_t i = 0; i < W->n; i++)
+                W->v[i].d = ims__dist_float(h, qc.q, h->floats + (size_t)W->v[i].i * h->n_dims);
+    }
+    if (rc) {
+        ims__hnsw_err(h, rc, "search: out of memory");
+        goto out;
+    }
+    qsort(W->v, W->n, sizeof *W->v, cmp_cand);
+    size_t n = IMS_MIN(k, W->n);
+    for (size_t i = 0; i < n; i++)
+        hits[i].id = h->ids[W->v[i].i], hits[i].distance = W->v[i].d;
+    *n_hits = n;
+out:
+    if (s)
+        ims__scratch_put(h, s);
+    pthread_rwlock_unlock(&h->rw);
+    return rc;
+}
