@@ -1,0 +1,359 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * test_oracle.c — the CNN engine judged by TensorFlow.js.
+ *
+ * tests/golden/oracle/<model>.jsonl (scripts/make-oracle-fixtures) holds, for
+ * 20 sample photos (the first of each food group) and each of the three
+ * nsfwjs models, what TF.js 4.22 (cpu backend) computed from the photo as
+ * decoded by libjpeg-turbo: the RGB and input-tensor sha256, the 5 class
+ * probabilities and the pooled vectors of several named taps.
+ *
+ * For every model and photo this test decodes the JPEG with our image
+ * module, preprocesses it with the model's recipe, and
+ *   - when the input tensor's sha256 equals the oracle's (same input, so
+ *     only the network can differ): requires every probability within 1e-3
+ *     and every tap's cosine similarity >= 0.9999;
+ *   - otherwise (our decode + preprocess differ): reports it and requires
+ *     the end-to-end tolerances, probabilities within 0.01, cosine >= 0.999.
+ * It prints the worst case per model (max |dprob|, min cosine per tap).
+ *
+ * Needs models/<name>.ism (scripts/fetch-models) and data/food (scripts/
+ * fetch-sample-data); skips (77) without them unless IMS_REQUIRE_ASSETS=1.
+ * IMS_ORACLE_MAX_IMAGES=N limits the photos per model (quick runs).
+ */
+#include <dirent.h>
+#include <jansson.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "check.h"
+#include "imgsim/image.h"
+#include "imgsim/imgsim.h"
+#include "imgsim/nn.h"
+
+/* ---- a small SHA-256 (FIPS 180-4) -------------------------------------- */
+typedef struct sha256 {
+    uint32_t h[8];
+    uint64_t n;
+    unsigned char buf[64];
+    size_t fill;
+} sha256;
+
+static const uint32_t K[64] = {
+    0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4,
+    0xab1c5ed5, 0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe,
+    0x9bdc06a7, 0xc19bf174, 0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f,
+    0x4a7484aa, 0x5cb0a9dc, 0x76f988da, 0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7,
+    0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967, 0x27b70a85, 0x2e1b2138, 0x4d2c6dfc,
+    0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85, 0xa2bfe8a1, 0xa81a664b,
+    0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070, 0x19a4c116,
+    0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
+    0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7,
+    0xc67178f2};
+
+#define ROR(x, n) (((x) >> (n)) | ((x) << (32 - (n))))
+
+static void sha256_block(sha256 *s, const unsigned char *p)
+{
+    uint32_t w[64], a[8];
+    for (int i = 0; i < 16; i++)
+        w[i] = (uint32_t)p[4 * i] << 24 | (uint32_t)p[4 * i + 1] << 16 |
+               (uint32_t)p[4 * i + 2] << 8 | p[4 * i + 3];
+    for (int i = 16; i < 64; i++) {
+        uint32_t s0 = ROR(w[i - 15], 7) ^ ROR(w[i - 15], 18) ^ (w[i - 15] >> 3);
+        uint32_t s1 = ROR(w[i - 2], 17) ^ ROR(w[i - 2], 19) ^ (w[i - 2] >> 10);
+        w[i] = w[i - 16] + s0 + w[i - 7] + s1;
+    }
+    memcpy(a, s->h, sizeof a);
+    for (int i = 0; i < 64; i++) {
+        uint32_t S1 = ROR(a[4], 6) ^ ROR(a[4], 11) ^ ROR(a[4], 25);
+        uint32_t ch = (a[4] & a[5]) ^ (~a[4] & a[6]);
+        uint32_t t1 = a[7] + S1 + ch + K[i] + w[i];
+        uint32_t S0 = ROR(a[0], 2) ^ ROR(a[0], 13) ^ ROR(a[0], 22);
+        uint32_t mj = (a[0] & a[1]) ^ (a[0] & a[2]) ^ (a[1] & a[2]);
+        memmove(a + 1, a, 7 * sizeof a[0]);
+        a[4] += t1;
+        a[0] = t1 + S0 + mj;
+    }
+    for (int i = 0; i < 8; i++)
+        s->h[i] += a[i];
+}
+
+static void sha256_init(sha256 *s)
+{
+    static const uint32_t H0[8] = {0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a,
+                                   0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19};
+    memcpy(s->h, H0, sizeof H0);
+    s->n = 0, s->fill = 0;
+}
+
+static void sha256_update(sha256 *s, const void *data, size_t len)
+{
+    const unsigned char *p = data;
+    s->n += len;
+    while (len) {
+        size_t k = 64 - s->fill < len ? 64 - s->fill : len;
+        memcpy(s->buf + s->fill, p, k);
+        s->fill += k, p += k, len -= k;
+        if (s->fill == 64)
+            sha256_block(s, s->buf), s->fill = 0;
+    }
+}
+
+static void sha256_hex(sha256 *s, char hex[65])
+{
+    uint64_t bits = s->n * 8;
+    unsigned char pad = 0x80, zero = 0, len[8];
+    sha256_update(s, &pad, 1);
+    while (s->fill != 56)
+        sha256_update(s, &zero, 1);
+    for (int i = 0; i < 8; i++)
+        len[i] = (unsigned char)(bits >> (56 - 8 * i));
+    sha256_update(s, len, 8);
+    for (int i = 0; i < 8; i++)
+        snprintf(hex + 8 * i, 9, "%08x", s->h[i]);
+}
+
+static void sha256_of(const void *p, size_t n, char hex[65])
+{
+    sha256 s;
+    sha256_init(&s);
+    sha256_update(&s, p, n);
+    sha256_hex(&s, hex);
+}
+
+/* ---- the test ----------------------------------------------------------- */
+
+#define MAX_TAPS 8
+
+static const char *const MODELS[] = {"mobilenet_v2", "inception_v3", "mobilenet_v2_mid"};
+
+/* Find <food>/<group>/<code>.jpeg; 1 if found. */
+static int find_photo(const char *food, const char *code, char *path, size_t n)
+{
+    DIR *d = opendir(food);
+    struct dirent *e;
+    int found = 0;
+    while (d && !found && (e = readdir(d))) {
+        if (e->d_name[0] == '.')
+            continue;
+        snprintf(path, n, "%s/%s/%s.jpeg", food, e->d_name, code);
+        found = access(path, R_OK) == 0;
+    }
+    if (d)
+        closedir(d);
+    return found;
+}
+
+static double cosine(const float *a, const double *b, int n)
+{
+    double s = 0, na = 0, nb = 0;
+    for (int i = 0; i < n; i++)
+        s += a[i] * b[i], na += (double)a[i] * a[i], nb += b[i] * b[i];
+    if (na == 0 && nb == 0)
+        return 1;
+    return s / sqrt(na * nb);
+}
+
+/* Read the fixture's JSON lines into a JSON array. */
+static json_t *read_fixture(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return NULL;
+    json_t *all = json_array();
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t n;
+    while ((n = getline(&line, &cap, f)) > 0) {
+        if (n <= 1)
+            continue;
+        json_error_t e;
+        json_t *r = json_loads(line, 0, &e);
+        if (!r) {
+            fprintf(stderr, "%s:%d: %s\n", path, e.line, e.text);
+            json_decref(all);
+            all = NULL;
+            break;
+        }
+        json_array_append_new(all, r);
+    }
+    free(line);
+    fclose(f);
+    return all;
+}
+
+typedef struct stats {
+    int n_images, n_sha_match, n_rgb_match;
+    double max_dprob;
+    double min_cos[MAX_TAPS];
+} stats;
+
+static void run_model(const char *models, const char *food, const char *src, const char *name,
+                      int max_images)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s.ism", models, name);
+    ims_nn_model *m = NULL;
+    ims_error err = {0};
+    int rc = ims_nn_open(path, &m, &err);
+    CHECK_MSG(rc == IMS_OK, "%s: %s", path, err.msg);
+    if (rc)
+        return;
+    snprintf(path, sizeof path, "%s/tests/golden/oracle/%s.jsonl", src, name);
+    json_t *fx = read_fixture(path);
+    CHECK_MSG(fx && json_array_size(fx) > 0, "%s: cannot read the fixture", path);
+    if (!fx || !json_array_size(fx)) {
+        json_decref(fx);
+        ims_nn_close(m);
+        return;
+    }
+    /* taps as named in the fixture; one session computes them all */
+    json_t *taps0 = json_object_get(json_array_get(fx, 0), "taps");
+    int n_taps = (int)json_array_size(taps0);
+    const char *tap_names[MAX_TAPS], *tap_keys[MAX_TAPS];
+    int tap_dim[MAX_TAPS], tap_off[MAX_TAPS], dim = 0;
+    if (n_taps < 1 || n_taps > MAX_TAPS)
+        abort();
+    for (int t = 0; t < n_taps; t++) {
+        json_t *tp = json_array_get(taps0, (size_t)t);
+        tap_names[t] = json_string_value(json_object_get(tp, "layer"));
+        tap_keys[t] = json_string_value(json_object_get(tp, "name"));
+        rc = ims_nn_tap_dim(m, tap_names[t], &tap_dim[t], &err);
+        CHECK_MSG(rc == IMS_OK, "%s: tap %s: %s", name, tap_names[t], err.msg);
+        if (rc) {
+            json_decref(fx);
+            ims_nn_close(m);
+            return;
+        }
+        CHECK_EQ(tap_dim[t], json_integer_value(json_object_get(tp, "dim")));
+        tap_off[t] = dim;
+        dim += tap_dim[t];
+    }
+    ims_nn_session_opts so = {.taps = tap_names, .n_taps = n_taps, .want_probs = 1,
+                              .max_batch = 1};
+    ims_nn_session *s = NULL;
+    rc = ims_nn_session_new(m, &so, &s, &err);
+    CHECK_MSG(rc == IMS_OK, "%s: session: %s", name, err.msg);
+    if (rc) {
+        json_decref(fx);
+        ims_nn_close(m);
+        return;
+    }
+    CHECK_EQ(ims_nn_session_dim(s), dim);
+    const ims_preprocess *pp = ims_nn_preprocess(m);
+    size_t n_in = (size_t)pp->width * pp->height * 3;
+    float *input = malloc(n_in * sizeof(float));
+    float *feat = malloc((size_t)dim * sizeof(float));
+    double *ref = malloc((size_t)dim * sizeof(double));
+    if (!input || !feat || !ref)
+        abort();
+    int n_cls = ims_nn_n_classes(m);
+    CHECK_EQ(n_cls, 5);
+    stats st = {0};
+    for (int t = 0; t < n_taps; t++)
+        st.min_cos[t] = 1;
+    double t0 = ims_now();
+    for (size_t i = 0; i < json_array_size(fx) && (int)i < max_images; i++) {
+        json_t *r = json_array_get(fx, i);
+        const char *code = json_string_value(json_object_get(r, "code"));
+        char photo[8192], hex[65];
+        if (!find_photo(food, code, photo, sizeof photo)) {
+            CHECK_MSG(0, "%s: photo %s not found under %s", name, code, food);
+            continue;
+        }
+        ims_image *img = NULL;
+        rc = ims_image_load_file(photo, NULL, &img, &err);
+        CHECK_MSG(rc == IMS_OK, "%s: %s", photo, err.msg);
+        if (rc)
+            continue;
+        sha256_of(img->rgb, (size_t)img->width * img->height * 3, hex);
+        int rgb_same = !strcmp(hex, json_string_value(json_object_get(r, "rgb_sha256")));
+        rc = ims_image_preprocess(img, pp, input, &err);
+        ims_image_free(img);
+        CHECK_MSG(rc == IMS_OK, "%s: preprocess: %s", photo, err.msg);
+        if (rc)
+            continue;
+        sha256_of(input, n_in * sizeof(float), hex);
+        int same = !strcmp(hex, json_string_value(json_object_get(r, "input_sha256")));
+        if (!same)
+            fprintf(stderr, "%s %s: input tensor differs from the oracle's (rgb %s); "
+                            "checking end to end with the looser tolerances\n",
+                    name, code, rgb_same ? "same" : "differs");
+        float probs[16];
+        rc = ims_nn_session_run(s, input, 1, feat, probs, &err);
+        CHECK_MSG(rc == IMS_OK, "%s %s: run: %s", name, code, err.msg);
+        if (rc)
+            continue;
+        st.n_images++;
+        st.n_sha_match += same;
+        st.n_rgb_match += rgb_same;
+        double tol_p = same ? 1e-3 : 1e-2, tol_c = same ? 0.9999 : 0.999;
+        json_t *jp = json_object_get(r, "probs");
+        for (int k = 0; k < n_cls && k < 16; k++) {
+            double d = fabs(probs[k] - json_number_value(json_array_get(jp, (size_t)k)));
+            if (d > st.max_dprob)
+                st.max_dprob = d;
+            CHECK_MSG(d <= tol_p, "%s %s: prob[%d] = %.6f, oracle %.6f", name, code, k,
+                      (double)probs[k], json_number_value(json_array_get(jp, (size_t)k)));
+        }
+        json_t *jt = json_object_get(r, "taps");
+        for (int t = 0; t < n_taps; t++) {
+            json_t *v = json_object_get(json_array_get(jt, (size_t)t), "v");
+            CHECK_EQ(json_array_size(v), tap_dim[t]);
+            if ((int)json_array_size(v) != tap_dim[t])
+                continue;
+            for (int k = 0; k < tap_dim[t]; k++)
+                ref[k] = json_number_value(json_array_get(v, (size_t)k));
+            double c = cosine(feat + tap_off[t], ref, tap_dim[t]);
+            if (c < st.min_cos[t])
+                st.min_cos[t] = c;
+            CHECK_MSG(c >= tol_c, "%s %s: tap %s cosine %.6f < %g", name, code, tap_names[t], c,
+                      tol_c);
+        }
+    }
+    double dt = ims_now() - t0;
+    printf("%s: %d images, input sha256 equal %d/%d (rgb %d/%d), max |dprob| %.3g, "
+           "%.2f s/image\n",
+           name, st.n_images, st.n_sha_match, st.n_images, st.n_rgb_match, st.n_images,
+           st.max_dprob, st.n_images ? dt / st.n_images : 0.0);
+    for (int t = 0; t < n_taps; t++)
+        printf("  %-10s min cosine %.9f (1-cos %.1e)  %s (%d)\n", tap_keys[t], st.min_cos[t],
+               1 - st.min_cos[t], tap_names[t], tap_dim[t]);
+    CHECK_MSG(st.n_images > 0, "%s: no image checked", name);
+    free(input);
+    free(feat);
+    free(ref);
+    ims_nn_session_free(s);
+    json_decref(fx);
+    ims_nn_close(m);
+}
+
+int main(void)
+{
+    ims_init();
+    const char *models = getenv("IMS_MODELS_DIR"), *data = getenv("IMS_DATA_DIR"),
+               *src = getenv("IMS_SOURCE_DIR");
+    if (!models || !data || !src)
+        return check_skip("IMS_MODELS_DIR, IMS_DATA_DIR, IMS_SOURCE_DIR not set (run via ctest)");
+    char path[4096], food[4096];
+    for (size_t i = 0; i < sizeof MODELS / sizeof MODELS[0]; i++) {
+        snprintf(path, sizeof path, "%s/%s.ism", models, MODELS[i]);
+        if (access(path, R_OK))
+            return check_skip("models/*.ism missing (run scripts/fetch-models)");
+    }
+    snprintf(food, sizeof food, "%s/food", data);
+    if (access(food, R_OK))
+        return check_skip("data/food missing (run scripts/fetch-sample-data)");
+    int max_images = 1000;
+    const char *mx = getenv("IMS_ORACLE_MAX_IMAGES");
+    if (mx && atoi(mx) > 0)
+        max_images = atoi(mx);
+    for (size_t i = 0; i < sizeof MODELS / sizeof MODELS[0]; i++)
+        run_model(models, food, src, MODELS[i], max_images);
+    return check_report();
+}
