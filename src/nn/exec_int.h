@@ -34,6 +34,19 @@ void ims__pool_for(ims__pool *p, int64_t n, int64_t grain, ims__range_fn fn, voi
 void ims__gemm(const ims__nn_kernels *k, ims__pool *pool, int M, int N, int K,
                const float *A, int lda, const float *B, int ldb, float *C, int ldc,
                const float *bias, int act, float act_max);
+/* C = act(A . B + bias) with B and bias packed by ims__pack_b: the own
+ * AVX2 path for convolutions (weights packed once per session, bias and
+ * activation applied in registers). Split over (row block, panel group)
+ * tasks on the pool. */
+void ims__gemm_packed(const ims__nn_kernels *k, ims__pool *pool, int M, int N, int K,
+                      const float *A, int lda, const float *Bp, const float *bias_p, float *C,
+                      int ldc, int act, float act_max);
+/* Floats ims__pack_b writes for a K x N matrix (panels, then the bias). */
+size_t ims__packed_size(int K, int N);
+/* Pack B (K x N, row-major) and bias (N floats or NULL) into dst (64-byte
+ * aligned, ims__packed_size floats); the packed bias follows the panels. */
+void ims__pack_b(const float *B, const float *bias, int K, int N, float *dst);
+
 /* Products with M*N*K below this many multiply-adds use the own kernel. */
 #define IMS_GEMM_BLAS_MIN_MACS (64 * 64 * 64)
 
@@ -69,6 +82,8 @@ struct ims_nn_session {
     /* memory */
     float *arena;        /* activations, planned by liveness */
     size_t n_arena;      /* floats */
+    float *packed;       /* convolution weights packed for ims__gemm_packed */
+    int64_t *pack_off;   /* per node: float offset into packed, -1 = not packed */
     float *scratch;      /* im2col rows / gathers */
     size_t n_scratch;    /* floats */
     /* per run */

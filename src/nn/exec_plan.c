@@ -30,6 +30,7 @@
  *  5. Scratch for im2col rows (chunked to IMS_IM2COL_MAX_FLOATS) and for
  *     gathering a strided input of a DENSE layer.
  */
+#include <stdlib.h>
 #include <string.h>
 
 #include "exec_int.h"
@@ -285,6 +286,38 @@ int ims__plan(ims_nn_session *s, ims_error *err)
         if (need_f > scratch)
             scratch = need_f;
     }
+    /* 6. convolution weights packed for the own GEMM */
+    size_t n_packed = 0;
+    s->pack_off = ims_malloc((size_t)N * sizeof *s->pack_off);
+    if (!s->pack_off) {
+        rc = ims_error_set(err, IMS_ENOMEM, "session plan: out of memory");
+        goto done;
+    }
+    const char *env = getenv("IMS_NN_GEMM"); /* "blas": no packing, for comparisons */
+    int no_pack = env && !strcmp(env, "blas");
+    for (uint32_t i = 0; i < N; i++) {
+        const ims__node *n = &g->nodes[i];
+        s->pack_off[i] = -1;
+        if (no_pack || s->kind[i] != IMS_X_RUN || n->op != IMS_OP_CONV2D)
+            continue;
+        s->pack_off[i] = (int64_t)n_packed;
+        n_packed += ims__packed_size(n->kh * n->kw * g->nodes[s->in0[i]].c, n->c);
+    }
+    if (n_packed) {
+        s->packed = ims_aligned_alloc(64, n_packed * sizeof(float));
+        if (!s->packed) {
+            rc = ims_error_set(err, IMS_ENOMEM, "session: out of memory for packed weights");
+            goto done;
+        }
+        for (uint32_t i = 0; i < N; i++) {
+            const ims__node *n = &g->nodes[i];
+            if (s->pack_off[i] >= 0)
+                ims__pack_b(g->weights + n->weight, n->bias >= 0 ? g->weights + n->bias : NULL,
+                            n->kh * n->kw * g->nodes[s->in0[i]].c, n->c,
+                            s->packed + s->pack_off[i]);
+        }
+    }
+
     s->n_arena = total;
     s->n_scratch = scratch;
     s->arena = total ? ims_aligned_alloc(64, total * sizeof(float)) : NULL;

@@ -55,3 +55,64 @@ void ims__gemm(const ims__nn_kernels *k, ims__pool *pool, int M, int N, int K,
     if (bias || act)
         ims__pool_for(pool, M, 64, epilogue_rows, &j);
 }
+
+size_t ims__packed_size(int K, int N)
+{
+    size_t n_panels = ((size_t)N + IMS_PANEL - 1) / IMS_PANEL;
+    return n_panels * IMS_PANEL * ((size_t)K + 1);
+}
+
+void ims__pack_b(const float *B, const float *bias, int K, int N, float *dst)
+{
+    int n_panels = (N + IMS_PANEL - 1) / IMS_PANEL;
+    for (int p = 0; p < n_panels; p++)
+        for (int k = 0; k < K; k++)
+            for (int j = 0; j < IMS_PANEL; j++) {
+                int col = p * IMS_PANEL + j;
+                dst[((int64_t)p * K + k) * IMS_PANEL + j] = col < N ? B[(int64_t)k * N + col] : 0;
+            }
+    float *bp = dst + (int64_t)n_panels * IMS_PANEL * K;
+    for (int j = 0; j < n_panels * IMS_PANEL; j++)
+        bp[j] = bias && j < N ? bias[j] : 0;
+}
+
+typedef struct packed_job {
+    const ims__nn_kernels *k;
+    int M, N, K, lda, ldc, act, mc, n_pg, n_panels;
+    const float *A, *Bp, *bias_p;
+    float *C;
+    float act_max;
+} packed_job;
+
+static void packed_tasks(void *ctx, int64_t b, int64_t e)
+{
+    const packed_job *j = ctx;
+    for (int64_t t = b; t < e; t++) {
+        int mb = (int)(t / j->n_pg), pg = (int)(t % j->n_pg);
+        int i0 = mb * j->mc, rows = j->M - i0 < j->mc ? j->M - i0 : j->mc;
+        int p0 = (int)((int64_t)pg * j->n_panels / j->n_pg);
+        int p1 = (int)((int64_t)(pg + 1) * j->n_panels / j->n_pg);
+        j->k->gemm_packed(rows, j->N, j->K, j->A + (int64_t)i0 * j->lda, j->lda, j->Bp,
+                          j->bias_p, j->C + (int64_t)i0 * j->ldc, j->ldc, p0, p1, j->act,
+                          j->act_max);
+    }
+}
+
+void ims__gemm_packed(const ims__nn_kernels *k, ims__pool *pool, int M, int N, int K,
+                      const float *A, int lda, const float *Bp, const float *bias_p, float *C,
+                      int ldc, int act, float act_max)
+{
+    int n_panels = (N + IMS_PANEL - 1) / IMS_PANEL;
+    /* a row block of A (mc x K) stays in L2 while every panel passes over it */
+    int mc = (int)((96 * 1024 / 4) / (K > 0 ? K : 1));
+    mc = mc / 6 * 6;
+    if (mc < 6)
+        mc = 6;
+    if (mc > 480)
+        mc = 480;
+    int n_mb = (M + mc - 1) / mc, threads = ims__pool_threads(pool), n_pg = 1;
+    while (threads > 1 && n_mb * n_pg < 4 * threads && n_pg < n_panels)
+        n_pg++;
+    packed_job j = {k, M, N, K, lda, ldc, act, mc, n_pg, n_panels, A, Bp, bias_p, C, act_max};
+    ims__pool_for(pool, (int64_t)n_mb * n_pg, 1, packed_tasks, &j);
+}

@@ -64,10 +64,18 @@ void ims__op_conv2d(ims_nn_session *s, uint32_t i)
     const int32_t *pads = s->pads + 4 * i;
     const float *W = ims__weights(s, nd->weight), *bias = ims__weights(s, nd->bias);
     int64_t P = (int64_t)s->n * y.h * y.w;
+    const float *Bp = s->pack_off[i] >= 0 ? s->packed + s->pack_off[i] : NULL;
+    const float *bias_p = Bp ? Bp + ims__packed_size(nd->kh * nd->kw * x.c, y.c) -
+                                   (size_t)(y.c + IMS_PANEL - 1) / IMS_PANEL * IMS_PANEL
+                             : NULL;
     if (nd->kh == 1 && nd->kw == 1 && nd->sh == 1 && nd->sw == 1 && !pads[0] && !pads[1] &&
         !pads[2] && !pads[3]) {
-        ims__gemm(s->k, s->pool, (int)P, y.c, x.c, x.p, x.ld, W, y.c, y.p, y.ld, bias,
-                  nd->act, nd->act_max);
+        if (Bp)
+            ims__gemm_packed(s->k, s->pool, (int)P, y.c, x.c, x.p, x.ld, Bp, bias_p, y.p, y.ld,
+                             nd->act, nd->act_max);
+        else
+            ims__gemm(s->k, s->pool, (int)P, y.c, x.c, x.p, x.ld, W, y.c, y.p, y.ld, bias,
+                      nd->act, nd->act_max);
         return;
     }
     int K = nd->kh * nd->kw * x.c;
@@ -78,8 +86,12 @@ void ims__op_conv2d(ims_nn_session *s, uint32_t i)
         int64_t r = P - p0 < R ? P - p0 : R;
         j.p0 = p0;
         ims__pool_for(s->pool, r, 16, im2col_rows, &j);
-        ims__gemm(s->k, s->pool, (int)r, y.c, K, s->scratch, K, W, y.c, y.p + p0 * y.ld, y.ld,
-                  bias, nd->act, nd->act_max);
+        if (Bp)
+            ims__gemm_packed(s->k, s->pool, (int)r, y.c, K, s->scratch, K, Bp, bias_p,
+                             y.p + p0 * y.ld, y.ld, nd->act, nd->act_max);
+        else
+            ims__gemm(s->k, s->pool, (int)r, y.c, K, s->scratch, K, W, y.c, y.p + p0 * y.ld,
+                      y.ld, bias, nd->act, nd->act_max);
     }
 }
 

@@ -121,18 +121,18 @@ static void dw_rows(const ims__dw_args *a, int oy0, int oy1)
 #define GEMM_BLOCK(R)                                                                    \
     do {                                                                                 \
         __m256 acc[R][2];                                                                \
-        for (int r = 0; r < R; r++)                                                      \
+        _Pragma("GCC unroll 8") for (int r = 0; r < R; r++)                             \
             acc[r][0] = acc[r][1] = _mm256_setzero_ps();                                 \
         for (int k = 0; k < K; k++) {                                                    \
             const float *b = B + (int64_t)k * ldb + j;                                   \
             __m256 b0 = _mm256_maskload_ps(b, m0), b1 = _mm256_maskload_ps(b + 8, m1);   \
-            for (int r = 0; r < R; r++) {                                                \
+            _Pragma("GCC unroll 8") for (int r = 0; r < R; r++) {                       \
                 __m256 av = _mm256_broadcast_ss(A + (int64_t)(i + r) * lda + k);         \
                 acc[r][0] = _mm256_fmadd_ps(av, b0, acc[r][0]);                          \
                 acc[r][1] = _mm256_fmadd_ps(av, b1, acc[r][1]);                          \
             }                                                                            \
         }                                                                                \
-        for (int r = 0; r < R; r++) {                                                    \
+        _Pragma("GCC unroll 8") for (int r = 0; r < R; r++) {                           \
             float *c = C + (int64_t)(i + r) * ldc + j;                                   \
             _mm256_maskstore_ps(c, m0, acc[r][0]);                                       \
             _mm256_maskstore_ps(c + 8, m1, acc[r][1]);                                   \
@@ -159,4 +159,69 @@ static void gemm(int M, int N, int K, const float *A, int lda, const float *B, i
     }
 }
 
-const ims__nn_kernels ims__nn_kernels_avx2 = {"avx2", bias_act, dw_rows, gemm};
+/* R rows x one 16-column panel over the full K, epilogue in registers. */
+#define PACKED_TILE(R)                                                                   \
+    do {                                                                                 \
+        __m256 acc[R][2];                                                                \
+        _Pragma("GCC unroll 8") for (int r = 0; r < R; r++)                             \
+            acc[r][0] = acc[r][1] = _mm256_setzero_ps();                                 \
+        const float *a = A + (int64_t)i * lda;                                           \
+        for (int k = 0; k < K; k++) {                                                    \
+            __m256 b0 = _mm256_load_ps(B + (int64_t)k * 16);                             \
+            __m256 b1 = _mm256_load_ps(B + (int64_t)k * 16 + 8);                         \
+            _Pragma("GCC unroll 8") for (int r = 0; r < R; r++) {                       \
+                __m256 av = _mm256_broadcast_ss(a + (int64_t)r * lda + k);               \
+                acc[r][0] = _mm256_fmadd_ps(av, b0, acc[r][0]);                          \
+                acc[r][1] = _mm256_fmadd_ps(av, b1, acc[r][1]);                          \
+            }                                                                            \
+        }                                                                                \
+        _Pragma("GCC unroll 8") for (int r = 0; r < R; r++) {                           \
+            float *c = C + (int64_t)(i + r) * ldc + p * 16;                              \
+            __m256 v0 = act8(_mm256_add_ps(acc[r][0], bb0), act, lo, hi);                \
+            __m256 v1 = act8(_mm256_add_ps(acc[r][1], bb1), act, lo, hi);                \
+            if (full) {                                                                  \
+                _mm256_storeu_ps(c, v0);                                                 \
+                _mm256_storeu_ps(c + 8, v1);                                             \
+            } else {                                                                     \
+                _mm256_maskstore_ps(c, m0, v0);                                          \
+                _mm256_maskstore_ps(c + 8, m1, v1);                                      \
+            }                                                                            \
+        }                                                                                \
+    } while (0)
+
+static void gemm_packed(int M, int N, int K, const float *A, int lda, const float *Bp,
+                        const float *bias_p, float *C, int ldc, int p0, int p1, int act,
+                        float act_max)
+{
+    const __m256 lo = _mm256_setzero_ps();
+    const __m256 hi = _mm256_set1_ps(act_max > 0 ? act_max : INFINITY);
+    const int act_v = act == 1 ? 1 : 0;
+    for (int p = p0; p < p1; p++) {
+        const float *B = Bp + (int64_t)p * K * 16;
+        int w = N - p * 16 < 16 ? N - p * 16 : 16, full = w == 16;
+        __m256i m0 = tail_mask(w < 8 ? w : 8), m1 = tail_mask(w > 8 ? w - 8 : 0);
+        __m256 bb0 = _mm256_load_ps(bias_p + p * 16), bb1 = _mm256_load_ps(bias_p + p * 16 + 8);
+        int i = 0;
+        {
+            const int act = act_v;
+            for (; i + 6 <= M; i += 6)
+                PACKED_TILE(6);
+            switch (M - i) {
+            case 5: PACKED_TILE(5); break;
+            case 4: PACKED_TILE(4); break;
+            case 3: PACKED_TILE(3); break;
+            case 2: PACKED_TILE(2); break;
+            case 1: PACKED_TILE(1); break;
+            default: break;
+            }
+        }
+        if (act > 1)
+            for (int r = 0; r < M; r++)
+                for (int j = 0; j < w; j++) {
+                    float *c = C + (int64_t)r * ldc + p * 16 + j;
+                    *c = ims__act1(*c, act, act_max);
+                }
+    }
+}
+
+const ims__nn_kernels ims__nn_kernels_avx2 = {"avx2", bias_act, dw_rows, gemm, gemm_packed};

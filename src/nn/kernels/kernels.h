@@ -40,7 +40,16 @@ typedef struct ims__nn_kernels {
     /* C[M x N] = A[M x K] . B[K x N], row-major with leading dimensions. */
     void (*gemm)(int M, int N, int K, const float *A, int lda, const float *B, int ldb,
                  float *C, int ldc);
+    /* Rows [0, M) x panels [p0, p1) of C = act(A . B + bias) with B packed
+     * by ims__pack_b (16-column panels, K x 16 floats each, zero-padded)
+     * and bias packed to n_panels*16 floats; only the first N columns of C
+     * are written. */
+    void (*gemm_packed)(int M, int N, int K, const float *A, int lda, const float *Bp,
+                        const float *bias_p, float *C, int ldc, int p0, int p1, int act,
+                        float act_max);
 } ims__nn_kernels;
+
+#define IMS_PANEL 16 /* columns per packed-B panel */
 
 /* The table for a CPU level (IMS_CPU_REF always exists; a level this build
  * or CPU lacks falls back to the best one below it). */

@@ -74,4 +74,28 @@ static void gemm(int M, int N, int K, const float *A, int lda, const float *B, i
     }
 }
 
-const ims__nn_kernels ims__nn_kernels_ref = {"ref", bias_act, dw_rows, gemm};
+static void gemm_packed(int M, int N, int K, const float *A, int lda, const float *Bp,
+                        const float *bias_p, float *C, int ldc, int p0, int p1, int act,
+                        float act_max)
+{
+    for (int p = p0; p < p1; p++) {
+        const float *B = Bp + (int64_t)p * K * IMS_PANEL;
+        int w = N - p * IMS_PANEL < IMS_PANEL ? N - p * IMS_PANEL : IMS_PANEL;
+        for (int i = 0; i < M; i++) {
+            float acc[IMS_PANEL];
+            for (int j = 0; j < IMS_PANEL; j++)
+                acc[j] = 0;
+            for (int k = 0; k < K; k++) {
+                float a = A[(int64_t)i * lda + k];
+                for (int j = 0; j < IMS_PANEL; j++)
+                    acc[j] += a * B[(int64_t)k * IMS_PANEL + j];
+            }
+            float *c = C + (int64_t)i * ldc + p * IMS_PANEL;
+            for (int j = 0; j < w; j++)
+                c[j] = acc[j] + bias_p[p * IMS_PANEL + j];
+            bias_act(c, 1, w, w, NULL, act, act_max);
+        }
+    }
+}
+
+const ims__nn_kernels ims__nn_kernels_ref = {"ref", bias_act, dw_rows, gemm, gemm_packed};
