@@ -1,9 +1,279 @@
 /* SPDX-License-Identifier: MIT */
-/* cmd_bench_index.c — placeholder until the module behind it lands. */
+/*
+ * cmd_bench_index.c — `imgsim bench-index`: build an HNSW index from TEXMEX
+ * .fvecs (base), search .fvecs queries, compare with .ivecs ground truth.
+ * Prints the build time and index bytes, then per ef one line
+ *   ef=<ef> recall@10=<r> qps=<q>
+ * measured one query at a time on one thread (as ann-benchmarks and the
+ * hnswlib/FAISS anchors do).
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
 #include "cli_int.h"
+#include "imgsim/index.h"
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: imgsim bench-index --base B.fvecs --query Q.fvecs --truth T.ivecs\n"
+            "           --metric l2|cosine|ip [--M 16] [--ef-construction 200]\n"
+            "           [--ef 10,20,40,80,160,320] [--threads N] [--storage f32|f16|int8]\n"
+            "           [--keep-float] [--save FILE] [--load FILE] [--k 10] [--max-queries N]\n\n"
+            "--keep-float  with f16/int8: also keep float32 vectors and re-rank with them\n"
+            "--load FILE   skip the build and search a saved index (ids = base row numbers)\n");
+}
+
+/* Read a TEXMEX file: records of (int32 dim, dim x 4-byte values). */
+static int read_vecs(const char *path, const char *what, int *dim_out, size_t *n_out,
+                     void **data_out)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return cli_fail("%s: cannot open: %s", path, strerror(errno));
+    struct stat st;
+    if (fstat(fileno(f), &st) != 0 || st.st_size < 4) {
+        fclose(f);
+        return cli_fail("%s: empty or unreadable %s file", path, what);
+    }
+    unsigned char hdr[4];
+    if (fread(hdr, 1, 4, f) != 4) {
+        fclose(f);
+        return cli_fail("%s: read failed", path);
+    }
+    int32_t d = (int32_t)((uint32_t)hdr[0] | (uint32_t)hdr[1] << 8 | (uint32_t)hdr[2] << 16 |
+                          (uint32_t)hdr[3] << 24);
+    if (d < 1 || d > IMS_HNSW_MAX_DIM) {
+        fclose(f);
+        return cli_fail("%s: offset 0: dimension %d not in 1..%d (not a %s file?)", path, d,
+                        IMS_HNSW_MAX_DIM, what);
+    }
+    size_t rec = 4 + 4 * (size_t)d, size = (size_t)st.st_size;
+    if (size % rec) {
+        fclose(f);
+        return cli_fail("%s: size %zu is not a multiple of the record size %zu (dim %d): "
+                        "truncated or not a %s file",
+                        path, size, rec, d, what);
+    }
+    size_t n = size / rec;
+    char *data = malloc(n * 4 * (size_t)d);
+    char *buf = malloc(rec);
+    if (!data || !buf) {
+        free(data), free(buf), fclose(f);
+        return cli_fail("%s: out of memory for %zu x %d", path, n, d);
+    }
+    rewind(f);
+    for (size_t i = 0; i < n; i++) {
+        if (fread(buf, 1, rec, f) != rec) {
+            free(data), free(buf), fclose(f);
+            return cli_fail("%s: read failed at record %zu", path, i);
+        }
+        int32_t di;
+        memcpy(&di, buf, 4);
+        if (di != d) {
+            free(data), free(buf), fclose(f);
+            return cli_fail("%s: offset %zu: record %zu has dimension %d, expected %d", path,
+                            i * rec, i, di, d);
+        }
+        memcpy(data + i * 4 * (size_t)d, buf + 4, 4 * (size_t)d);
+    }
+    free(buf);
+    fclose(f);
+    *dim_out = d, *n_out = n, *data_out = data;
+    return 0;
+}
 
 int cmd_bench_index(int argc, char **argv)
 {
-    (void)argc;
-    return cli_fail("%s: not implemented yet", argv[0]);
+    const char *base_p = NULL, *query_p = NULL, *truth_p = NULL, *save_p = NULL, *load_p = NULL;
+    const char *ef_list = "10,20,40,80,160,320";
+    int metric = -1, storage = IMS_STORAGE_F32, keep_float = 0;
+    long M = 16, efc = 200, threads = 0, k = 10, max_q = 0;
+    if (cli_wants_help(argc, argv)) {
+        usage(stdout);
+        return CLI_OK;
+    }
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+#define NEED_ARG()                                                                 \
+    do {                                                                           \
+        if (!v)                                                                    \
+            return cli_usage("bench-index: %s needs a value", a);                  \
+        i++;                                                                       \
+    } while (0)
+        if (!strcmp(a, "--keep-float")) {
+            keep_float = 1;
+            continue;
+        }
+        NEED_ARG();
+        if (!strcmp(a, "--base")) base_p = v;
+        else if (!strcmp(a, "--query")) query_p = v;
+        else if (!strcmp(a, "--truth")) truth_p = v;
+        else if (!strcmp(a, "--save")) save_p = v;
+        else if (!strcmp(a, "--load")) load_p = v;
+        else if (!strcmp(a, "--ef")) ef_list = v;
+        else if (!strcmp(a, "--metric")) {
+            if ((metric = ims_metric_from_name(v)) < 0)
+                return cli_usage("bench-index: unknown metric '%s'", v);
+        } else if (!strcmp(a, "--storage")) {
+            if ((storage = ims_storage_from_name(v)) < 0)
+                return cli_usage("bench-index: unknown storage '%s'", v);
+        } else if (!strcmp(a, "--M")) {
+            if (cli_parse_long(v, 2, IMS_HNSW_MAX_M, &M))
+                return cli_usage("bench-index: --M must be 2..%d", IMS_HNSW_MAX_M);
+        } else if (!strcmp(a, "--ef-construction")) {
+            if (cli_parse_long(v, 1, 100000, &efc))
+                return cli_usage("bench-index: bad --ef-construction '%s'", v);
+        } else if (!strcmp(a, "--threads")) {
+            if (cli_parse_long(v, 0, 256, &threads))
+                return cli_usage("bench-index: bad --threads '%s'", v);
+        } else if (!strcmp(a, "--k")) {
+            if (cli_parse_long(v, 1, 1000, &k))
+                return cli_usage("bench-index: bad --k '%s'", v);
+        } else if (!strcmp(a, "--max-queries")) {
+            if (cli_parse_long(v, 0, 1L << 30, &max_q))
+                return cli_usage("bench-index: bad --max-queries '%s'", v);
+        } else
+            return cli_usage("bench-index: unknown option %s", a);
+#undef NEED_ARG
+    }
+    if (!query_p || !truth_p || (!base_p && !load_p))
+        return cli_usage("bench-index: --base (or --load), --query and --truth are required");
+    if (metric < 0 && !load_p)
+        return cli_usage("bench-index: --metric is required");
+    long efs[64];
+    int n_ef = 0;
+    {
+        char *dup = strdup(ef_list), *save = NULL;
+        for (char *t = strtok_r(dup, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+            if (n_ef == 64 || cli_parse_long(t, 1, 1000000, &efs[n_ef])) {
+                free(dup);
+                return cli_usage("bench-index: bad --ef list '%s'", ef_list);
+            }
+            n_ef++;
+        }
+        free(dup);
+    }
+    int dq, dt, db = 0;
+    size_t nq, nt, nb = 0;
+    void *Q = NULL, *T = NULL, *B = NULL;
+    if (read_vecs(query_p, "fvecs", &dq, &nq, &Q))
+        return CLI_FAIL;
+    if (read_vecs(truth_p, "ivecs", &dt, &nt, &T)) {
+        free(Q);
+        return CLI_FAIL;
+    }
+    int rc = CLI_FAIL;
+    ims_hnsw *h = NULL;
+    ims_error err = {0};
+    if (nt < nq) {
+        cli_fail("%s: %zu ground-truth rows for %zu queries", truth_p, nt, nq);
+        goto done;
+    }
+    if (dt < k) {
+        cli_fail("%s: ground truth has %d neighbours per query, need k=%ld", truth_p, dt, k);
+        goto done;
+    }
+    if (max_q > 0 && (size_t)max_q < nq)
+        nq = (size_t)max_q;
+    if (load_p) {
+        double t0 = ims_now();
+        if ((rc = ims_hnsw_open(load_p, &h, &err))) {
+            rc = cli_fail_err(rc, &err);
+            goto done;
+        }
+        printf("loaded %s in %.3f s\n", load_p, ims_now() - t0);
+    } else {
+        if (read_vecs(base_p, "fvecs", &db, &nb, &B))
+            goto done;
+        if (db != dq) {
+            cli_fail("%s: dimension %d differs from the base's %d", query_p, dq, db);
+            goto done;
+        }
+        ims_hnsw_params p = {.metric = metric, .n_dims = (uint32_t)db, .M = (uint32_t)M,
+                             .ef_construction = (uint32_t)efc, .storage = storage,
+                             .keep_float = keep_float};
+        if ((rc = ims_hnsw_new(&p, &h, &err))) {
+            rc = cli_fail_err(rc, &err);
+            goto done;
+        }
+        uint64_t *ids = malloc(nb * sizeof *ids);
+        if (!ids) {
+            rc = cli_fail("out of memory");
+            goto done;
+        }
+        for (size_t i = 0; i < nb; i++)
+            ids[i] = i;
+        int n_thr = threads > 0 ? (int)threads : ims_cpu_count();
+        double t0 = ims_now();
+        rc = ims_hnsw_add_batch(h, nb, ids, B, n_thr);
+        double t_build = ims_now() - t0;
+        free(ids);
+        if (rc) {
+            rc = cli_fail("build: %s", ims_hnsw_errmsg(h));
+            goto done;
+        }
+        printf("build: %zu x %d %s M=%ld ef_construction=%ld storage=%s%s threads=%d: %.2f s\n",
+               nb, db, ims_metric_name(metric), M, efc, ims_storage_name(storage),
+               keep_float ? "+float" : "", n_thr, t_build);
+        free(B);
+        B = NULL;
+    }
+    ims_hnsw_info in;
+    ims_hnsw_get_info(h, &in);
+    if ((int)in.n_dims != dq) {
+        rc = cli_fail("%s: dimension %d differs from the index's %u", query_p, dq, in.n_dims);
+        goto done;
+    }
+    if (save_p) {
+        double t0 = ims_now();
+        if ((rc = ims_hnsw_save(h, save_p))) {
+            rc = cli_fail("%s", ims_hnsw_errmsg(h));
+            goto done;
+        }
+        struct stat st;
+        stat(save_p, &st);
+        printf("index bytes: %lld (file %s, saved in %.2f s)\n", (long long)st.st_size, save_p,
+               ims_now() - t0);
+    } else {
+        printf("index bytes: %zu (in memory)\n", in.memory_bytes);
+    }
+    ims_hit *hits = malloc((size_t)k * sizeof *hits);
+    const float *qf = Q;
+    const int32_t *ti = T;
+    for (int e = 0; e < n_ef; e++) {
+        ims_search_opts o = {.ef = (uint32_t)efs[e], .mode = IMS_SEARCH_GRAPH};
+        size_t found = 0, nh;
+        /* one warm-up pass over a few queries, then the timed pass */
+        for (size_t i = 0; i < nq && i < 100; i++)
+            ims_hnsw_search(h, qf + i * (size_t)dq, (size_t)k, &o, hits, &nh);
+        double t0 = ims_now();
+        for (size_t i = 0; i < nq; i++) {
+            if (ims_hnsw_search(h, qf + i * (size_t)dq, (size_t)k, &o, hits, &nh)) {
+                rc = cli_fail("search: %s", ims_hnsw_errmsg(h));
+                free(hits);
+                goto done;
+            }
+            const int32_t *t = ti + i * (size_t)dt;
+            for (size_t a = 0; a < nh; a++)
+                for (long b = 0; b < k; b++)
+                    if (hits[a].id == (uint64_t)(int64_t)t[b]) {
+                        found++;
+                        break;
+                    }
+        }
+        double dtm = ims_now() - t0;
+        printf("ef=%ld recall@%ld=%.4f qps=%.0f\n", efs[e], k, (double)found / ((double)nq * k),
+               nq / dtm);
+        fflush(stdout);
+    }
+    free(hits);
+    rc = CLI_OK;
+done:
+    ims_hnsw_close(h);
+    free(Q), free(T), free(B);
+    return rc;
 }

@@ -18,7 +18,9 @@
  * node is marked deleted and unmapped: it still routes searches but is
  * never returned, so the index stays consistent.
  */
+#define _GNU_SOURCE /* pthread_rwlockattr_setkind_np */
 #include <math.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -187,6 +189,18 @@ int ims__map_rebuild(ims_hnsw *h)
     return IMS_OK;
 }
 
+void ims__rwlock_init(pthread_rwlock_t *rw)
+{
+    pthread_rwlockattr_t a;
+    pthread_rwlockattr_init(&a);
+#ifdef __GLIBC__
+    /* glibc prefers readers by default: a busy server would starve inserts */
+    pthread_rwlockattr_setkind_np(&a, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+#endif
+    pthread_rwlock_init(rw, &a);
+    pthread_rwlockattr_destroy(&a);
+}
+
 /* ---- creation, growth, destruction ------------------------------------------- */
 
 static void free_if_owned(void *p, int owned, int aligned)
@@ -299,7 +313,7 @@ int ims_hnsw_new(const ims_hnsw_params *p, ims_hnsw **out, ims_error *err)
     h->ef_construction = p->ef_construction ? p->ef_construction : 200;
     h->ef_search = p->ef_search ? p->ef_search : 64;
     h->seed = p->seed ? p->seed : 42;
-    pthread_rwlock_init(&h->rw, NULL);
+    ims__rwlock_init(&h->rw);
     pthread_mutex_init(&h->ep_lock, NULL);
     pthread_mutex_init(&h->pool_lock, NULL);
     pthread_mutex_init(&h->err_lock, NULL);

@@ -115,7 +115,7 @@ static int connect_back(ims_hnsw *h, ims__scratch *s, uint32_t e, uint32_t q, fl
         nctx_prepare(h, s, e, &nc);
         for (uint32_t j = 0; j < cnt; j++) {
             uint32_t x = l[1 + j];
-            if (x >= h->n_nodes)
+            if (x >= h->n_nodes || x == e)
                 continue;
             R->v[R->n].d = nctx_dist(h, &nc, x), R->v[R->n].i = x, R->n++;
         }
@@ -164,7 +164,7 @@ int ims__hnsw_insert(ims_hnsw *h, uint32_t q, ims__scratch *s, int parallel)
     size_t n_eps = 1;
     ims__cand *epbuf = NULL;
     for (int lc = IMS_MIN(L, l); lc >= 0; lc--) {
-        if ((rc = ims__search_layer(h, s, &qc, eps, n_eps, h->ef_construction, lc, parallel)))
+        if ((rc = ims__search_layer(h, s, &qc, eps, n_eps, h->ef_construction, lc, parallel, q)))
             break;
         /* keep W as the next entry points before Algorithm 4 reorders it */
         if (lc > 0) {

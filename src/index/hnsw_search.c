@@ -89,14 +89,20 @@ uint32_t ims__search_greedy(ims_hnsw *h, ims__scratch *s, const ims__qctx *qc, u
 }
 
 /* Algorithm 2, SEARCH-LAYER(q, ep, ef, lc): the ef nearest to q at layer lc,
- * left in s->W (a max-heap). Construction-time: every node is admitted. */
+ * left in s->W (a max-heap). Construction-time: every node is admitted
+ * except `skip`, the element being inserted: in a parallel build another
+ * thread may already have linked to it (it found q on an upper layer and
+ * used it as an entry point below), and q must not become its own
+ * neighbour. */
 int ims__search_layer(ims_hnsw *h, ims__scratch *s, const ims__qctx *qc, const ims__cand *ep,
-                      size_t n_ep, uint32_t ef, int lc, int parallel)
+                      size_t n_ep, uint32_t ef, int lc, int parallel, uint32_t skip)
 {
     ims__heap *C = &s->C, *W = &s->W;
     C->n = W->n = 0;
     visit_begin(s);
     uint16_t ep_tag = s->epoch;
+    if (skip < h->n_nodes)
+        s->visited[skip] = ep_tag;
     for (size_t i = 0; i < n_ep; i++) {
         if (s->visited[ep[i].i] == ep_tag)
             continue;

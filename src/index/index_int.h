@@ -216,6 +216,7 @@ struct ims_hnsw {
 int ims__hnsw_err(ims_hnsw *h, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 /* hnsw_build.c */
+void ims__rwlock_init(pthread_rwlock_t *rw); /* writer-preferring: no writer starvation */
 int ims__hnsw_reserve(ims_hnsw *h, size_t n_slots);
 ims__scratch *ims__scratch_get(ims_hnsw *h);
 void ims__scratch_put(ims_hnsw *h, ims__scratch *s);
@@ -240,7 +241,7 @@ int ims__select_neighbors(ims_hnsw *h, ims__scratch *s, ims__heap *Cset, uint32_
 
 /* hnsw_search.c */
 int ims__search_layer(ims_hnsw *h, ims__scratch *s, const ims__qctx *qc, const ims__cand *ep,
-                      size_t n_ep, uint32_t ef, int lc, int parallel);
+                      size_t n_ep, uint32_t ef, int lc, int parallel, uint32_t skip);
 
 /* quant.c */
 void ims__qctx_prepare(const ims_hnsw *h, ims__qctx *qc, const float *q, float *a, float *b);

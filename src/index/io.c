@@ -226,7 +226,7 @@ static int parse(unsigned char *base, size_t size, int is_mmap, const char *labe
     }
     h->backing = base, h->backing_size = size, h->backing_is_mmap = is_mmap;
     h->entry = IMS__NONE;
-    pthread_rwlock_init(&h->rw, NULL);
+    ims__rwlock_init(&h->rw);
     pthread_mutex_init(&h->ep_lock, NULL);
     pthread_mutex_init(&h->pool_lock, NULL);
     pthread_mutex_init(&h->err_lock, NULL);
@@ -349,10 +349,11 @@ static int parse(unsigned char *base, size_t size, int is_mmap, const char *labe
     if (h->storage == IMS_STORAGE_INT8) {
         h->qlo = (float *)(void *)(base + h->sec_off[IMS__SEC_QUANT]);
         h->qstep = h->qlo + h->n_dims;
-        for (uint32_t d = 0; d < h->n_dims; d++)
+        /* an empty index has not fitted its quantiser yet: the first add does */
+        for (uint32_t d = 0; d < h->n_dims && N; d++)
             if (!isfinite(h->qlo[d]) || !(h->qstep[d] > 0) || !isfinite(h->qstep[d]))
                 CORRUPT(h->sec_off[IMS__SEC_QUANT] + 4u * d, "bad quantiser for dimension %u", d);
-        h->quant_ready = 1;
+        h->quant_ready = N > 0;
     }
     h->n_nodes = (uint32_t)N;
     h->capacity = (uint32_t)N;

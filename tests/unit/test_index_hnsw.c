@@ -256,7 +256,7 @@ static void test_quantized(void)
             CHECK(h != NULL);
             if (!h)
                 continue;
-            CHECK_RC(ims_hnsw_check(h, 1), IMS_OK);
+            CHECK_MSG(ims_hnsw_check(h, 1) == IMS_OK, "check: %s", ims_hnsw_errmsg(h));
             double r = tix_recall(h, metrics[m], X, N, DIM, Q, NQ, 10, &o, NULL, NULL);
             CHECK_MSG(r >= (keep[s] ? 0.95 : 0.9), "%s%s %s recall %.3f",
                       ims_storage_name(st[s]), keep[s] ? "+float" : "",
