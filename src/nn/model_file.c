@@ -327,6 +327,21 @@ int ims__model_parse(const unsigned char *buf, size_t len, ims__graph *g, ims_er
         sec[s] = buf + off;
         sec_size[s] = size;
     }
+    if (n_sec == ISM_N_SECTIONS) {
+        /* v1 layout: sections in order, and every byte outside them zero, so
+         * that no byte of the file goes unchecked */
+        uint64_t pos = hsize;
+        for (uint32_t s = 1; s <= ISM_N_SECTIONS + 1; s++) {
+            uint64_t end = s <= ISM_N_SECTIONS ? (uint64_t)(sec[s] - buf) : len;
+            if (end < pos)
+                return corrupt(err, end, "sections overlap or are out of order");
+            for (; pos < end; pos++)
+                if (buf[pos])
+                    return corrupt(err, pos, "non-zero padding");
+            if (s <= ISM_N_SECTIONS)
+                pos = end + sec_size[s];
+        }
+    }
     uint64_t n_nodes = sec_size[SEC_NODES] / ISM_NODE_SIZE;
     uint64_t n_edges = sec_size[SEC_EDGES] / 4, n_aliases = sec_size[SEC_ALIASES] / ISM_ALIAS_SIZE;
     if (n_nodes > INT32_MAX || n_edges > UINT32_MAX || n_aliases > UINT32_MAX ||
