@@ -24,6 +24,9 @@ int ims__pool_threads(const ims__pool *p); /* 1 for a NULL pool */
  * when every chunk is done. Not reentrant. Each item must be computed the
  * same way whatever the split, so results do not depend on thread count. */
 void ims__pool_for(ims__pool *p, int64_t n, int64_t grain, ims__range_fn fn, void *ctx);
+/* Index of the calling thread within its pool: 0 for the caller of
+ * ims__pool_for, 1..n_threads-1 for workers. */
+int ims__pool_tid(void);
 
 /* ---- gemm.c --------------------------------------------------------------- */
 
@@ -38,9 +41,22 @@ void ims__gemm(const ims__nn_kernels *k, ims__pool *pool, int M, int N, int K,
  * AVX2 path for convolutions (weights packed once per session, bias and
  * activation applied in registers). Split over (row block, panel group)
  * tasks on the pool. */
+/* fill(ctx, row0, rows, dst) writes rows [row0, row0+rows) of A (K floats
+ * each, contiguous) to dst: im2col done per row block, in cache, by the
+ * thread that multiplies it. */
+typedef void (*ims__fill_fn)(const void *ctx, int64_t row0, int rows, float *dst);
+typedef struct ims__gemm_a {
+    const float *A;    /* A itself (fill == NULL), row stride lda */
+    int lda;
+    ims__fill_fn fill; /* or rows produced on demand into per-thread scratch */
+    const void *ctx;
+    float *scratch;    /* n_threads blocks of ims__gemm_mc(K)*K floats */
+} ims__gemm_a;
 void ims__gemm_packed(const ims__nn_kernels *k, ims__pool *pool, int M, int N, int K,
-                      const float *A, int lda, const float *Bp, const float *bias_p, float *C,
+                      const ims__gemm_a *a, const float *Bp, const float *bias_p, float *C,
                       int ldc, int act, float act_max);
+/* Rows per block of A for a depth of K (the block stays in L2). */
+int ims__gemm_mc(int K);
 /* Floats ims__pack_b writes for a K x N matrix (panels, then the bias). */
 size_t ims__packed_size(int K, int N);
 /* Pack B (K x N, row-major) and bias (N floats or NULL) into dst (64-byte
@@ -84,6 +100,7 @@ struct ims_nn_session {
     size_t n_arena;      /* floats */
     float *packed;       /* convolution weights packed for ims__gemm_packed */
     int64_t *pack_off;   /* per node: float offset into packed, -1 = not packed */
+    float *tscratch;     /* per-thread im2col blocks for ims__gemm_packed */
     float *scratch;      /* im2col rows / gathers */
     size_t n_scratch;    /* floats */
     /* per run */

@@ -273,20 +273,7 @@ int ims__plan(ims_nn_session *s, ims_error *err)
     }
     /* the input node's views (a reshape of the input) keep off = -1 */
 
-    /* 5. scratch */
-    size_t scratch = 0;
-    for (uint32_t i = 1; i < N; i++) {
-        if (s->kind[i] != IMS_X_RUN)
-            continue;
-        const ims__node *n = &g->nodes[i];
-        size_t need_f = im2col_floats(s, i);
-        const ims__node *x = &g->nodes[s->in0[i]];
-        if (n->op == IMS_OP_DENSE && s->view[s->in0[i]].ld != x->c && x->h * x->w > 1)
-            need_f = (size_t)s->max_batch * x->h * x->w * x->c;
-        if (need_f > scratch)
-            scratch = need_f;
-    }
-    /* 6. convolution weights packed for the own GEMM */
+    /* 5. convolution weights packed for the own GEMM */
     size_t n_packed = 0;
     s->pack_off = ims_malloc((size_t)N * sizeof *s->pack_off);
     if (!s->pack_off) {
@@ -318,6 +305,36 @@ int ims__plan(ims_nn_session *s, ims_error *err)
         }
     }
 
+    /* 6. scratch: per-thread im2col blocks; chunked rows without packing */
+    size_t scratch = 0;
+    for (uint32_t i = 1; i < N; i++) {
+        if (s->kind[i] != IMS_X_RUN)
+            continue;
+        const ims__node *n = &g->nodes[i];
+        size_t need_f = s->pack_off[i] >= 0 ? 0 : im2col_floats(s, i);
+        const ims__node *x = &g->nodes[s->in0[i]];
+        if (n->op == IMS_OP_DENSE && s->view[s->in0[i]].ld != x->c && x->h * x->w > 1)
+            need_f = (size_t)s->max_batch * x->h * x->w * x->c;
+        if (need_f > scratch)
+            scratch = need_f;
+    }
+    size_t tscratch = 0;
+    for (uint32_t i = 1; i < N; i++) {
+        const ims__node *n = &g->nodes[i];
+        if (s->pack_off[i] < 0 || !im2col_floats(s, i))
+            continue;
+        int K = n->kh * n->kw * g->nodes[s->in0[i]].c;
+        size_t f = (size_t)ims__gemm_mc(K) * (size_t)K;
+        if (f > tscratch)
+            tscratch = f;
+    }
+    if (tscratch) {
+        s->tscratch = ims_aligned_alloc(64, tscratch * (size_t)s->n_threads * sizeof(float));
+        if (!s->tscratch) {
+            rc = ims_error_set(err, IMS_ENOMEM, "session: out of memory for im2col blocks");
+            goto done;
+        }
+    }
     s->n_arena = total;
     s->n_scratch = scratch;
     s->arena = total ? ims_aligned_alloc(64, total * sizeof(float)) : NULL;

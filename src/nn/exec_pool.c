@@ -19,6 +19,7 @@
 struct ims__pool {
     int n_threads; /* including the caller */
     pthread_t *threads;
+    struct worker_arg *args;
     int n_started;
     pthread_mutex_t mu;
     pthread_cond_t wake, done;
@@ -51,9 +52,19 @@ static void drain(ims__pool *p)
     }
 }
 
+static _Thread_local int g_tid; /* 0 for callers, 1.. for workers */
+
+int ims__pool_tid(void) { return g_tid; }
+
+typedef struct worker_arg {
+    ims__pool *p;
+    int tid;
+} worker_arg;
+
 static void *worker(void *arg)
 {
-    ims__pool *p = arg;
+    ims__pool *p = ((worker_arg *)arg)->p;
+    g_tid = ((worker_arg *)arg)->tid;
     unsigned seen = 0;
     for (;;) {
         /* spin a little: the next loop usually follows within microseconds */
@@ -93,12 +104,14 @@ int ims__pool_new(int n_threads, ims__pool **out)
     pthread_cond_init(&p->done, NULL);
     if (n_threads > 1) {
         p->threads = ims_calloc((size_t)n_threads - 1, sizeof(pthread_t));
-        if (!p->threads) {
+        p->args = ims_calloc((size_t)n_threads - 1, sizeof(worker_arg));
+        if (!p->threads || !p->args) {
             ims__pool_free(p);
             return IMS_ENOMEM;
         }
         for (int i = 0; i < n_threads - 1; i++) {
-            if (pthread_create(&p->threads[i], NULL, worker, p)) {
+            p->args[i] = (worker_arg){p, i + 1};
+            if (pthread_create(&p->threads[i], NULL, worker, &p->args[i])) {
                 ims__pool_free(p);
                 return IMS_ENOMEM;
             }
@@ -123,6 +136,7 @@ void ims__pool_free(ims__pool *p)
     pthread_cond_destroy(&p->done);
     pthread_mutex_destroy(&p->mu);
     ims_free(p->threads);
+    ims_free(p->args);
     ims_free(p);
 }
 

@@ -76,10 +76,18 @@ void ims__pack_b(const float *B, const float *bias, int K, int N, float *dst)
         bp[j] = bias && j < N ? bias[j] : 0;
 }
 
+int ims__gemm_mc(int K)
+{
+    int mc = (int)((96 * 1024 / 4) / (K > 0 ? K : 1));
+    mc = mc / 6 * 6;
+    return mc < 6 ? 6 : mc > 480 ? 480 : mc;
+}
+
 typedef struct packed_job {
     const ims__nn_kernels *k;
-    int M, N, K, lda, ldc, act, mc, n_pg, n_panels;
-    const float *A, *Bp, *bias_p;
+    const ims__gemm_a *a;
+    int M, N, K, ldc, act, mc, n_pg, n_panels;
+    const float *Bp, *bias_p;
     float *C;
     float act_max;
 } packed_job;
@@ -87,32 +95,34 @@ typedef struct packed_job {
 static void packed_tasks(void *ctx, int64_t b, int64_t e)
 {
     const packed_job *j = ctx;
+    const ims__gemm_a *a = j->a;
     for (int64_t t = b; t < e; t++) {
         int mb = (int)(t / j->n_pg), pg = (int)(t % j->n_pg);
         int i0 = mb * j->mc, rows = j->M - i0 < j->mc ? j->M - i0 : j->mc;
         int p0 = (int)((int64_t)pg * j->n_panels / j->n_pg);
         int p1 = (int)((int64_t)(pg + 1) * j->n_panels / j->n_pg);
-        j->k->gemm_packed(rows, j->N, j->K, j->A + (int64_t)i0 * j->lda, j->lda, j->Bp,
-                          j->bias_p, j->C + (int64_t)i0 * j->ldc, j->ldc, p0, p1, j->act,
-                          j->act_max);
+        const float *A = a->A + (int64_t)i0 * a->lda;
+        int lda = a->lda;
+        if (a->fill) {
+            float *buf = a->scratch + (size_t)ims__pool_tid() * j->mc * j->K;
+            a->fill(a->ctx, i0, rows, buf);
+            A = buf, lda = j->K;
+        }
+        j->k->gemm_packed(rows, j->N, j->K, A, lda, j->Bp, j->bias_p,
+                          j->C + (int64_t)i0 * j->ldc, j->ldc, p0, p1, j->act, j->act_max);
     }
 }
 
 void ims__gemm_packed(const ims__nn_kernels *k, ims__pool *pool, int M, int N, int K,
-                      const float *A, int lda, const float *Bp, const float *bias_p, float *C,
+                      const ims__gemm_a *a, const float *Bp, const float *bias_p, float *C,
                       int ldc, int act, float act_max)
 {
     int n_panels = (N + IMS_PANEL - 1) / IMS_PANEL;
     /* a row block of A (mc x K) stays in L2 while every panel passes over it */
-    int mc = (int)((96 * 1024 / 4) / (K > 0 ? K : 1));
-    mc = mc / 6 * 6;
-    if (mc < 6)
-        mc = 6;
-    if (mc > 480)
-        mc = 480;
+    int mc = ims__gemm_mc(K);
     int n_mb = (M + mc - 1) / mc, threads = ims__pool_threads(pool), n_pg = 1;
     while (threads > 1 && n_mb * n_pg < 4 * threads && n_pg < n_panels)
         n_pg++;
-    packed_job j = {k, M, N, K, lda, ldc, act, mc, n_pg, n_panels, A, Bp, bias_p, C, act_max};
+    packed_job j = {k, a, M, N, K, ldc, act, mc, n_pg, n_panels, Bp, bias_p, C, act_max};
     ims__pool_for(pool, (int64_t)n_mb * n_pg, 1, packed_tasks, &j);
 }

@@ -57,6 +57,14 @@ static void im2col_rows(void *ctx, int64_t b, int64_t e)
     }
 }
 
+static void im2col_fill(const void *ctx, int64_t row0, int rows, float *dst)
+{
+    im2col_job j = *(const im2col_job *)ctx;
+    j.p0 = row0;
+    j.rows = dst;
+    im2col_rows(&j, 0, rows);
+}
+
 void ims__op_conv2d(ims_nn_session *s, uint32_t i)
 {
     const ims__node *nd = &s->g->nodes[i];
@@ -70,8 +78,9 @@ void ims__op_conv2d(ims_nn_session *s, uint32_t i)
                              : NULL;
     if (nd->kh == 1 && nd->kw == 1 && nd->sh == 1 && nd->sw == 1 && !pads[0] && !pads[1] &&
         !pads[2] && !pads[3]) {
+        ims__gemm_a a = {x.p, x.ld, NULL, NULL, NULL};
         if (Bp)
-            ims__gemm_packed(s->k, s->pool, (int)P, y.c, x.c, x.p, x.ld, Bp, bias_p, y.p, y.ld,
+            ims__gemm_packed(s->k, s->pool, (int)P, y.c, x.c, &a, Bp, bias_p, y.p, y.ld,
                              nd->act, nd->act_max);
         else
             ims__gemm(s->k, s->pool, (int)P, y.c, x.c, x.p, x.ld, W, y.c, y.p, y.ld, bias,
@@ -79,6 +88,13 @@ void ims__op_conv2d(ims_nn_session *s, uint32_t i)
         return;
     }
     int K = nd->kh * nd->kw * x.c;
+    if (Bp) { /* im2col per row block, inside the product's tasks */
+        im2col_job j = {&x, nd, pads, y.h, y.w, K, 0, NULL};
+        ims__gemm_a a = {NULL, K, im2col_fill, &j, s->tscratch};
+        ims__gemm_packed(s->k, s->pool, (int)P, y.c, K, &a, Bp, bias_p, y.p, y.ld, nd->act,
+                         nd->act_max);
+        return;
+    }
     int64_t R = (int64_t)(s->n_scratch / (size_t)K);
     IMS_ASSERT(R >= 1);
     im2col_job j = {&x, nd, pads, y.h, y.w, K, 0, s->scratch};
@@ -86,12 +102,8 @@ void ims__op_conv2d(ims_nn_session *s, uint32_t i)
         int64_t r = P - p0 < R ? P - p0 : R;
         j.p0 = p0;
         ims__pool_for(s->pool, r, 16, im2col_rows, &j);
-        if (Bp)
-            ims__gemm_packed(s->k, s->pool, (int)r, y.c, K, s->scratch, K, Bp, bias_p,
-                             y.p + p0 * y.ld, y.ld, nd->act, nd->act_max);
-        else
-            ims__gemm(s->k, s->pool, (int)r, y.c, K, s->scratch, K, W, y.c, y.p + p0 * y.ld,
-                      y.ld, bias, nd->act, nd->act_max);
+        ims__gemm(s->k, s->pool, (int)r, y.c, K, s->scratch, K, W, y.c, y.p + p0 * y.ld, y.ld,
+                  bias, nd->act, nd->act_max);
     }
 }
 

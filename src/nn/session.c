@@ -26,6 +26,7 @@ void ims_nn_session_free(ims_nn_session *s)
     ims_free(s->tap_off);
     ims_aligned_free(s->arena);
     ims_aligned_free(s->packed);
+    ims_aligned_free(s->tscratch);
     ims_free(s->pack_off);
     ims_aligned_free(s->scratch);
     ims_free(s);

@@ -46,6 +46,8 @@ static void test_dw(const ims__nn_kernels *k)
         a.in_h = rnd(1, 12), a.in_w = rnd(1, 12), a.ld_in = a.c + rnd(0, 9);
         a.kh = rnd(1, 5), a.kw = rnd(1, 5), a.sh = rnd(1, 3), a.sw = rnd(1, 3);
         a.dh = rnd(1, 2), a.dw = rnd(1, 2);
+        if (t % 3 == 0) /* the specialised 3x3 path */
+            a.kh = a.kw = 3, a.dh = a.dw = 1, a.act = rnd(0, 1);
         a.pad_t = rnd(0, a.kh), a.pad_l = rnd(0, a.kw);
         int pad_b = rnd(0, a.kh), pad_r = rnd(0, a.kw);
         int sh = a.dh * (a.kh - 1) + 1, sw = a.dw * (a.kw - 1) + 1;
@@ -54,7 +56,8 @@ static void test_dw(const ims__nn_kernels *k)
         a.out_h = (a.in_h + a.pad_t + pad_b - sh) / a.sh + 1;
         a.out_w = (a.in_w + a.pad_l + pad_r - sw) / a.sw + 1;
         a.ld_out = a.c + rnd(0, 9);
-        a.act = rnd(0, 3), a.act_max = a.act == 1 && rnd(0, 1) ? 6.0f : 0.0f;
+        a.act = t % 3 == 0 ? rnd(0, 1) : rnd(0, 3);
+        a.act_max = a.act == 1 && rnd(0, 1) ? 6.0f : 0.0f;
         float *in = rand_buf((size_t)a.in_h * a.in_w * a.ld_in);
         float *kk = rand_buf((size_t)a.kh * a.kw * a.c);
         float *bias = rnd(0, 1) ? rand_buf((size_t)a.c) : NULL;

@@ -88,6 +88,9 @@ static void test_dwconv(int n_cases)
         ims__node p = tu_proto(IMS_OP_DWCONV2D);
         rand_window(&p, H, W, 0);
         p.mult = t % 3 == 0 ? tu_rand(2, 3) : 1;
+        if (t % 3 == 1 && H >= 2 && W >= 2) /* MobileNet's 3x3 */
+            p.kh = p.kw = 3, p.dh = p.dw = 1, p.sh = p.sw = tu_rand(1, 2),
+            p.pad_t = p.pad_b = p.pad_l = p.pad_r = 1;
         rand_act(&p);
         int c = cin * p.mult;
         uint32_t y = tu_add(&m, p, "dw", &x, 1, (int64_t)p.kh * p.kw * c, tu_rand(0, 1) ? c : 0);

@@ -57,8 +57,103 @@ static void bias_act(float *y, int64_t rows, int c, int ld, const float *bias, i
     }
 }
 
+/* One 8-channel block of a 3x3 depthwise row (dilation 1): the nine weights
+ * stay in registers while the block sweeps the row; rows outside the input
+ * get zero weights (their pointer is clamped to a valid row), columns
+ * outside it are skipped on the border pixels only. */
+static inline __attribute__((always_inline)) void
+dw3x3_block(const ims__dw_args *a, int oy, int j, int masked, __m256i m, __m256 lo, __m256 hi)
+{
+    const int64_t ldi = a->ld_in;
+    const int iy0 = oy * a->sh - a->pad_t;
+    const float *row[3];
+    __m256 w[3][3];
+    _Pragma("GCC unroll 3") for (int ky = 0; ky < 3; ky++) {
+        int iy = iy0 + ky, ok = iy >= 0 && iy < a->in_h;
+        row[ky] = a->in + (int64_t)(ok ? iy : 0) * a->in_w * ldi + j;
+        _Pragma("GCC unroll 3") for (int kx = 0; kx < 3; kx++) {
+            const float *kp = a->k + (int64_t)(ky * 3 + kx) * a->c + j;
+            w[ky][kx] = !ok ? _mm256_setzero_ps()
+                            : masked ? _mm256_maskload_ps(kp, m) : _mm256_loadu_ps(kp);
+        }
+    }
+#define LD(p) (masked ? _mm256_maskload_ps((p), m) : _mm256_loadu_ps(p))
+#define ST(p, v)                                                                         \
+    do {                                                                                 \
+        if (masked)                                                                      \
+            _mm256_maskstore_ps((p), m, act8((v), a->act, lo, hi));                      \
+        else                                                                             \
+            _mm256_storeu_ps((p), act8((v), a->act, lo, hi));                            \
+    } while (0)
+    const __m256 b = a->bias ? LD(a->bias + j) : _mm256_setzero_ps();
+    const int sw = a->sw;
+    const int64_t ldo = a->ld_out, sx = (int64_t)sw * ldi;
+    float *orow = a->out + (int64_t)oy * a->out_w * ldo + j;
+    /* interior output columns: the whole 3-wide window inside the input */
+    int ox_a = (a->pad_l + sw - 1) / sw, ox_b = a->in_w - 3 + a->pad_l >= 0
+                                                    ? (a->in_w - 3 + a->pad_l) / sw + 1
+                                                    : 0;
+    if (ox_b > a->out_w)
+        ox_b = a->out_w;
+    if (ox_a > ox_b)
+        ox_a = ox_b;
+    for (int ox = 0; ox < a->out_w; ox++) {
+        if (ox == ox_a) { /* four interior pixels at a time: four independent chains */
+            for (; ox + 4 <= ox_b; ox += 4) {
+                __m256 s0 = b, s1 = b, s2 = b, s3 = b;
+                _Pragma("GCC unroll 3") for (int ky = 0; ky < 3; ky++) {
+                    const float *p = row[ky] + (int64_t)(ox * sw - a->pad_l) * ldi;
+                    _Pragma("GCC unroll 3") for (int kx = 0; kx < 3; kx++) {
+                        const float *q = p + kx * ldi;
+                        s0 = _mm256_fmadd_ps(LD(q), w[ky][kx], s0);
+                        s1 = _mm256_fmadd_ps(LD(q + sx), w[ky][kx], s1);
+                        s2 = _mm256_fmadd_ps(LD(q + 2 * sx), w[ky][kx], s2);
+                        s3 = _mm256_fmadd_ps(LD(q + 3 * sx), w[ky][kx], s3);
+                    }
+                }
+                float *o = orow + ox * ldo;
+                ST(o, s0);
+                ST(o + ldo, s1);
+                ST(o + 2 * ldo, s2);
+                ST(o + 3 * ldo, s3);
+            }
+            if (ox >= a->out_w)
+                break;
+        }
+        int ix0 = ox * sw - a->pad_l;
+        __m256 acc[3] = {b, _mm256_setzero_ps(), _mm256_setzero_ps()};
+        _Pragma("GCC unroll 3") for (int ky = 0; ky < 3; ky++)
+            _Pragma("GCC unroll 3") for (int kx = 0; kx < 3; kx++) {
+                int ix = ix0 + kx;
+                if (ix >= 0 && ix < a->in_w)
+                    acc[ky] = _mm256_fmadd_ps(LD(row[ky] + (int64_t)ix * ldi), w[ky][kx], acc[ky]);
+            }
+        ST(orow + ox * ldo, _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), acc[2]));
+    }
+#undef LD
+#undef ST
+}
+
+static void dw3x3_rows(const ims__dw_args *a, int oy0, int oy1)
+{
+    const int C = a->c, c8 = C & ~7;
+    const __m256i mt = tail_mask(C - c8);
+    const __m256 lo = _mm256_setzero_ps();
+    const __m256 hi = _mm256_set1_ps(a->act_max > 0 ? a->act_max : INFINITY);
+    for (int oy = oy0; oy < oy1; oy++) {
+        for (int j = 0; j < c8; j += 8)
+            dw3x3_block(a, oy, j, 0, mt, lo, hi);
+        if (c8 < C)
+            dw3x3_block(a, oy, c8, 1, mt, lo, hi);
+    }
+}
+
 static void dw_rows(const ims__dw_args *a, int oy0, int oy1)
 {
+    if (a->kh == 3 && a->kw == 3 && a->dh == 1 && a->dw == 1 && a->act <= 1) {
+        dw3x3_rows(a, oy0, oy1);
+        return;
+    }
     const int C = a->c, c8 = C & ~7;
     const __m256i mt = tail_mask(C - c8);
     const __m256 lo = _mm256_setzero_ps();
