@@ -169,6 +169,17 @@ static int64_t out_len(int64_t in, int64_t pad0, int64_t pad1, int64_t k, int64_
     return (padded - span) / s + 1;
 }
 
+/* a*b*c*d of non-negative factors, INT64_MAX on overflow (no UB on
+ * untrusted sizes; the caller then reports a weight-size mismatch). */
+static int64_t mul4(int64_t a, int64_t b, int64_t c, int64_t d)
+{
+    int64_t r;
+    if (a < 0 || b < 0 || c < 0 || d < 0 || __builtin_mul_overflow(a, b, &r) ||
+        __builtin_mul_overflow(r, c, &r) || __builtin_mul_overflow(r, d, &r))
+        return INT64_MAX;
+    return r;
+}
+
 int ims__infer_shape(const ims__graph *g, uint32_t i_node, int32_t *oh, int32_t *ow,
                      int32_t *oc, ims_error *err)
 {
@@ -230,7 +241,7 @@ int ims__infer_shape(const ims__graph *g, uint32_t i_node, int32_t *oh, int32_t 
     switch (n->op) {
     case IMS_OP_CONV2D:
         c = n->c;
-        need_w = (int64_t)n->kh * n->kw * C * c;
+        need_w = mul4(n->kh, n->kw, C, c);
         bias_allowed = 1;
         break;
     case IMS_OP_DWCONV2D:
@@ -243,7 +254,7 @@ int ims__infer_shape(const ims__graph *g, uint32_t i_node, int32_t *oh, int32_t 
     case IMS_OP_DENSE:
         h = w = 1;
         c = n->c;
-        need_w = H * W * C * c;
+        need_w = mul4(H, W, C, c);
         bias_allowed = 1;
         break;
     case IMS_OP_MAXPOOL:
