@@ -146,8 +146,17 @@ static int parse_act(ctx *c, const layer *L, const char *a, uint32_t *act, float
     return IMS_OK;
 }
 
-static ims__tfjs_weight *weight(ctx *c, const layer *L, const char *param, int64_t n, int *rc)
+/* Weight <layer>/<param> of shape {d0, d1, ...} (rank dims, -1 ends early). */
+#define weight(c, L, param, rc, ...) \
+    weight_shape(c, L, param, (const int64_t[]){__VA_ARGS__, -1}, rc)
+
+static ims__tfjs_weight *weight_shape(ctx *c, const layer *L, const char *param,
+                                      const int64_t *dims, int *rc)
 {
+    int rank = 0;
+    int64_t n = 1;
+    while (dims[rank] >= 0)
+        n *= dims[rank++];
     char full[1024];
     snprintf(full, sizeof full, "%s/%s", L->name, param);
     ims__tfjs_weight *w = ims__tfjs_weight_find(c->ws, full);
@@ -155,9 +164,19 @@ static ims__tfjs_weight *weight(ctx *c, const layer *L, const char *param, int64
         *rc = FAIL(IMS_ECORRUPT, L, "weight '%s' is missing from the manifest", full);
         return NULL;
     }
-    if (n >= 0 && w->n != n) {
-        *rc = FAIL(IMS_ECORRUPT, L, "weight '%s' has %lld values, expected %lld", full,
-                   (long long)w->n, (long long)n);
+    int same = w->rank == rank && w->n == n;
+    for (int k = 0; same && k < rank; k++)
+        same = w->shape[k] == dims[k];
+    if (!same) {
+        char want[128] = "", got[128] = "";
+        for (int k = 0; k < rank; k++)
+            snprintf(want + strlen(want), sizeof want - strlen(want), "%s%lld", k ? "," : "",
+                     (long long)dims[k]);
+        for (int k = 0; k < w->rank; k++)
+            snprintf(got + strlen(got), sizeof got - strlen(got), "%s%lld", k ? "," : "",
+                     (long long)w->shape[k]);
+        *rc = FAIL(IMS_ECORRUPT, L, "weight '%s' has shape [%s], expected [%s] (%lld values)",
+                   full, got, want, (long long)n);
         return NULL;
     }
     w->used = 1;
@@ -415,14 +434,14 @@ static int do_conv(ctx *c, layer *L, int depthwise)
         if (p.mult < 1 || p.mult > IMS_NN_MAX_DIM)
             return FAIL(IMS_EUNSUPPORTED, L, "option 'depth_multiplier' out of range");
         cout = C * p.mult;
-        k = weight(c, L, "depthwise_kernel", (int64_t)p.kh * p.kw * C * p.mult, &rc);
+        k = weight(c, L, "depthwise_kernel", &rc, p.kh, p.kw, C, p.mult);
     } else {
         json_t *f = cfg(L, "filters");
         cout = json_integer_value(f);
         if (cout < 1 || cout > IMS_NN_MAX_DIM * 64)
             return FAIL(IMS_EUNSUPPORTED, L, "option 'filters' out of range");
         p.c = (int32_t)cout;
-        k = weight(c, L, "kernel", (int64_t)p.kh * p.kw * C * cout, &rc);
+        k = weight(c, L, "kernel", &rc, p.kh, p.kw, C, cout);
     }
     if (!k)
         return rc;
@@ -430,7 +449,7 @@ static int do_conv(ctx *c, layer *L, int depthwise)
         return rc;
     p.n_weight = k->n;
     if (json_is_true(cfg(L, "use_bias"))) {
-        ims__tfjs_weight *b = weight(c, L, "bias", cout, &rc);
+        ims__tfjs_weight *b = weight(c, L, "bias", &rc, cout);
         if (!b)
             return rc;
         if ((rc = ims__graph_add_weights(c->g, b->data, (uint64_t)b->n, &p.bias, NULL)))
@@ -467,14 +486,14 @@ static int do_dense(ctx *c, layer *L)
     if (units < 1 || units > IMS_NN_MAX_DIM * 64)
         return FAIL(IMS_EUNSUPPORTED, L, "option 'units' out of range");
     p.c = (int32_t)units;
-    ims__tfjs_weight *k = weight(c, L, "kernel", (int64_t)x->c * units, &rc);
+    ims__tfjs_weight *k = weight(c, L, "kernel", &rc, x->c, units);
     if (!k)
         return rc;
     if ((rc = ims__graph_add_weights(c->g, k->data, (uint64_t)k->n, &p.weight, NULL)))
         return rc;
     p.n_weight = k->n;
     if (json_is_true(cfg(L, "use_bias"))) {
-        ims__tfjs_weight *b = weight(c, L, "bias", units, &rc);
+        ims__tfjs_weight *b = weight(c, L, "bias", &rc, units);
         if (!b)
             return rc;
         if ((rc = ims__graph_add_weights(c->g, b->data, (uint64_t)b->n, &p.bias, NULL)))
@@ -519,19 +538,19 @@ static int do_batchnorm(ctx *c, layer *L)
     const float *gamma = NULL, *beta = NULL, *mean, *var;
     ims__tfjs_weight *w;
     if (!json_is_false(cfg(L, "scale"))) {
-        if (!(w = weight(c, L, "gamma", C, &rc)))
+        if (!(w = weight(c, L, "gamma", &rc, C)))
             return rc;
         gamma = w->data;
     }
     if (!json_is_false(cfg(L, "center"))) {
-        if (!(w = weight(c, L, "beta", C, &rc)))
+        if (!(w = weight(c, L, "beta", &rc, C)))
             return rc;
         beta = w->data;
     }
-    if (!(w = weight(c, L, "moving_mean", C, &rc)))
+    if (!(w = weight(c, L, "moving_mean", &rc, C)))
         return rc;
     mean = w->data;
-    if (!(w = weight(c, L, "moving_variance", C, &rc)))
+    if (!(w = weight(c, L, "moving_variance", &rc, C)))
         return rc;
     var = w->data;
     uint32_t i = src->v.node;

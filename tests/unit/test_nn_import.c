@@ -639,7 +639,12 @@ static void test_errors(void)
     wspec k8[] = {{"L/kernel", 4, {3, 3, 3, 8}, F32, 0, 0, 0, NULL, 0}};
     rc = import_layer("e8", LAYER("Conv2D", "\"filters\":2,\"kernel_size\":3"), k8, 1, &err);
     free(k8[0].value);
-    expect_error("wrong weight size", rc, &err, IMS_ECORRUPT, "'L'", "expected 54");
+    expect_error("wrong weight size", rc, &err, IMS_ECORRUPT, "'L'",
+                 "shape [3,3,3,8], expected [3,3,3,2]");
+    wspec kt[] = {{"L/kernel", 4, {2, 3, 3, 3}, F32, 0, 0, 0, NULL, 0}};
+    rc = import_layer("e8b", LAYER("Conv2D", "\"filters\":2,\"kernel_size\":3"), kt, 1, &err);
+    free(kt[0].value);
+    expect_error("wrong weight layout", rc, &err, IMS_ECORRUPT, "'L'", "expected [3,3,3,2]");
     rc = import_layer("e9", LAYER("Concatenate", "\"axis\":1"), NULL, 0, &err);
     expect_error("one input concat", rc, &err, IMS_EUNSUPPORTED, "'L'", "inputs");
     rc = import_layer("e10", LAYER("Dense", "\"units\":2"), NULL, 0, &err);
