@@ -96,6 +96,15 @@ ok "model info --json" node -e '
       !j.layers.some((l) => l.name === "block_13_expand_relu" && l.shape.join() === "14,14,576"))
     process.exit(1);' "$T/out"
 
+# golden `model info` tables (layers, shapes, params, FLOPs, folded names): regenerate
+# with `imgsim model info models/M.ism > tests/golden/oracle/M.info.out` on purpose only
+for m in mobilenet_v2 inception_v3 mobilenet_v2_mid; do
+  [ -f "$MODELS/$m.ism" ] || continue
+  "$CLI" model info "$MODELS/$m.ism" > "$T/$m.info" 2>&1
+  ok "model info $m matches tests/golden/oracle/$m.info.out" \
+    diff -u "$SRC/tests/golden/oracle/$m.info.out" "$T/$m.info"
+done
+
 # corrupt model files: truncated, a flipped byte, a newer version
 head -c 100000 "$M" > "$T/trunc.ism"
 expect 1 'trunc.ism: model file truncated' -- "$CLI" model info "$T/trunc.ism"

@@ -696,6 +696,73 @@ static void test_errors(void)
                  "fused_ops: 'LeakyRelu'");
 }
 
+/* Random edits of valid model.json files (digits changed, characters
+ * dropped or duplicated): every import must succeed or fail cleanly.
+ * IMS_MUTATIONS=N runs N per model instead of 300. */
+static void test_mutations(void)
+{
+    static const char *subs[] = {"layers", "graph"};
+    unsigned long long seed = 2024;
+    int n_ok = 0, n_err = 0, n_it = 300;
+    const char *env = getenv("IMS_MUTATIONS"); /* more for a longer hunt */
+    if (env && atoi(env) > 0)
+        n_it = atoi(env);
+    for (int s = 0; s < 2; s++) {
+        char path[600], mpath[600];
+        snprintf(path, sizeof path, "%s/%s/model.json", tmpdir, subs[s]);
+        FILE *f = fopen(path, "rb");
+        if (!f) {
+            CHECK_MSG(0, "%s missing", path);
+            continue;
+        }
+        char *orig = malloc(1 << 16);
+        size_t len = fread(orig, 1, (1 << 16) - 1, f);
+        fclose(f);
+        orig[len] = '\0';
+        char *mut = malloc((1 << 16) + 16);
+        snprintf(mpath, sizeof mpath, "%s/%s/mutant.json", tmpdir, subs[s]);
+        for (int it = 0; it < n_it; it++) {
+            memcpy(mut, orig, len + 1);
+            size_t n = len;
+            for (int e = 0; e < 1 + it % 3; e++) {
+                size_t i = (size_t)(check_rand_u64(&seed) % n);
+                int kind = (int)(check_rand_u64(&seed) % 4);
+                if (kind == 0 && mut[i] >= '0' && mut[i] <= '9')
+                    mut[i] = (char)('0' + check_rand_u64(&seed) % 10);
+                else if (kind == 1)
+                    mut[i] = "-019e\\"[check_rand_u64(&seed) % 6];
+                else if (kind == 2) { /* drop */
+                    memmove(mut + i, mut + i + 1, n - i);
+                    n--;
+                } else { /* duplicate */
+                    memmove(mut + i + 1, mut + i, n - i + 1);
+                    n++;
+                }
+            }
+            FILE *o = fopen(mpath, "wb");
+            if (!o || fwrite(mut, 1, n, o) != n)
+                abort();
+            fclose(o);
+            ims__graph g;
+            ims_error err = {0};
+            int rc = ims__tfjs_import(mpath, NULL, &g, &err);
+            if (rc == IMS_OK) {
+                CHECK(ims__graph_validate(&g, &err) == IMS_OK);
+                ims__graph_release(&g);
+                n_ok++;
+            } else {
+                CHECK_MSG(err.msg[0] && rc != IMS_ENOMEM, "mutant %d: rc %s without a message",
+                          it, ims_errname(rc));
+                n_err++;
+            }
+        }
+        free(orig);
+        free(mut);
+    }
+    CHECK(n_err > 0);
+    printf("mutations: %d imported, %d rejected\n", n_ok, n_err);
+}
+
 static void test_same_padding(void)
 {
     int32_t a, b;
@@ -727,6 +794,7 @@ int main(void)
     test_layers_model();
     test_graph_model();
     test_errors();
+    test_mutations();
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
     if (system(cmd))
