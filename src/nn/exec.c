@@ -9,7 +9,7 @@
 
 #include "exec_int.h"
 
-void ims__exec_node(ims_nn_session *s, uint32_t i)
+void ims__exec_node(ims__run *s, uint32_t i)
 {
     switch (s->g->nodes[i].op) {
     case IMS_OP_CONV2D: ims__op_conv2d(s, i); break;

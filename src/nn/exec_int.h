@@ -103,19 +103,36 @@ struct ims_nn_session {
     float *tscratch;     /* per-thread im2col blocks for ims__gemm_packed */
     float *scratch;      /* im2col rows / gathers */
     size_t n_scratch;    /* floats */
-    /* per run */
+    int n_ctx;           /* arenas / scratches: n_threads for image-parallel runs, or 1 */
+};
+
+/* One execution context: what the ops see while running the graph over n
+ * images (always 1 today) with one arena. Image-parallel runs give every
+ * thread its own context (pool NULL, own arena and scratch); otherwise one
+ * context uses the pool inside each op. */
+typedef struct ims__run {
+    const ims__graph *g;
+    const ims__nn_kernels *k;
+    ims__pool *pool;         /* NULL: single-threaded ops */
+    const uint8_t *kind;     /* plan (copied from the session) */
+    const ims__view *view;
+    const uint32_t *in0;
+    const int32_t *pads;
+    const int64_t *pack_off;
+    const float *packed;
+    float *arena, *scratch, *tscratch;
+    size_t n_scratch;
     const float *input;
     int n;
-    float *features, *probs;
-};
+} ims__run;
 
 /* Build the plan and allocate memory for s (fields m, g, k, max_batch,
  * n_threads and the taps already set). */
 int ims__plan(ims_nn_session *s, ims_error *err);
 /* Execute one node for s->n images. */
-void ims__exec_node(ims_nn_session *s, uint32_t i);
+void ims__exec_node(ims__run *s, uint32_t i);
 /* Pointer to image 0 of node i's output. */
-static inline float *ims__out_ptr(const ims_nn_session *s, uint32_t i)
+static inline float *ims__out_ptr(const ims__run *s, uint32_t i)
 {
     return s->view[i].off < 0 ? (float *)s->input : s->arena + s->view[i].off;
 }
@@ -127,7 +144,7 @@ typedef struct ims__tensor {
     int n, h, w, c, ld;
 } ims__tensor;
 
-static inline ims__tensor ims__tensor_of(const ims_nn_session *s, uint32_t i)
+static inline ims__tensor ims__tensor_of(const ims__run *s, uint32_t i)
 {
     const ims__node *nd = &s->g->nodes[i];
     ims__tensor t = {ims__out_ptr(s, i), s->n, nd->h, nd->w, nd->c, s->view[i].ld};
@@ -137,24 +154,24 @@ static inline int64_t ims__img_stride(const ims__tensor *t)
 {
     return (int64_t)t->h * t->w * t->ld;
 }
-static inline const float *ims__weights(const ims_nn_session *s, int64_t off)
+static inline const float *ims__weights(const ims__run *s, int64_t off)
 {
     return off >= 0 ? s->g->weights + off : NULL;
 }
 
 /* ops_*.c: execute node i of s (inputs from the plan, output to its view). */
-void ims__op_conv2d(ims_nn_session *s, uint32_t i);
-void ims__op_dwconv2d(ims_nn_session *s, uint32_t i);
-void ims__op_dense(ims_nn_session *s, uint32_t i);
-void ims__op_pool(ims_nn_session *s, uint32_t i); /* MAXPOOL, AVGPOOL */
-void ims__op_gap(ims_nn_session *s, uint32_t i);
+void ims__op_conv2d(ims__run *s, uint32_t i);
+void ims__op_dwconv2d(ims__run *s, uint32_t i);
+void ims__op_dense(ims__run *s, uint32_t i);
+void ims__op_pool(ims__run *s, uint32_t i); /* MAXPOOL, AVGPOOL */
+void ims__op_gap(ims__run *s, uint32_t i);
 /* Mean over pixels of x for each image into out[n * ld_out + j]. */
-void ims__gap_into(ims_nn_session *s, const ims__tensor *x, float *out, int ld_out);
-void ims__op_add(ims_nn_session *s, uint32_t i);
-void ims__op_concat(ims_nn_session *s, uint32_t i);
-void ims__op_pad(ims_nn_session *s, uint32_t i);
-void ims__op_affine(ims_nn_session *s, uint32_t i); /* AFFINE, ACT */
-void ims__op_softmax(ims_nn_session *s, uint32_t i);
-void ims__op_reshape(ims_nn_session *s, uint32_t i);
+void ims__gap_into(ims__run *s, const ims__tensor *x, float *out, int ld_out);
+void ims__op_add(ims__run *s, uint32_t i);
+void ims__op_concat(ims__run *s, uint32_t i);
+void ims__op_pad(ims__run *s, uint32_t i);
+void ims__op_affine(ims__run *s, uint32_t i); /* AFFINE, ACT */
+void ims__op_softmax(ims__run *s, uint32_t i);
+void ims__op_reshape(ims__run *s, uint32_t i);
 
 #endif /* IMS_NN_EXEC_INT_H */

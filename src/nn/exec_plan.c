@@ -26,7 +26,9 @@
  *     they extend nothing). Roots are placed in one arena by the greedy
  *     "largest first, lowest free offset" rule over overlapping lifetimes
  *     (as TFLite's arena planner), offsets 64-byte aligned. Sizes are for
- *     max_batch images; a run with fewer images uses a prefix of each block.
+ *     one image: a batch runs image by image, which keeps activations in
+ *     cache; with several threads, whole images run in parallel, one arena
+ *     (and scratch) per thread (n_ctx), and no op needs a barrier.
  *  5. Scratch for im2col rows (chunked to IMS_IM2COL_MAX_FLOATS) and for
  *     gathering a strided input of a DENSE layer.
  */
@@ -56,7 +58,7 @@ static size_t im2col_floats(const ims_nn_session *s, uint32_t i)
         !p[3])
         return 0;
     size_t K = (size_t)n->kh * n->kw * g->nodes[s->in0[i]].c;
-    size_t rows = (size_t)s->max_batch * n->h * n->w;
+    size_t rows = (size_t)n->h * n->w; /* one image per context */
     size_t r = IMS_IM2COL_MAX_FLOATS / K;
     if (r < 64)
         r = 64;
@@ -219,7 +221,7 @@ int ims__plan(ims_nn_session *s, ims_error *err)
             continue;
         const ims__node *n = &g->nodes[i];
         size_t sz;
-        if (!ims_size_mul3((size_t)s->max_batch, (size_t)n->h * n->w, (size_t)n->c, &sz) ||
+        if (!ims_size_mul3(1, (size_t)n->h * n->w, (size_t)n->c, &sz) ||
             sz > ((size_t)1 << 40)) {
             rc = ims_error_set(err, IMS_ETOOBIG, "node %s: activation too large",
                                ims__str(g, n->name));
@@ -314,7 +316,7 @@ int ims__plan(ims_nn_session *s, ims_error *err)
         size_t need_f = s->pack_off[i] >= 0 ? 0 : im2col_floats(s, i);
         const ims__node *x = &g->nodes[s->in0[i]];
         if (n->op == IMS_OP_DENSE && s->view[s->in0[i]].ld != x->c && x->h * x->w > 1)
-            need_f = (size_t)s->max_batch * x->h * x->w * x->c;
+            need_f = (size_t)x->h * x->w * x->c;
         if (need_f > scratch)
             scratch = need_f;
     }
@@ -337,8 +339,9 @@ int ims__plan(ims_nn_session *s, ims_error *err)
     }
     s->n_arena = total;
     s->n_scratch = scratch;
-    s->arena = total ? ims_aligned_alloc(64, total * sizeof(float)) : NULL;
-    s->scratch = scratch ? ims_aligned_alloc(64, scratch * sizeof(float)) : NULL;
+    s->n_ctx = s->max_batch >= 2 && s->n_threads >= 2 ? s->n_threads : 1;
+    s->arena = total ? ims_aligned_alloc(64, total * s->n_ctx * sizeof(float)) : NULL;
+    s->scratch = scratch ? ims_aligned_alloc(64, scratch * s->n_ctx * sizeof(float)) : NULL;
     if ((total && !s->arena) || (scratch && !s->scratch)) {
         rc = ims_error_set(err, IMS_ENOMEM, "session: out of memory for %zu activation floats",
                            total + scratch);

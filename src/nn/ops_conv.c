@@ -65,7 +65,7 @@ static void im2col_fill(const void *ctx, int64_t row0, int rows, float *dst)
     im2col_rows(&j, 0, rows);
 }
 
-void ims__op_conv2d(ims_nn_session *s, uint32_t i)
+void ims__op_conv2d(ims__run *s, uint32_t i)
 {
     const ims__node *nd = &s->g->nodes[i];
     ims__tensor x = ims__tensor_of(s, s->in0[i]), y = ims__tensor_of(s, i);
@@ -108,7 +108,7 @@ void ims__op_conv2d(ims_nn_session *s, uint32_t i)
 }
 
 typedef struct dw_job {
-    const ims_nn_session *s;
+    const ims__run *s;
     const ims__node *nd;
     ims__tensor x, y;
     const int32_t *pads;
@@ -168,7 +168,7 @@ static void dw_mult_items(void *ctx, int64_t b, int64_t e)
     }
 }
 
-void ims__op_dwconv2d(ims_nn_session *s, uint32_t i)
+void ims__op_dwconv2d(ims__run *s, uint32_t i)
 {
     const ims__node *nd = &s->g->nodes[i];
     dw_job j = {s, nd, ims__tensor_of(s, s->in0[i]), ims__tensor_of(s, i), s->pads + 4 * i};
@@ -176,7 +176,7 @@ void ims__op_dwconv2d(ims_nn_session *s, uint32_t i)
     ims__pool_for(s->pool, items, 1, nd->mult == 1 ? dw_items : dw_mult_items, &j);
 }
 
-void ims__op_dense(ims_nn_session *s, uint32_t i)
+void ims__op_dense(ims__run *s, uint32_t i)
 {
     const ims__node *nd = &s->g->nodes[i];
     ims__tensor x = ims__tensor_of(s, s->in0[i]), y = ims__tensor_of(s, i);

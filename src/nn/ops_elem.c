@@ -13,7 +13,7 @@
 #include "exec_int.h"
 
 typedef struct elem_job {
-    const ims_nn_session *s;
+    const ims__run *s;
     const ims__node *nd;
     ims__tensor y;
     uint32_t i;
@@ -56,7 +56,7 @@ static void add_items(void *ctx, int64_t b, int64_t e)
     }
 }
 
-void ims__op_add(ims_nn_session *s, uint32_t i)
+void ims__op_add(ims__run *s, uint32_t i)
 {
     elem_job j = {s, &s->g->nodes[i], ims__tensor_of(s, i), i};
     ims__pool_for(s->pool, (int64_t)s->n * j.y.h * j.y.w, 256, add_items, &j);
@@ -76,7 +76,7 @@ static void concat_items(void *ctx, int64_t b, int64_t e)
     }
 }
 
-void ims__op_concat(ims_nn_session *s, uint32_t i)
+void ims__op_concat(ims__run *s, uint32_t i)
 {
     elem_job j = {s, &s->g->nodes[i], ims__tensor_of(s, i), i};
     ims__pool_for(s->pool, (int64_t)s->n * j.y.h * j.y.w, 256, concat_items, &j);
@@ -100,7 +100,7 @@ static void pad_items(void *ctx, int64_t b, int64_t e)
     }
 }
 
-void ims__op_pad(ims_nn_session *s, uint32_t i)
+void ims__op_pad(ims__run *s, uint32_t i)
 {
     elem_job j = {s, &s->g->nodes[i], ims__tensor_of(s, i), i};
     ims__pool_for(s->pool, (int64_t)s->n * j.y.h * j.y.w, 256, pad_items, &j);
@@ -128,13 +128,13 @@ static void affine_items(void *ctx, int64_t b, int64_t e)
     }
 }
 
-void ims__op_affine(ims_nn_session *s, uint32_t i)
+void ims__op_affine(ims__run *s, uint32_t i)
 {
     elem_job j = {s, &s->g->nodes[i], ims__tensor_of(s, i), i};
     ims__pool_for(s->pool, (int64_t)s->n * j.y.h * j.y.w, 256, affine_items, &j);
 }
 
-void ims__op_softmax(ims_nn_session *s, uint32_t i)
+void ims__op_softmax(ims__run *s, uint32_t i)
 {
     ims__tensor x = ims__tensor_of(s, s->in0[i]), y = ims__tensor_of(s, i);
     for (int n = 0; n < s->n; n++) {
@@ -154,7 +154,7 @@ void ims__op_softmax(ims_nn_session *s, uint32_t i)
     }
 }
 
-void ims__op_reshape(ims_nn_session *s, uint32_t i)
+void ims__op_reshape(ims__run *s, uint32_t i)
 {
     ims__tensor x = ims__tensor_of(s, s->in0[i]), y = ims__tensor_of(s, i);
     for (int n = 0; n < s->n; n++)

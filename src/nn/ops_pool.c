@@ -53,7 +53,7 @@ static void pool_items(void *ctx, int64_t b, int64_t e)
     }
 }
 
-void ims__op_pool(ims_nn_session *s, uint32_t i)
+void ims__op_pool(ims__run *s, uint32_t i)
 {
     pool_job j = {&s->g->nodes[i], s->pads + 4 * i, ims__tensor_of(s, s->in0[i]),
                   ims__tensor_of(s, i)};
@@ -90,13 +90,13 @@ static void gap_items(void *ctx, int64_t b, int64_t e)
     }
 }
 
-void ims__gap_into(ims_nn_session *s, const ims__tensor *x, float *out, int ld_out)
+void ims__gap_into(ims__run *s, const ims__tensor *x, float *out, int ld_out)
 {
     gap_job j = {x, out, ld_out};
     ims__pool_for(s->pool, x->n, 1, gap_items, &j);
 }
 
-void ims__op_gap(ims_nn_session *s, uint32_t i)
+void ims__op_gap(ims__run *s, uint32_t i)
 {
     ims__tensor x = ims__tensor_of(s, s->in0[i]), y = ims__tensor_of(s, i);
     ims__gap_into(s, &x, y.p, (int)ims__img_stride(&y));

@@ -113,6 +113,58 @@ fail:
 
 int ims_nn_session_dim(const ims_nn_session *s) { return s->dim; }
 
+/* A context for arena/scratch block `c`, running ops on `pool`. */
+static ims__run make_run(const ims_nn_session *s, int c, ims__pool *pool)
+{
+    ims__run r = {s->g, s->k, pool, s->kind, s->view, s->in0, s->pads, s->pack_off,
+                  s->packed, s->arena ? s->arena + (size_t)c * s->n_arena : NULL,
+                  s->scratch ? s->scratch + (size_t)c * s->n_scratch : NULL, s->tscratch,
+                  s->n_scratch, NULL, 1};
+    return r;
+}
+
+/* Run the graph on image `img` of the batch in context r. */
+static void run_image(const ims_nn_session *s, ims__run *r, const float *input, int img,
+                      float *features, float *probs)
+{
+    const ims__graph *g = s->g;
+    size_t in_floats = (size_t)g->pp.width * g->pp.height * 3;
+    r->input = input + (size_t)img * in_floats;
+    r->n = 1;
+    for (uint32_t i = 0; i < g->n_nodes; i++) {
+        if (s->kind[i] == IMS_X_SKIP)
+            continue;
+        if (s->kind[i] == IMS_X_RUN && i > 0)
+            ims__exec_node(r, i);
+        if (s->tap_of[i] >= 0 && features) {
+            ims__tensor t = ims__tensor_of(r, i);
+            for (int k = s->tap_of[i]; k < s->n_taps; k++)
+                if (s->taps[k] == i)
+                    ims__gap_into(r, &t, features + (size_t)img * s->dim + s->tap_off[k],
+                                  s->dim);
+        }
+        if (probs && (int32_t)i == g->output) {
+            ims__tensor t = ims__tensor_of(r, i);
+            memcpy(probs + (size_t)img * t.c, t.p, (size_t)t.c * sizeof(float));
+        }
+    }
+}
+
+typedef struct batch_job {
+    const ims_nn_session *s;
+    const float *input;
+    float *features, *probs;
+} batch_job;
+
+/* Whole images on the pool's threads, each with its own arena. */
+static void image_tasks(void *ctx, int64_t b, int64_t e)
+{
+    const batch_job *j = ctx;
+    ims__run r = make_run(j->s, ims__pool_tid(), NULL);
+    for (int64_t img = b; img < e; img++)
+        run_image(j->s, &r, j->input, (int)img, j->features, j->probs);
+}
+
 int ims_nn_session_run(ims_nn_session *s, const float *input, int n, float *features,
                        float *probs, ims_error *err)
 {
@@ -122,27 +174,15 @@ int ims_nn_session_run(ims_nn_session *s, const float *input, int n, float *feat
     if (probs && !s->want_probs)
         return ims_error_set(err, IMS_EINVAL,
                              "session run: probabilities not requested at session creation");
-    const ims__graph *g = s->g;
-    s->input = input;
-    s->n = n;
-    for (uint32_t i = 0; i < g->n_nodes; i++) {
-        if (s->kind[i] == IMS_X_SKIP)
-            continue;
-        if (s->kind[i] == IMS_X_RUN && i > 0)
-            ims__exec_node(s, i);
-        if (s->tap_of[i] >= 0 && features) {
-            ims__tensor t = ims__tensor_of(s, i);
-            for (int k = s->tap_of[i]; k < s->n_taps; k++)
-                if (s->taps[k] == i)
-                    ims__gap_into(s, &t, features + s->tap_off[k], s->dim);
-        }
-        if (probs && (int32_t)i == g->output) {
-            ims__tensor t = ims__tensor_of(s, i);
-            for (int k = 0; k < n; k++)
-                memcpy(probs + (size_t)k * t.c, t.p + k * ims__img_stride(&t),
-                       (size_t)t.c * sizeof(float));
-        }
+    /* Whole images in parallel while there is one per thread (no barriers
+     * inside the graph); the rest one at a time with threads inside ops. */
+    int n_par = s->n_ctx > 1 ? n / s->n_ctx * s->n_ctx : 0;
+    if (n_par) {
+        batch_job j = {s, input, features, probs};
+        ims__pool_for(s->pool, n_par, 1, image_tasks, &j);
     }
-    s->input = NULL;
+    ims__run r = make_run(s, 0, s->pool);
+    for (int img = n_par; img < n; img++)
+        run_image(s, &r, input, img, features, probs);
     return IMS_OK;
 }
