@@ -12,9 +12,17 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include "cli_int.h"
 #include "imgsim/index.h"
+
+static double thread_cpu(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
 
 static void usage(FILE *f)
 {
@@ -22,9 +30,10 @@ static void usage(FILE *f)
             "usage: imgsim bench-index --base B.fvecs --query Q.fvecs --truth T.ivecs\n"
             "           --metric l2|cosine|ip [--M 16] [--ef-construction 200]\n"
             "           [--ef 10,20,40,80,160,320] [--threads N] [--storage f32|f16|int8]\n"
-            "           [--keep-float] [--save FILE] [--load FILE] [--k 10] [--max-queries N]\n\n"
+            "           [--keep-float] [--save FILE] [--load FILE] [--k 10] [--max-queries N]\n           [--cpu-qps]\n\n"
             "--keep-float  with f16/int8: also keep float32 vectors and re-rank with them\n"
-            "--load FILE   skip the build and search a saved index (ids = base row numbers)\n");
+            "--load FILE   skip the build and search a saved index (ids = base row numbers)\n"
+            "--cpu-qps     also print queries per CPU-second (steadier on a loaded host)\n");
 }
 
 /* Read a TEXMEX file: records of (int32 dim, dim x 4-byte values). */
@@ -90,7 +99,7 @@ int cmd_bench_index(int argc, char **argv)
 {
     const char *base_p = NULL, *query_p = NULL, *truth_p = NULL, *save_p = NULL, *load_p = NULL;
     const char *ef_list = "10,20,40,80,160,320";
-    int metric = -1, storage = IMS_STORAGE_F32, keep_float = 0;
+    int metric = -1, storage = IMS_STORAGE_F32, keep_float = 0, cpu_qps = 0;
     long M = 16, efc = 200, threads = 0, k = 10, max_q = 0;
     if (cli_wants_help(argc, argv)) {
         usage(stdout);
@@ -106,6 +115,10 @@ int cmd_bench_index(int argc, char **argv)
     } while (0)
         if (!strcmp(a, "--keep-float")) {
             keep_float = 1;
+            continue;
+        }
+        if (!strcmp(a, "--cpu-qps")) {
+            cpu_qps = 1;
             continue;
         }
         NEED_ARG();
@@ -250,7 +263,7 @@ int cmd_bench_index(int argc, char **argv)
         /* one warm-up pass over a few queries, then the timed pass */
         for (size_t i = 0; i < nq && i < 100; i++)
             ims_hnsw_search(h, qf + i * (size_t)dq, (size_t)k, &o, hits, &nh);
-        double t0 = ims_now();
+        double t0 = ims_now(), c0 = thread_cpu();
         for (size_t i = 0; i < nq; i++) {
             if (ims_hnsw_search(h, qf + i * (size_t)dq, (size_t)k, &o, hits, &nh)) {
                 rc = cli_fail("search: %s", ims_hnsw_errmsg(h));
@@ -265,9 +278,12 @@ int cmd_bench_index(int argc, char **argv)
                         break;
                     }
         }
-        double dtm = ims_now() - t0;
-        printf("ef=%ld recall@%ld=%.4f qps=%.0f\n", efs[e], k, (double)found / ((double)nq * k),
+        double dtm = ims_now() - t0, dcpu = thread_cpu() - c0;
+        printf("ef=%ld recall@%ld=%.4f qps=%.0f", efs[e], k, (double)found / ((double)nq * k),
                nq / dtm);
+        if (cpu_qps) /* queries per CPU-second of this thread: steadier on a loaded host */
+            printf(" cpu_qps=%.0f", nq / dcpu);
+        printf("\n");
         fflush(stdout);
     }
     free(hits);
