@@ -122,7 +122,7 @@ static void dw_items(void *ctx, int64_t b, int64_t e)
     ims__dw_args a = {NULL, x->h, x->w, x->ld, NULL, y->h, y->w, y->ld, x->c,
                       ims__weights(j->s, nd->weight), ims__weights(j->s, nd->bias),
                       nd->kh, nd->kw, nd->sh, nd->sw, nd->dh, nd->dw, j->pads[0], j->pads[2],
-                      (int)nd->act, nd->act_max};
+                      (int)nd->act, nd->act_max, 0};
     while (b < e) { /* items are (image, output row); batch rows of one image */
         int img = (int)(b / y->h), oy0 = (int)(b % y->h);
         int oy1 = oy0 + (int)(e - b) < y->h ? oy0 + (int)(e - b) : y->h;

@@ -6,12 +6,12 @@
  * MAXPOOL ignores padding cells; AVGPOOL divides by the number of
  * non-padding cells under the window (TF's behaviour).
  */
-#include <float.h>
 #include <string.h>
 
 #include "exec_int.h"
 
 typedef struct pool_job {
+    const ims__run *s;
     const ims__node *nd;
     const int32_t *pads;
     ims__tensor x, y;
@@ -22,40 +22,22 @@ static void pool_items(void *ctx, int64_t b, int64_t e)
     const pool_job *j = ctx;
     const ims__node *nd = j->nd;
     const ims__tensor *x = &j->x, *y = &j->y;
-    const int C = y->c, is_max = nd->op == IMS_OP_MAXPOOL;
-    for (int64_t it = b; it < e; it++) {
-        int img = (int)(it / y->h), oy = (int)(it % y->h);
-        const float *xi = x->p + img * ims__img_stride(x);
-        int iy0 = oy * nd->sh - j->pads[0];
-        int ky0 = iy0 < 0 ? -iy0 : 0, ky1 = x->h - iy0 < nd->kh ? x->h - iy0 : nd->kh;
-        for (int ox = 0; ox < y->w; ox++) {
-            float *o = y->p + img * ims__img_stride(y) + ((int64_t)oy * y->w + ox) * y->ld;
-            int ix0 = ox * nd->sw - j->pads[2];
-            int kx0 = ix0 < 0 ? -ix0 : 0, kx1 = x->w - ix0 < nd->kw ? x->w - ix0 : nd->kw;
-            for (int c = 0; c < C; c++)
-                o[c] = is_max ? -FLT_MAX : 0.0f;
-            for (int ky = ky0; ky < ky1; ky++)
-                for (int kx = kx0; kx < kx1; kx++) {
-                    const float *p = xi + ((int64_t)(iy0 + ky) * x->w + ix0 + kx) * x->ld;
-                    if (is_max)
-                        for (int c = 0; c < C; c++)
-                            o[c] = p[c] > o[c] ? p[c] : o[c];
-                    else
-                        for (int c = 0; c < C; c++)
-                            o[c] += p[c];
-                }
-            if (!is_max) {
-                float inv = 1.0f / (float)((ky1 - ky0) * (kx1 - kx0));
-                for (int c = 0; c < C; c++)
-                    o[c] *= inv;
-            }
-        }
+    ims__dw_args a = {NULL, x->h, x->w, x->ld, NULL, y->h, y->w, y->ld, x->c, NULL, NULL,
+                      nd->kh, nd->kw, nd->sh, nd->sw, 1, 1, j->pads[0], j->pads[2], 0, 0,
+                      nd->op == IMS_OP_MAXPOOL};
+    while (b < e) { /* items are (image, output row) */
+        int img = (int)(b / y->h), oy0 = (int)(b % y->h);
+        int oy1 = oy0 + (int)(e - b) < y->h ? oy0 + (int)(e - b) : y->h;
+        a.in = x->p + img * ims__img_stride(x);
+        a.out = y->p + img * ims__img_stride(y);
+        j->s->k->pool_rows(&a, oy0, oy1);
+        b += oy1 - oy0;
     }
 }
 
 void ims__op_pool(ims__run *s, uint32_t i)
 {
-    pool_job j = {&s->g->nodes[i], s->pads + 4 * i, ims__tensor_of(s, s->in0[i]),
+    pool_job j = {s, &s->g->nodes[i], s->pads + 4 * i, ims__tensor_of(s, s->in0[i]),
                   ims__tensor_of(s, i)};
     ims__pool_for(s->pool, (int64_t)s->n * j.y.h, 1, pool_items, &j);
 }

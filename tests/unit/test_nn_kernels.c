@@ -82,6 +82,36 @@ static void test_dw(const ims__nn_kernels *k)
     }
 }
 
+/* Pooling: same operations in the same order, so results must be equal. */
+static void test_pool(const ims__nn_kernels *k)
+{
+    for (int t = 0; t < 300; t++) {
+        ims__dw_args a;
+        memset(&a, 0, sizeof a);
+        a.c = rnd(1, 80), a.is_max = rnd(0, 1);
+        a.in_h = rnd(1, 12), a.in_w = rnd(1, 12), a.ld_in = a.c + rnd(0, 9);
+        a.kh = rnd(1, 4), a.kw = rnd(1, 4), a.sh = rnd(1, 3), a.sw = rnd(1, 3);
+        a.pad_t = rnd(0, a.kh - 1), a.pad_l = rnd(0, a.kw - 1);
+        int pad_b = rnd(0, a.kh - 1), pad_r = rnd(0, a.kw - 1);
+        if (a.in_h + a.pad_t + pad_b < a.kh || a.in_w + a.pad_l + pad_r < a.kw)
+            continue;
+        a.out_h = (a.in_h + a.pad_t + pad_b - a.kh) / a.sh + 1;
+        a.out_w = (a.in_w + a.pad_l + pad_r - a.kw) / a.sw + 1;
+        a.ld_out = a.c + rnd(0, 9);
+        float *in = rand_buf((size_t)a.in_h * a.in_w * a.ld_in);
+        size_t no = (size_t)a.out_h * a.out_w * a.ld_out;
+        float *o1 = calloc(no, sizeof(float)), *o2 = calloc(no, sizeof(float));
+        a.in = in;
+        a.out = o1;
+        ims__nn_kernels_ref.pool_rows(&a, 0, a.out_h);
+        a.out = o2;
+        k->pool_rows(&a, 0, a.out_h);
+        CHECK_MSG(memcmp(o1, o2, no * sizeof(float)) == 0, "%s pool max=%d c%d %dx%d k%dx%d differs",
+                  k->name, a.is_max, a.c, a.in_h, a.in_w, a.kh, a.kw);
+        free(in), free(o1), free(o2);
+    }
+}
+
 static void test_gemm(const ims__nn_kernels *k)
 {
     for (int t = 0; t < 300; t++) {
@@ -155,6 +185,7 @@ int main(void)
         printf("level %s: kernels %s\n", ims_cpu_level_name(level), k->name);
         test_bias_act(k);
         test_dw(k);
+        test_pool(k);
         test_gemm(k);
         test_gemm_packed(k);
     }

@@ -212,6 +212,67 @@ static void dw_rows(const ims__dw_args *a, int oy0, int oy1)
     }
 }
 
+static void pool_rows(const ims__dw_args *a, int oy0, int oy1)
+{
+    const int C = a->c, c8 = C & ~7, is_max = a->is_max;
+    const __m256i mt = tail_mask(C - c8);
+    const __m256 init = _mm256_set1_ps(is_max ? -INFINITY : 0.0f);
+    for (int oy = oy0; oy < oy1; oy++) {
+        int iy0 = oy * a->sh - a->pad_t;
+        int ky0 = iy0 < 0 ? -iy0 : 0, ky1 = a->in_h - iy0 < a->kh ? a->in_h - iy0 : a->kh;
+        for (int ox = 0; ox < a->out_w; ox++) {
+            float *o = a->out + ((int64_t)oy * a->out_w + ox) * a->ld_out;
+            int ix0 = ox * a->sw - a->pad_l;
+            int kx0 = ix0 < 0 ? -ix0 : 0, kx1 = a->in_w - ix0 < a->kw ? a->in_w - ix0 : a->kw;
+            const __m256 inv = _mm256_set1_ps(1.0f / (float)((ky1 - ky0) * (kx1 - kx0)));
+            const float *base = a->in + ((int64_t)(iy0 + ky0) * a->in_w + ix0 + kx0) * a->ld_in;
+            const int64_t sy = (int64_t)a->in_w * a->ld_in;
+            int j = 0;
+            for (; j + 32 <= c8; j += 32) {
+                __m256 s0 = init, s1 = init, s2 = init, s3 = init;
+                for (int ky = ky0; ky < ky1; ky++) {
+                    const float *p = base + (ky - ky0) * sy + j;
+                    for (int kx = kx0; kx < kx1; kx++, p += a->ld_in) {
+                        if (is_max) {
+                            s0 = _mm256_max_ps(s0, _mm256_loadu_ps(p));
+                            s1 = _mm256_max_ps(s1, _mm256_loadu_ps(p + 8));
+                            s2 = _mm256_max_ps(s2, _mm256_loadu_ps(p + 16));
+                            s3 = _mm256_max_ps(s3, _mm256_loadu_ps(p + 24));
+                        } else {
+                            s0 = _mm256_add_ps(s0, _mm256_loadu_ps(p));
+                            s1 = _mm256_add_ps(s1, _mm256_loadu_ps(p + 8));
+                            s2 = _mm256_add_ps(s2, _mm256_loadu_ps(p + 16));
+                            s3 = _mm256_add_ps(s3, _mm256_loadu_ps(p + 24));
+                        }
+                    }
+                }
+                if (!is_max) {
+                    s0 = _mm256_mul_ps(s0, inv), s1 = _mm256_mul_ps(s1, inv);
+                    s2 = _mm256_mul_ps(s2, inv), s3 = _mm256_mul_ps(s3, inv);
+                }
+                _mm256_storeu_ps(o + j, s0);
+                _mm256_storeu_ps(o + j + 8, s1);
+                _mm256_storeu_ps(o + j + 16, s2);
+                _mm256_storeu_ps(o + j + 24, s3);
+            }
+            for (; j < C; j += 8) {
+                __m256i m = j < c8 ? tail_mask(8) : mt;
+                __m256 s0 = init;
+                for (int ky = ky0; ky < ky1; ky++) {
+                    const float *p = base + (ky - ky0) * sy + j;
+                    for (int kx = kx0; kx < kx1; kx++, p += a->ld_in) {
+                        __m256 v = _mm256_maskload_ps(p, m);
+                        s0 = is_max ? _mm256_max_ps(s0, v) : _mm256_add_ps(s0, v);
+                    }
+                }
+                if (!is_max)
+                    s0 = _mm256_mul_ps(s0, inv);
+                _mm256_maskstore_ps(o + j, m, s0);
+            }
+        }
+    }
+}
+
 /* Rows [i, i+R) x columns [j, j+16) of C = A.B, R a compile-time constant. */
 #define GEMM_BLOCK(R)                                                                    \
     do {                                                                                 \
@@ -319,4 +380,4 @@ static void gemm_packed(int M, int N, int K, const float *A, int lda, const floa
     }
 }
 
-const ims__nn_kernels ims__nn_kernels_avx2 = {"avx2", bias_act, dw_rows, gemm, gemm_packed};
+const ims__nn_kernels ims__nn_kernels_avx2 = {"avx2", bias_act, dw_rows, pool_rows, gemm, gemm_packed};

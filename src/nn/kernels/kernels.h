@@ -28,6 +28,7 @@ typedef struct ims__dw_args {
     int kh, kw, sh, sw, dh, dw, pad_t, pad_l;
     int act;                /* enum ims__act */
     float act_max;
+    int is_max;             /* pool_rows: max (1) or average excluding padding (0) */
 } ims__dw_args;
 
 typedef struct ims__nn_kernels {
@@ -37,6 +38,10 @@ typedef struct ims__nn_kernels {
                      float act_max);
     /* Depthwise convolution rows [oy0, oy1) of one image, bias and activation fused. */
     void (*dw_rows)(const ims__dw_args *a, int oy0, int oy1);
+    /* Max / average pooling rows [oy0, oy1) of one image (k, bias, act,
+     * dilation unused); padding cells are ignored, averages divide by the
+     * number of cells inside the input. */
+    void (*pool_rows)(const ims__dw_args *a, int oy0, int oy1);
     /* C[M x N] = A[M x K] . B[K x N], row-major with leading dimensions. */
     void (*gemm)(int M, int N, int K, const float *A, int lda, const float *B, int ldb,
                  float *C, int ldc);

@@ -59,6 +59,37 @@ static void dw_rows(const ims__dw_args *a, int oy0, int oy1)
     }
 }
 
+static void pool_rows(const ims__dw_args *a, int oy0, int oy1)
+{
+    const int C = a->c;
+    for (int oy = oy0; oy < oy1; oy++) {
+        int iy0 = oy * a->sh - a->pad_t;
+        int ky0 = iy0 < 0 ? -iy0 : 0, ky1 = a->in_h - iy0 < a->kh ? a->in_h - iy0 : a->kh;
+        for (int ox = 0; ox < a->out_w; ox++) {
+            float *o = a->out + ((int64_t)oy * a->out_w + ox) * a->ld_out;
+            int ix0 = ox * a->sw - a->pad_l;
+            int kx0 = ix0 < 0 ? -ix0 : 0, kx1 = a->in_w - ix0 < a->kw ? a->in_w - ix0 : a->kw;
+            for (int c = 0; c < C; c++)
+                o[c] = a->is_max ? -INFINITY : 0.0f;
+            for (int ky = ky0; ky < ky1; ky++)
+                for (int kx = kx0; kx < kx1; kx++) {
+                    const float *p = a->in + ((int64_t)(iy0 + ky) * a->in_w + ix0 + kx) * a->ld_in;
+                    if (a->is_max)
+                        for (int c = 0; c < C; c++)
+                            o[c] = p[c] > o[c] ? p[c] : o[c];
+                    else
+                        for (int c = 0; c < C; c++)
+                            o[c] += p[c];
+                }
+            if (!a->is_max) {
+                float inv = 1.0f / (float)((ky1 - ky0) * (kx1 - kx0));
+                for (int c = 0; c < C; c++)
+                    o[c] *= inv;
+            }
+        }
+    }
+}
+
 static void gemm(int M, int N, int K, const float *A, int lda, const float *B, int ldb,
                  float *C, int ldc)
 {
@@ -98,4 +129,4 @@ static void gemm_packed(int M, int N, int K, const float *A, int lda, const floa
     }
 }
 
-const ims__nn_kernels ims__nn_kernels_ref = {"ref", bias_act, dw_rows, gemm, gemm_packed};
+const ims__nn_kernels ims__nn_kernels_ref = {"ref", bias_act, dw_rows, pool_rows, gemm, gemm_packed};
