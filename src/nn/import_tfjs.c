@@ -534,6 +534,13 @@ int ims__tfjs_import(const char *model_json, const ims_nn_import_opts *opts, ims
         rc = ims__tfjs_import_graph(root, &ws, g, err);
     } else {
         rc = ims__tfjs_import_layers(topo, &ws, g, err);
+        size_t n_unused = 0, first = 0;
+        for (size_t i = ws.n; i-- > 0;)
+            if (!ws.w[i].used)
+                n_unused++, first = i;
+        if (!rc && n_unused) /* a layer option we ignored would show up here */
+            ims_log(IMS_LOG_WARN, "%s: %zu weight(s) of the manifest are not used by any layer "
+                                  "(first: '%s')", model_json, n_unused, ws.w[first].name);
         json_t *mc = json_object_get(topo, "model_config");
         if (!mc)
             mc = topo;

@@ -609,6 +609,14 @@ static void expect_error(const char *what, int rc, const ims_error *err, int wan
               "%s: message '%s' lacks '%s' / '%s'", what, err->msg, want1, want2 ? want2 : "");
 }
 
+static char warned[512];
+static void log_capture(int level, const char *msg, void *ud)
+{
+    (void)ud;
+    if (level == IMS_LOG_WARN)
+        snprintf(warned, sizeof warned, "%s", msg);
+}
+
 static void test_errors(void)
 {
     ims_error err = {0};
@@ -651,6 +659,19 @@ static void test_errors(void)
     expect_error("dense on spatial", rc, &err, IMS_EUNSUPPORTED, "'L'", "spatial input");
     rc = import_layer("e11", LAYER("BatchNormalization", "\"axis\":1"), NULL, 0, &err);
     expect_error("bn axis", rc, &err, IMS_EUNSUPPORTED, "'L'", "option 'axis'");
+
+    /* a manifest weight no layer uses is worth a warning (an ignored option?) */
+    wspec extra[] = {{"L/kernel", 4, {3, 3, 3, 2}, F32, 0, 0, 0, NULL, 0},
+                     {"L/mystery", 1, {2}, F32, 0, 0, 0, NULL, 0}};
+    warned[0] = '\0';
+    ims_log_set_handler(log_capture, NULL);
+    rc = import_layer("e8c", LAYER("Conv2D", "\"filters\":2,\"kernel_size\":3"), extra, 2, &err);
+    ims_log_set_handler(NULL, NULL);
+    free(extra[0].value);
+    free(extra[1].value);
+    CHECK_RC(rc, IMS_OK);
+    CHECK_MSG(strstr(warned, "1 weight(s)") && strstr(warned, "'L/mystery'"), "warning: '%s'",
+              warned);
 
     /* shards shorter than the manifest says */
     char path[600];
