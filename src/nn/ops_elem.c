@@ -30,11 +30,16 @@ static void add_items(void *ctx, int64_t b, int64_t e)
 {
     const elem_job *j = ctx;
     const uint32_t *in = ims__node_inputs(j->s->g, j->nd);
-    const int C = j->y.c;
-    for (int64_t q = b; q < e; q++) {
+    const int C = j->y.c, n_in = (int)j->nd->n_inputs;
+    /* whole runs of pixels when every operand is contiguous (ld == c) */
+    int flat = j->y.ld == C;
+    for (int k = 0; k < n_in && flat; k++)
+        flat = j->s->view[in[k]].ld == C;
+    int64_t step = flat ? e - b : 1;
+    for (int64_t q = b; q < e; q += step) {
         float *o = px(&j->y, q);
-        uint32_t kb = 0; /* the input computed in place, if any, is the base */
-        for (uint32_t k = 0; k < j->nd->n_inputs; k++) {
+        int kb = 0; /* the input computed in place, if any, is the base */
+        for (int k = 0; k < n_in; k++) {
             ims__tensor xk = ims__tensor_of(j->s, in[k]);
             if (px(&xk, q) == o)
                 kb = k;
@@ -42,17 +47,15 @@ static void add_items(void *ctx, int64_t b, int64_t e)
         ims__tensor xb = ims__tensor_of(j->s, in[kb]);
         const float *a = px(&xb, q);
         if (o != a)
-            memcpy(o, a, (size_t)C * sizeof(float));
-        for (uint32_t k = 0; k < j->nd->n_inputs; k++) {
+            memcpy(o, a, (size_t)(C * step) * sizeof(float));
+        for (int k = 0; k < n_in; k++) {
             if (k == kb)
                 continue;
             ims__tensor xk = ims__tensor_of(j->s, in[k]);
-            const float *p = px(&xk, q);
-            for (int c = 0; c < C; c++)
-                o[c] += p[c];
+            j->s->k->vadd(o, px(&xk, q), C * step);
         }
         if (j->nd->act)
-            j->s->k->bias_act(o, 1, C, C, NULL, (int)j->nd->act, j->nd->act_max);
+            j->s->k->bias_act(o, step, C, C, NULL, (int)j->nd->act, j->nd->act_max);
     }
 }
 
@@ -115,6 +118,13 @@ static void affine_items(void *ctx, int64_t b, int64_t e)
     const float *sc = affine ? ims__weights(j->s, nd->weight) : NULL;
     const float *sh = affine ? ims__weights(j->s, nd->bias) : NULL;
     const int sc_all = affine && nd->n_weight == C, sh_all = sh && nd->n_bias == C;
+    if (affine && !sc_all && !sh_all && x.ld == C && j->y.ld == C) { /* scalars: flat */
+        float *o = px(&j->y, b);
+        j->s->k->vscale(o, px(&x, b), (e - b) * C, sc[0], sh ? sh[0] : 0.0f);
+        if (nd->act)
+            j->s->k->bias_act(o, e - b, C, C, NULL, (int)nd->act, nd->act_max);
+        return;
+    }
     for (int64_t q = b; q < e; q++) {
         float *o = px(&j->y, q);
         const float *a = px(&x, q);

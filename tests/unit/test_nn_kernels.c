@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * test_nn_kernels.c — every kernel level this CPU supports against ref.c.
- * Tolerances: bias+activation must match exactly (same float operations);
+ * Tolerances: bias+activation, pooling and vadd must match exactly (same
+ * float operations in the same order); vscale may fuse its multiply-add;
  * depthwise and GEMM may differ by FMA contraction and summation order:
  * |got - ref| <= 1e-5 * (1 + sum of |terms|) per output.
  */
@@ -112,6 +113,25 @@ static void test_pool(const ims__nn_kernels *k)
     }
 }
 
+static void test_vec(const ims__nn_kernels *k)
+{
+    for (int t = 0; t < 100; t++) {
+        int n = rnd(0, 100);
+        float *x = rand_buf((size_t)n + 1), *y1 = rand_buf((size_t)n + 1);
+        float *y2 = malloc(((size_t)n + 1) * sizeof(float));
+        memcpy(y2, y1, ((size_t)n + 1) * sizeof(float));
+        ims__nn_kernels_ref.vadd(y1, x, n);
+        k->vadd(y2, x, n);
+        CHECK_MSG(memcmp(y1, y2, ((size_t)n + 1) * sizeof(float)) == 0, "%s vadd n %d", k->name, n);
+        ims__nn_kernels_ref.vscale(y1, x, n, 0.7f, -0.3f);
+        k->vscale(y2, x, n, 0.7f, -0.3f); /* FMA allowed: one rounding apart */
+        for (int i = 0; i <= n; i++)
+            CHECK_MSG(fabsf(y1[i] - y2[i]) <= 1e-6f * (1 + fabsf(y1[i])), "%s vscale n %d [%d]",
+                      k->name, n, i);
+        free(x), free(y1), free(y2);
+    }
+}
+
 static void test_gemm(const ims__nn_kernels *k)
 {
     for (int t = 0; t < 300; t++) {
@@ -186,6 +206,7 @@ int main(void)
         test_bias_act(k);
         test_dw(k);
         test_pool(k);
+        test_vec(k);
         test_gemm(k);
         test_gemm_packed(k);
     }

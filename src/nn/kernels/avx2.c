@@ -212,6 +212,33 @@ static void dw_rows(const ims__dw_args *a, int oy0, int oy1)
     }
 }
 
+static void vadd(float *y, const float *x, int64_t n)
+{
+    int64_t i = 0;
+    for (; i + 32 <= n; i += 32)
+        for (int u = 0; u < 32; u += 8)
+            _mm256_storeu_ps(y + i + u, _mm256_add_ps(_mm256_loadu_ps(y + i + u),
+                                                      _mm256_loadu_ps(x + i + u)));
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(y + i, _mm256_add_ps(_mm256_loadu_ps(y + i), _mm256_loadu_ps(x + i)));
+    for (; i < n; i++)
+        y[i] += x[i];
+}
+
+/* One FMA per element: may differ from ref.c by one rounding. */
+static void vscale(float *y, const float *x, int64_t n, float scale, float shift)
+{
+    const __m256 s = _mm256_set1_ps(scale), t = _mm256_set1_ps(shift);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(y + i, _mm256_fmadd_ps(_mm256_loadu_ps(x + i), s, t));
+    if (i < n) {
+        __m256i m = tail_mask((int)(n - i));
+        _mm256_maskstore_ps(y + i, m,
+                            _mm256_fmadd_ps(_mm256_maskload_ps(x + i, m), s, t));
+    }
+}
+
 static void pool_rows(const ims__dw_args *a, int oy0, int oy1)
 {
     const int C = a->c, c8 = C & ~7, is_max = a->is_max;
@@ -380,4 +407,4 @@ static void gemm_packed(int M, int N, int K, const float *A, int lda, const floa
     }
 }
 
-const ims__nn_kernels ims__nn_kernels_avx2 = {"avx2", bias_act, dw_rows, pool_rows, gemm, gemm_packed};
+const ims__nn_kernels ims__nn_kernels_avx2 = {"avx2", bias_act, dw_rows, vadd, vscale, pool_rows, gemm, gemm_packed};

@@ -38,6 +38,10 @@ typedef struct ims__nn_kernels {
                      float act_max);
     /* Depthwise convolution rows [oy0, oy1) of one image, bias and activation fused. */
     void (*dw_rows)(const ims__dw_args *a, int oy0, int oy1);
+    /* y[i] += x[i] for i < n. */
+    void (*vadd)(float *y, const float *x, int64_t n);
+    /* y[i] = x[i] * scale + shift for i < n (y may equal x). */
+    void (*vscale)(float *y, const float *x, int64_t n, float scale, float shift);
     /* Max / average pooling rows [oy0, oy1) of one image (k, bias, act,
      * dilation unused); padding cells are ignored, averages divide by the
      * number of cells inside the input. */

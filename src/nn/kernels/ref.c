@@ -90,6 +90,18 @@ static void pool_rows(const ims__dw_args *a, int oy0, int oy1)
     }
 }
 
+static void vadd(float *y, const float *x, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++)
+        y[i] += x[i];
+}
+
+static void vscale(float *y, const float *x, int64_t n, float scale, float shift)
+{
+    for (int64_t i = 0; i < n; i++)
+        y[i] = x[i] * scale + shift;
+}
+
 static void gemm(int M, int N, int K, const float *A, int lda, const float *B, int ldb,
                  float *C, int ldc)
 {
@@ -129,4 +141,4 @@ static void gemm_packed(int M, int N, int K, const float *A, int lda, const floa
     }
 }
 
-const ims__nn_kernels ims__nn_kernels_ref = {"ref", bias_act, dw_rows, pool_rows, gemm, gemm_packed};
+const ims__nn_kernels ims__nn_kernels_ref = {"ref", bias_act, dw_rows, vadd, vscale, pool_rows, gemm, gemm_packed};
