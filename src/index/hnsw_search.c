@@ -127,6 +127,7 @@ int ims__search_layer(ims_hnsw *h, ims__scratch *s, const ims__qctx *qc, const i
             if (W->n < ef || d < W->v[0].d) {
                 if (ims__heap_push_min(C, d, e) || ims__heap_push_max(W, d, e))
                     return IMS_ENOMEM;
+                __builtin_prefetch(ims__links(h, e, lc));
                 if (W->n > ef)
                     ims__heap_pop_max(W);
             }
@@ -202,6 +203,9 @@ base_search(ims_hnsw *h, ims__scratch *s, const ims__qctx *qc, uint32_t ep, floa
             if (W->n < ef || d < lower) {
                 if (ims__heap_push_min(C, d, e))
                     return IMS_ENOMEM;
+                /* e will likely be expanded: fetch its link list now (hnswlib
+                 * gets this for free from its interleaved layout) */
+                __builtin_prefetch(h->links0 + (size_t)e * (1 + M0));
                 if (!filtered || admit(h, f, e)) {
                     if (ims__heap_push_max(W, d, e))
                         return IMS_ENOMEM;

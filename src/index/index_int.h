@@ -245,13 +245,45 @@ int ims__search_layer(ims_hnsw *h, ims__scratch *s, const ims__qctx *qc, const i
 
 /* quant.c */
 void ims__qctx_prepare(const ims_hnsw *h, ims__qctx *qc, const float *q, float *a, float *b);
-float ims__dist_code(const ims_hnsw *h, const ims__qctx *qc, uint32_t slot);
-float ims__dist_float(const ims_hnsw *h, const float *q, const float *x);
 void ims__encode(const ims_hnsw *h, const float *x, unsigned char *code);
 void ims__decode(const ims_hnsw *h, uint32_t slot, float *out);
 void ims__quant_train(ims_hnsw *h, const float *x, size_t n);
 /* normalise for cosine into out (or copy); returns 0 if the vector is unusable */
 int ims__prepare_vec(const ims_hnsw *h, const float *in, float *out);
+
+/* distance from a prepared query to the stored code of slot (inlined into the
+ * search loops: the switch is perfectly predicted, one indirect call remains) */
+static inline float ims__dist_code(const ims_hnsw *h, const ims__qctx *qc, uint32_t slot)
+{
+    const unsigned char *code = h->codes + (size_t)slot * h->code_size;
+    size_t D = h->n_dims;
+    float ip;
+    switch (h->storage) {
+    case IMS_STORAGE_F32:
+        if (h->metric == IMS_METRIC_L2)
+            return h->k->l2_f32(qc->q, (const float *)(const void *)code, D);
+        ip = h->k->ip_f32(qc->q, (const float *)(const void *)code, D);
+        break;
+    case IMS_STORAGE_F16:
+        if (h->metric == IMS_METRIC_L2)
+            return h->k->l2_f16(qc->q, (const uint16_t *)(const void *)code, D);
+        ip = h->k->ip_f16(qc->q, (const uint16_t *)(const void *)code, D);
+        break;
+    default:
+        if (h->metric == IMS_METRIC_L2)
+            return h->k->l2_u8(qc->b, qc->a, code, D);
+        ip = qc->c0 + h->k->ip_u8(qc->a, code, D);
+    }
+    return h->metric == IMS_METRIC_IP ? -ip : 1.0f - ip;
+}
+
+static inline float ims__dist_float(const ims_hnsw *h, const float *q, const float *x)
+{
+    if (h->metric == IMS_METRIC_L2)
+        return h->k->l2_f32(q, x, h->n_dims);
+    float ip = h->k->ip_f32(q, x, h->n_dims);
+    return h->metric == IMS_METRIC_IP ? -ip : 1.0f - ip;
+}
 
 static inline uint32_t *ims__links(const ims_hnsw *h, uint32_t i, int lc)
 {

@@ -125,34 +125,3 @@ void ims__qctx_prepare(const ims_hnsw *h, ims__qctx *qc, const float *q, float *
     }
 }
 
-float ims__dist_code(const ims_hnsw *h, const ims__qctx *qc, uint32_t slot)
-{
-    const unsigned char *code = h->codes + (size_t)slot * h->code_size;
-    size_t D = h->n_dims;
-    float ip;
-    switch (h->storage) {
-    case IMS_STORAGE_F32:
-        if (h->metric == IMS_METRIC_L2)
-            return h->k->l2_f32(qc->q, (const float *)(const void *)code, D);
-        ip = h->k->ip_f32(qc->q, (const float *)(const void *)code, D);
-        break;
-    case IMS_STORAGE_F16:
-        if (h->metric == IMS_METRIC_L2)
-            return h->k->l2_f16(qc->q, (const uint16_t *)(const void *)code, D);
-        ip = h->k->ip_f16(qc->q, (const uint16_t *)(const void *)code, D);
-        break;
-    default:
-        if (h->metric == IMS_METRIC_L2)
-            return h->k->l2_u8(qc->b, qc->a, code, D);
-        ip = qc->c0 + h->k->ip_u8(qc->a, code, D);
-    }
-    return h->metric == IMS_METRIC_IP ? -ip : 1.0f - ip;
-}
-
-float ims__dist_float(const ims_hnsw *h, const float *q, const float *x)
-{
-    if (h->metric == IMS_METRIC_L2)
-        return h->k->l2_f32(q, x, h->n_dims);
-    float ip = h->k->ip_f32(q, x, h->n_dims);
-    return h->metric == IMS_METRIC_IP ? -ip : 1.0f - ip;
-}
