@@ -104,6 +104,8 @@ struct ims_nn_session {
     float *scratch;      /* im2col rows / gathers */
     size_t n_scratch;    /* floats */
     int n_ctx;           /* arenas / scratches: n_threads for image-parallel runs, or 1 */
+    double *prof;        /* IMS_NN_PROFILE=1: seconds per node (single-context runs) */
+    long prof_images;    /* images those seconds cover */
 };
 
 /* One execution context: what the ops see while running the graph over n

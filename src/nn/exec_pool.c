@@ -1,37 +1,63 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * exec_pool.c — a fixed pool of worker threads for the executor's parallel
- * loops (depthwise convolution, pooling, elementwise ops, im2col).
+ * loops (GEMM row blocks, depthwise rows, pooling, elementwise ops, whole
+ * images of a batch).
  *
- * One session owns one pool, created once. A parallel loop publishes a job
- * (function, context, item count, chunk size) under the mutex, bumps the
- * generation and wakes the workers; everybody, the caller included, then
- * claims chunks with an atomic counter until none is left. The caller waits
- * until every worker has checked out of the generation, so a job's context
- * may live on the caller's stack. Workers spin briefly before sleeping
- * because the executor issues many short loops back to back.
+ * One session owns one pool, created once. A loop is published as a job
+ * (function, context, item count, chunk size); everybody, the caller
+ * included, claims chunks with an atomic counter until none is left.
+ *
+ * The caller waits only for threads that actually joined the job, never for
+ * one that has not woken up yet: on a busy machine a descheduled worker
+ * would otherwise stall every op for a whole time slice while the caller
+ * had already done all the work. The protocol is a small seqlock:
+ *   caller:  gen++ (odd: fields being written); wait until active == 0;
+ *            write the job; gen++ (even: published); wake the workers;
+ *            drain; wait until active == 0.
+ *   worker:  see an even gen it has not run; active++; re-read gen; if it
+ *            changed, active-- and look again; else drain; active--.
+ * With sequentially consistent atomics either the worker's active++ comes
+ * before the caller's wait (the caller waits for it) or the caller's gen++
+ * comes before the worker's re-read (the worker backs out), so a worker
+ * never reads a job that is being rewritten.
+ *
+ * Workers spin for about 50 microseconds before sleeping, because the
+ * executor issues many short loops back to back.
  */
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 
 #include "exec_int.h"
 
+#define SPIN_SECONDS 50e-6
+
+typedef struct worker_arg {
+    struct ims__pool *p;
+    int tid;
+} worker_arg;
+
 struct ims__pool {
-    int n_threads; /* including the caller */
+    int n_threads;     /* including the caller */
     pthread_t *threads;
-    struct worker_arg *args;
+    worker_arg *args;
     int n_started;
-    pthread_mutex_t mu;
-    pthread_cond_t wake, done;
-    atomic_uint gen;  /* job generation */
-    int quit;
-    int busy;         /* workers still in the current generation */
+    pthread_mutex_t mu; /* protects sleeping and quit */
+    pthread_cond_t wake;
+    atomic_int quit;
+    atomic_uint gen;    /* job generation; odd while the job is being written */
+    atomic_int active;  /* workers inside the current job */
     /* the current job */
     ims__range_fn fn;
     void *ctx;
     int64_t n, chunk;
-    atomic_llong next; /* next chunk start */
+    atomic_llong next;  /* next chunk start */
 };
+
+static _Thread_local int g_tid; /* 0 for callers, 1.. for workers */
+
+int ims__pool_tid(void) { return g_tid; }
 
 static inline void cpu_relax(void)
 {
@@ -52,38 +78,35 @@ static void drain(ims__pool *p)
     }
 }
 
-static _Thread_local int g_tid; /* 0 for callers, 1.. for workers */
-
-int ims__pool_tid(void) { return g_tid; }
-
-typedef struct worker_arg {
-    ims__pool *p;
-    int tid;
-} worker_arg;
-
 static void *worker(void *arg)
 {
     ims__pool *p = ((worker_arg *)arg)->p;
     g_tid = ((worker_arg *)arg)->tid;
-    unsigned seen = 0;
+    unsigned seen = atomic_load(&p->gen);
     for (;;) {
-        /* spin a little: the next loop usually follows within microseconds */
-        for (int i = 0; i < 20000 && atomic_load(&p->gen) == seen; i++)
-            cpu_relax();
-        pthread_mutex_lock(&p->mu);
-        while (atomic_load(&p->gen) == seen && !p->quit)
-            pthread_cond_wait(&p->wake, &p->mu);
-        if (p->quit) {
-            pthread_mutex_unlock(&p->mu);
-            return NULL;
+        unsigned g = atomic_load(&p->gen);
+        if (g == seen || (g & 1)) {
+            double t0 = ims_now();
+            while (((g = atomic_load(&p->gen)) == seen || (g & 1)) &&
+                   ims_now() - t0 < SPIN_SECONDS)
+                for (int i = 0; i < 16; i++)
+                    cpu_relax();
+            if (g == seen || (g & 1)) {
+                pthread_mutex_lock(&p->mu);
+                while (((g = atomic_load(&p->gen)) == seen || (g & 1)) && !p->quit)
+                    pthread_cond_wait(&p->wake, &p->mu);
+                pthread_mutex_unlock(&p->mu);
+            }
+            if (p->quit)
+                return NULL;
+            continue;
         }
-        seen = atomic_load(&p->gen);
-        pthread_mutex_unlock(&p->mu);
-        drain(p);
-        pthread_mutex_lock(&p->mu);
-        if (--p->busy == 0)
-            pthread_cond_signal(&p->done);
-        pthread_mutex_unlock(&p->mu);
+        atomic_fetch_add(&p->active, 1);
+        if (atomic_load(&p->gen) == g) {
+            seen = g;
+            drain(p);
+        }
+        atomic_fetch_sub(&p->active, 1);
     }
 }
 
@@ -101,7 +124,6 @@ int ims__pool_new(int n_threads, ims__pool **out)
         return IMS_ENOMEM;
     }
     pthread_cond_init(&p->wake, NULL);
-    pthread_cond_init(&p->done, NULL);
     if (n_threads > 1) {
         p->threads = ims_calloc((size_t)n_threads - 1, sizeof(pthread_t));
         p->args = ims_calloc((size_t)n_threads - 1, sizeof(worker_arg));
@@ -133,7 +155,6 @@ void ims__pool_free(ims__pool *p)
     for (int i = 0; i < p->n_started; i++)
         pthread_join(p->threads[i], NULL);
     pthread_cond_destroy(&p->wake);
-    pthread_cond_destroy(&p->done);
     pthread_mutex_destroy(&p->mu);
     ims_free(p->threads);
     ims_free(p->args);
@@ -141,6 +162,18 @@ void ims__pool_free(ims__pool *p)
 }
 
 int ims__pool_threads(const ims__pool *p) { return p ? p->n_threads : 1; }
+
+/* Wait until no worker is inside a job (yielding the CPU after a while:
+ * on a busy machine the worker we wait for may need it). */
+static void wait_idle(ims__pool *p)
+{
+    for (int i = 0; atomic_load(&p->active) > 0; i++) {
+        if (i < 4096)
+            cpu_relax();
+        else
+            sched_yield();
+    }
+}
 
 void ims__pool_for(ims__pool *p, int64_t n, int64_t grain, ims__range_fn fn, void *ctx)
 {
@@ -156,16 +189,14 @@ void ims__pool_for(ims__pool *p, int64_t n, int64_t grain, ims__range_fn fn, voi
     int64_t chunk = (n + 4 * p->n_threads - 1) / (4 * p->n_threads);
     if (chunk < grain)
         chunk = grain;
-    pthread_mutex_lock(&p->mu);
+    atomic_fetch_add(&p->gen, 1); /* odd: writing */
+    wait_idle(p);
     p->fn = fn, p->ctx = ctx, p->n = n, p->chunk = chunk;
     atomic_store(&p->next, 0);
-    p->busy = p->n_started;
-    atomic_fetch_add(&p->gen, 1);
+    pthread_mutex_lock(&p->mu);
+    atomic_fetch_add(&p->gen, 1); /* even: published */
     pthread_cond_broadcast(&p->wake);
     pthread_mutex_unlock(&p->mu);
     drain(p);
-    pthread_mutex_lock(&p->mu);
-    while (p->busy > 0)
-        pthread_cond_wait(&p->done, &p->mu);
-    pthread_mutex_unlock(&p->mu);
+    wait_idle(p);
 }

@@ -8,14 +8,47 @@
  * pool; running it allocates nothing. One session is used by one thread at
  * a time; any number of sessions may share a model.
  */
+#include <stdlib.h>
 #include <string.h>
 
 #include "exec_int.h"
+
+/* IMS_NN_PROFILE=1: per-node times, slowest first, on stderr. */
+static void print_profile(const ims_nn_session *s)
+{
+    const ims__graph *g = s->g;
+    double total = 0;
+    for (uint32_t i = 0; i < g->n_nodes; i++)
+        total += s->prof[i];
+    if (total <= 0)
+        return;
+    fprintf(stderr, "profile of %s: %.3f ms per image in nodes\n", ims__str(g, g->model_name),
+            1e3 * total / (double)(s->prof_images ? s->prof_images : 1));
+    for (int shown = 0; shown < 25; shown++) {
+        uint32_t best = 0;
+        for (uint32_t i = 0; i < g->n_nodes; i++)
+            if (s->prof[i] > s->prof[best])
+                best = i;
+        if (s->prof[best] <= 0)
+            break;
+        const ims__node *n = &g->nodes[best];
+        double t = s->prof[best] / (double)(s->prof_images ? s->prof_images : 1);
+        fprintf(stderr, "  %5.1f%% %7.3f ms %7.1f GFLOP/s  %-15s %4dx%-4dx%-5d k%dx%d s%d  %s\n",
+                100 * s->prof[best] / total, 1e3 * t, 2 * ims__node_macs(g, n) / t / 1e9,
+                ims__op_name(n->op), n->h, n->w, n->c, n->kh, n->kw, n->sh,
+                ims__str(g, n->name));
+        s->prof[best] = -s->prof[best];
+    }
+}
 
 void ims_nn_session_free(ims_nn_session *s)
 {
     if (!s)
         return;
+    if (s->prof) {
+        print_profile(s);
+        ims_free(s->prof);
+    }
     ims__pool_free(s->pool);
     ims_free(s->kind);
     ims_free(s->view);
@@ -104,6 +137,9 @@ int ims_nn_session_new(const ims_nn_model *m, const ims_nn_session_opts *opts,
     rc = ims__plan(s, err);
     if (rc)
         goto fail;
+    const char *prof = getenv("IMS_NN_PROFILE");
+    if (prof && *prof == '1')
+        s->prof = ims_calloc(g->n_nodes, sizeof *s->prof); /* best effort */
     *out = s;
     return IMS_OK;
 fail:
@@ -134,8 +170,12 @@ static void run_image(const ims_nn_session *s, ims__run *r, const float *input, 
     for (uint32_t i = 0; i < g->n_nodes; i++) {
         if (s->kind[i] == IMS_X_SKIP)
             continue;
-        if (s->kind[i] == IMS_X_RUN && i > 0)
+        if (s->kind[i] == IMS_X_RUN && i > 0) {
+            double t0 = s->prof && r->pool ? ims_now() : 0;
             ims__exec_node(r, i);
+            if (t0 > 0)
+                s->prof[i] += ims_now() - t0;
+        }
         if (s->tap_of[i] >= 0 && features) {
             ims__tensor t = ims__tensor_of(r, i);
             for (int k = s->tap_of[i]; k < s->n_taps; k++)
@@ -184,5 +224,7 @@ int ims_nn_session_run(ims_nn_session *s, const float *input, int n, float *feat
     ims__run r = make_run(s, 0, s->pool);
     for (int img = n_par; img < n; img++)
         run_image(s, &r, input, img, features, probs);
+    if (s->prof)
+        s->prof_images += n - n_par;
     return IMS_OK;
 }
