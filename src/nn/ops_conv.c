@@ -27,32 +27,55 @@ typedef struct im2col_job {
     float *rows;
 } im2col_job;
 
+/* Copy n floats (n is often tiny: 3 input channels). */
+static inline void copy_f(float *d, const float *x, int n)
+{
+    if (n <= 16)
+        for (int i = 0; i < n; i++)
+            d[i] = x[i];
+    else
+        memcpy(d, x, (size_t)n * sizeof(float));
+}
+
 static void im2col_rows(void *ctx, int64_t b, int64_t e)
 {
     const im2col_job *j = ctx;
     const ims__tensor *x = j->x;
     const ims__node *nd = j->nd;
-    const size_t cb = (size_t)x->c * sizeof(float);
+    const int cin = x->c;
+    /* with dense pixels and no dilation, a window row is one contiguous run */
+    const int runs = x->ld == cin && nd->dw == 1;
     for (int64_t r = b; r < e; r++) {
         int64_t p = j->p0 + r, q = p % ((int64_t)j->oh * j->ow);
         int img = (int)(p / ((int64_t)j->oh * j->ow)), oy = (int)(q / j->ow),
             ox = (int)(q % j->ow);
         const float *xi = x->p + img * ims__img_stride(x);
         float *d = j->rows + r * j->K;
-        for (int ky = 0; ky < nd->kh; ky++) {
+        int ix0 = ox * nd->sw - j->pads[2];
+        int kx0 = 0, kx1 = nd->kw; /* valid kx: [kx0, kx1) */
+        while (kx0 < kx1 && ix0 + kx0 * nd->dw < 0)
+            kx0++;
+        while (kx1 > kx0 && ix0 + (kx1 - 1) * nd->dw >= x->w)
+            kx1--;
+        for (int ky = 0; ky < nd->kh; ky++, d += (size_t)cin * nd->kw) {
             int iy = oy * nd->sh - j->pads[0] + ky * nd->dh;
-            if (iy < 0 || iy >= x->h) {
-                memset(d, 0, cb * nd->kw);
-                d += (size_t)x->c * nd->kw;
+            if (iy < 0 || iy >= x->h || kx0 >= kx1) {
+                memset(d, 0, (size_t)cin * nd->kw * sizeof(float));
                 continue;
             }
-            for (int kx = 0; kx < nd->kw; kx++, d += x->c) {
-                int ix = ox * nd->sw - j->pads[2] + kx * nd->dw;
-                if (ix < 0 || ix >= x->w)
-                    memset(d, 0, cb);
-                else
-                    memcpy(d, xi + ((int64_t)iy * x->w + ix) * x->ld, cb);
+            if (kx0 > 0)
+                memset(d, 0, (size_t)cin * kx0 * sizeof(float));
+            const float *row = xi + (int64_t)iy * x->w * x->ld;
+            if (runs) {
+                copy_f(d + (size_t)cin * kx0, row + (int64_t)(ix0 + kx0) * cin,
+                       cin * (kx1 - kx0));
+            } else {
+                for (int kx = kx0; kx < kx1; kx++)
+                    copy_f(d + (size_t)cin * kx, row + (int64_t)(ix0 + kx * nd->dw) * x->ld,
+                           cin);
             }
+            if (kx1 < nd->kw)
+                memset(d + (size_t)cin * kx1, 0, (size_t)cin * (nd->kw - kx1) * sizeof(float));
         }
     }
 }

@@ -43,6 +43,7 @@ void ims__op_pool(ims__run *s, uint32_t i)
 }
 
 typedef struct gap_job {
+    const ims__nn_kernels *k;
     const ims__tensor *x;
     float *out;
     int ld_out;
@@ -56,25 +57,17 @@ static void gap_items(void *ctx, int64_t b, int64_t e)
     for (int64_t img = b; img < e; img++) {
         float *o = j->out + img * j->ld_out;
         const float *xi = x->p + img * ims__img_stride(x);
-        /* sum in double: pooled features are compared at 1e-4 cosine */
-        for (int c0 = 0; c0 < x->c; c0 += 64) {
-            double acc[64];
-            int nc = x->c - c0 < 64 ? x->c - c0 : 64;
-            memset(acc, 0, sizeof acc);
-            for (int64_t p = 0; p < P; p++) {
-                const float *q = xi + p * x->ld + c0;
-                for (int c = 0; c < nc; c++)
-                    acc[c] += q[c];
-            }
-            for (int c = 0; c < nc; c++)
-                o[c0 + c] = (float)(acc[c] / (double)P);
-        }
+        /* float sums in pixel order, as TF's reduce_mean on the cpu backend */
+        memcpy(o, xi, (size_t)x->c * sizeof(float));
+        for (int64_t p = 1; p < P; p++)
+            j->k->vadd(o, xi + p * x->ld, x->c);
+        j->k->vscale(o, o, x->c, 1.0f / (float)P, 0.0f);
     }
 }
 
 void ims__gap_into(ims__run *s, const ims__tensor *x, float *out, int ld_out)
 {
-    gap_job j = {x, out, ld_out};
+    gap_job j = {s->k, x, out, ld_out};
     ims__pool_for(s->pool, x->n, 1, gap_items, &j);
 }
 
