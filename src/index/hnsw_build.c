@@ -503,6 +503,50 @@ static void *build_worker(void *arg)
     return NULL;
 }
 
+/* A float32 index is built over temporary int8 codes: Algorithm 2's
+ * distances (most of the build) read a quarter of the bytes, while
+ * Algorithm 4 and the inserted element's own vector stay exact (float32,
+ * via h->floats). The handle briefly looks like an INT8 index with float
+ * copies; swap_out_build_codes restores it. Skipped if memory is short. */
+typedef struct build_swap {
+    unsigned char *codes;
+    size_t code_size;
+    float *qlo, *qstep;
+    int quant_owned;
+} build_swap;
+
+static int swap_in_build_codes(ims_hnsw *h, build_swap *sw)
+{
+    size_t D = h->n_dims, bytes;
+    if (h->storage != IMS_STORAGE_F32 || D < 16 || !ims_size_mul(h->capacity, D, &bytes))
+        return 0;
+    unsigned char *codes = ims_aligned_alloc(64, bytes);
+    float *q = ims_malloc(2 * D * sizeof(float));
+    if (!codes || !q) {
+        ims_aligned_free(codes), ims_free(q);
+        return 0;
+    }
+    sw->codes = h->codes, sw->code_size = h->code_size;
+    sw->qlo = h->qlo, sw->qstep = h->qstep, sw->quant_owned = h->quant_owned;
+    h->floats = (float *)(void *)h->codes;
+    h->qlo = q, h->qstep = q + D, h->quant_owned = 0;
+    h->storage = IMS_STORAGE_INT8, h->code_size = D;
+    ims__quant_train(h, h->floats, IMS_MIN(h->n_nodes, 65536u));
+    for (uint32_t i = 0; i < h->n_nodes; i++)
+        ims__encode(h, h->floats + (size_t)i * D, codes + (size_t)i * D);
+    h->codes = codes;
+    return 1;
+}
+
+static void swap_out_build_codes(ims_hnsw *h, build_swap *sw)
+{
+    ims_aligned_free(h->codes);
+    ims_free(h->qlo);
+    h->codes = sw->codes, h->code_size = sw->code_size, h->floats = NULL;
+    h->qlo = sw->qlo, h->qstep = sw->qstep, h->quant_owned = sw->quant_owned;
+    h->storage = IMS_STORAGE_F32, h->quant_ready = 0;
+}
+
 int ims__validate_vec(ims_hnsw *h, const float *v)
 {
     for (uint32_t d = 0; d < h->n_dims; d++)
@@ -634,6 +678,8 @@ int ims__hnsw_add_locked(ims_hnsw *h, size_t n, const uint64_t *ids, const float
         }
     }
     h->n_nodes = base + (uint32_t)n;
+    build_swap sw;
+    int swapped = n >= 256 && swap_in_build_codes(h, &sw);
 
     j.h = h, j.next = base, j.end = base + (uint32_t)n;
     if (h->entry == IMS__NONE) { /* the first node becomes the entry point */
@@ -672,6 +718,8 @@ int ims__hnsw_add_locked(ims_hnsw *h, size_t n, const uint64_t *ids, const float
         pthread_join(tid[t], NULL);
     if (tmp_floats)
         ims_aligned_free(tmp_floats), h->floats = NULL;
+    if (swapped)
+        swap_out_build_codes(h, &sw);
     for (uint32_t f = 0; f < j.n_failed; f++) { /* keep it consistent: unmap, mark deleted */
         uint32_t q = j.failed[f];
         ims__map_del(h, h->ids[q]);

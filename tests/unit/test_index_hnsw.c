@@ -9,9 +9,9 @@
 
 #include "test_index_util.h"
 
-#define N 3000
+#define N 2000
 #define DIM 24
-#define NQ 100
+#define NQ 60
 
 static float *X, *Q;
 
