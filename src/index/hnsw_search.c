@@ -52,16 +52,16 @@ static inline const uint32_t *get_links(ims_hnsw *h, ims__scratch *s, uint32_t c
     return l + 1;
 }
 
+/* Prefetch the code of slot i, up to 2 KiB: one distance takes about as
+ * long as fetching the next vector, so prefetching all of it (not just its
+ * first lines, as hnswlib does) keeps the loads ahead of the kernel; 1280
+ * int8 dimensions are 20 lines. */
 static inline void prefetch_node(const ims_hnsw *h, uint32_t i)
 {
     const char *p = (const char *)h->codes + (size_t)i * h->code_size;
-    __builtin_prefetch(p);
-    if (h->code_size > 64)
-        __builtin_prefetch(p + 64);
-    if (h->code_size > 128)
-        __builtin_prefetch(p + 128);
-    if (h->code_size > 192)
-        __builtin_prefetch(p + 192);
+    size_t n = h->code_size < 2048 ? h->code_size : 2048;
+    for (size_t o = 0; o < n; o += 64)
+        __builtin_prefetch(p + o);
 }
 
 /* Greedy search at layer lc (Algorithm 2 with ef = 1): move to the closest
