@@ -184,21 +184,26 @@ base_search(ims_hnsw *h, ims__scratch *s, const ims__qctx *qc, uint32_t ep, floa
         const uint32_t *l = h->links0 + (size_t)c.i * (1 + M0);
         uint32_t cnt = IMS_MIN(l[0], M0);
         const uint32_t *nb = l + 1;
-        if (cnt) {
-            uint32_t e0 = nb[0] < n_nodes ? nb[0] : 0;
-            __builtin_prefetch(visited + e0);
-            prefetch_node(h, e0);
-        }
+        /* pass 1: the unvisited neighbours; pass 2: their distances, each
+         * vector prefetched one ahead (prefetching all at once measured
+         * 15% slower: L1 thrash; prefetching visited ones wastes bandwidth) */
+        uint32_t *todo = s->nbuf2, n_todo = 0;
+        for (uint32_t j = 0; j < cnt; j++)
+            if (nb[j] < n_nodes)
+                __builtin_prefetch(visited + nb[j]);
         for (uint32_t j = 0; j < cnt; j++) {
             uint32_t e = nb[j];
-            if (j + 1 < cnt) {
-                uint32_t e1 = nb[j + 1] < n_nodes ? nb[j + 1] : 0;
-                __builtin_prefetch(visited + e1);
-                prefetch_node(h, e1);
-            }
             if (e >= n_nodes || visited[e] == tag)
                 continue;
             visited[e] = tag;
+            todo[n_todo++] = e;
+        }
+        if (n_todo)
+            prefetch_node(h, todo[0]);
+        for (uint32_t t = 0; t < n_todo; t++) {
+            uint32_t e = todo[t];
+            if (t + 1 < n_todo)
+                prefetch_node(h, todo[t + 1]);
             float d = ims__dist_code(h, qc, e);
             if (W->n < ef || d < lower) {
                 if (ims__heap_push_min(C, d, e))

@@ -78,6 +78,7 @@
 #define IMS_INDEX_INT_H
 
 #include <pthread.h>
+#include <sched.h>
 #include <stdint.h>
 
 #include "core/core_int.h"
@@ -292,12 +293,18 @@ static inline uint32_t *ims__links(const ims_hnsw *h, uint32_t i, int lc)
     return h->upper[i] + (size_t)(lc - 1) * (1 + h->M);
 }
 
+/* Spin briefly (a link list is held for a few hundred ns), then yield: on
+ * an oversubscribed host the holder may have been preempted. */
 static inline void ims__lock(ims_hnsw *h, uint32_t i)
 {
+    unsigned spins = 0;
     while (__atomic_exchange_n(&h->locks[i], 1, __ATOMIC_ACQUIRE))
         while (__atomic_load_n(&h->locks[i], __ATOMIC_RELAXED)) {
+            if (++spins > 256)
+                sched_yield();
 #if defined(__x86_64__) || defined(__i386__)
-            __builtin_ia32_pause();
+            else
+                __builtin_ia32_pause();
 #endif
         }
 }
