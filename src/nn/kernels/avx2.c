@@ -372,6 +372,26 @@ static void gemm(int M, int N, int K, const float *A, int lda, const float *B, i
         }                                                                                \
     } while (0)
 
+/* R rows x the first 8 columns of a panel (a last panel with <= 8 live
+ * columns, e.g. N = 24 or 88: half the FMAs of PACKED_TILE). */
+#define PACKED_TILE8(R)                                                                  \
+    do {                                                                                 \
+        __m256 acc[R];                                                                   \
+        _Pragma("GCC unroll 8") for (int r = 0; r < R; r++) acc[r] = _mm256_setzero_ps(); \
+        const float *a = A + (int64_t)i * lda;                                           \
+        for (int k = 0; k < K; k++) {                                                    \
+            __m256 b0 = _mm256_load_ps(B + (int64_t)k * 16);                             \
+            _Pragma("GCC unroll 8") for (int r = 0; r < R; r++) {                        \
+                __m256 av = _mm256_broadcast_ss(a + (int64_t)r * lda + k);               \
+                acc[r] = _mm256_fmadd_ps(av, b0, acc[r]);                                \
+            }                                                                            \
+        }                                                                                \
+        _Pragma("GCC unroll 8") for (int r = 0; r < R; r++) {                            \
+            float *c = C + (int64_t)(i + r) * ldc + p * 16;                              \
+            _mm256_maskstore_ps(c, m0, act8(_mm256_add_ps(acc[r], bb0), act, lo, hi));   \
+        }                                                                                \
+    } while (0)
+
 static void gemm_packed(int M, int N, int K, const float *A, int lda, const float *Bp,
                         const float *bias_p, float *C, int ldc, int p0, int p1, int act,
                         float act_max)
@@ -385,7 +405,21 @@ static void gemm_packed(int M, int N, int K, const float *A, int lda, const floa
         __m256i m0 = tail_mask(w < 8 ? w : 8), m1 = tail_mask(w > 8 ? w - 8 : 0);
         __m256 bb0 = _mm256_load_ps(bias_p + p * 16), bb1 = _mm256_load_ps(bias_p + p * 16 + 8);
         int i = 0;
-        {
+        if (w <= 8) {
+            const int act = act_v;
+            for (; i + 8 <= M; i += 8)
+                PACKED_TILE8(8);
+            switch (M - i) {
+            case 7: PACKED_TILE8(7); break;
+            case 6: PACKED_TILE8(6); break;
+            case 5: PACKED_TILE8(5); break;
+            case 4: PACKED_TILE8(4); break;
+            case 3: PACKED_TILE8(3); break;
+            case 2: PACKED_TILE8(2); break;
+            case 1: PACKED_TILE8(1); break;
+            default: break;
+            }
+        } else {
             const int act = act_v;
             for (; i + 6 <= M; i += 6)
                 PACKED_TILE(6);
