@@ -25,6 +25,7 @@
  * the pool. Bias and activation then run as a second pass per row block.
  */
 #include <cblas.h>
+#include <string.h>
 
 #include "exec_int.h"
 
@@ -77,13 +78,19 @@ size_t ims__packed_size(int K, int N)
 
 void ims__pack_b(const float *B, const float *bias, int K, int N, float *dst)
 {
-    int n_panels = (N + IMS_PANEL - 1) / IMS_PANEL;
-    for (int p = 0; p < n_panels; p++)
-        for (int k = 0; k < K; k++)
-            for (int j = 0; j < IMS_PANEL; j++) {
-                int col = p * IMS_PANEL + j;
-                dst[((int64_t)p * K + k) * IMS_PANEL + j] = col < N ? B[(int64_t)k * N + col] : 0;
-            }
+    int n_panels = (N + IMS_PANEL - 1) / IMS_PANEL, n_full = N / IMS_PANEL;
+    for (int k = 0; k < K; k++) { /* read B row by row (it may be a cold mapping) */
+        const float *src = B + (int64_t)k * N;
+        for (int p = 0; p < n_full; p++)
+            memcpy(dst + ((int64_t)p * K + k) * IMS_PANEL, src + p * IMS_PANEL,
+                   IMS_PANEL * sizeof(float));
+        if (n_full < n_panels) {
+            float *d = dst + ((int64_t)n_full * K + k) * IMS_PANEL;
+            int w = N - n_full * IMS_PANEL;
+            memcpy(d, src + n_full * IMS_PANEL, (size_t)w * sizeof(float));
+            memset(d + w, 0, (size_t)(IMS_PANEL - w) * sizeof(float));
+        }
+    }
     float *bp = dst + (int64_t)n_panels * IMS_PANEL * K;
     for (int j = 0; j < n_panels * IMS_PANEL; j++)
         bp[j] = bias && j < N ? bias[j] : 0;
