@@ -114,15 +114,21 @@ int ims__search_layer(ims_hnsw *h, ims__scratch *s, const ims__qctx *qc, const i
         ims__cand c = ims__heap_pop_min(C);
         if (c.d > W->v[0].d && W->n >= ef)
             break; /* all elements in W are evaluated */
-        uint32_t cnt;
+        uint32_t cnt, n_todo = 0, *todo = s->nbuf2;
         const uint32_t *nb = get_links(h, s, c.i, lc, parallel, &cnt);
-        for (uint32_t j = 0; j < cnt; j++) {
+        for (uint32_t j = 0; j < cnt; j++) { /* unvisited first, as in base_search */
             uint32_t e = nb[j];
-            if (j + 1 < cnt && nb[j + 1] < h->n_nodes)
-                prefetch_node(h, nb[j + 1]);
             if (e >= h->n_nodes || s->visited[e] == ep_tag || (lc && h->levels[e] < lc))
                 continue;
             s->visited[e] = ep_tag;
+            todo[n_todo++] = e;
+        }
+        if (n_todo)
+            prefetch_node(h, todo[0]);
+        for (uint32_t t = 0; t < n_todo; t++) {
+            uint32_t e = todo[t];
+            if (t + 1 < n_todo)
+                prefetch_node(h, todo[t + 1]);
             float d = ims__dist_code(h, qc, e);
             if (W->n < ef || d < W->v[0].d) {
                 if (ims__heap_push_min(C, d, e) || ims__heap_push_max(W, d, e))
