@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli_int.h"
 #include "imgsim/image.h"
@@ -130,6 +131,7 @@ int cmd_embed(int argc, char **argv)
     int n_layers = 0, classify = 0, normalize = 0, json = 0;
     long batch = 8, threads = 0;
     char **files = NULL;
+    ims_progress *bar = NULL;
     int n_files = 0;
     if (cli_wants_help(argc, argv)) {
         usage(stdout);
@@ -262,6 +264,8 @@ int cmd_embed(int argc, char **argv)
             goto out;
         }
     }
+    /* a progress bar for long runs, only on a terminal (logs stay clean) */
+    bar = n_files > 1 && isatty(STDERR_FILENO) ? ims_progress_new("embed", (uint64_t)n_files) : NULL;
     int n_batch = 0;
     for (int i = 0; i <= n_files; i++) {
         if (i < n_files) {
@@ -293,8 +297,11 @@ int cmd_embed(int argc, char **argv)
                     goto out;
                 }
             n_batch = 0;
+            ims_progress_update(bar, (uint64_t)(i < n_files ? i + 1 : n_files));
         }
     }
+    ims_progress_finish(bar);
+    bar = NULL;
     if (o.fvecs) {
         FILE *f = o.fvecs;
         o.fvecs = NULL;
@@ -311,6 +318,8 @@ int cmd_embed(int argc, char **argv)
     if (fflush(stdout))
         rc_exit = cli_fail("stdout: write error");
 out:
+    if (bar)
+        ims_progress_finish(bar);
     if (o.fvecs)
         fclose(o.fvecs);
     if (fv_tmp[0])
