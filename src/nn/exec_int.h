@@ -76,7 +76,10 @@ typedef struct ims__view {
     int32_t root; /* node owning the storage (self, a concat, an in-place input) */
 } ims__view;
 
-enum { IMS_X_SKIP = 0, IMS_X_RUN = 1, IMS_X_VIEW = 2 }; /* per-node plan kinds */
+/* Per-node plan kinds: skipped (unneeded, folded PAD), run, pure view of
+ * another node's storage, or fused into its consumer (a 1x1 expansion
+ * computed row by row inside the depthwise convolution that reads it). */
+enum { IMS_X_SKIP = 0, IMS_X_RUN = 1, IMS_X_VIEW = 2, IMS_X_FUSED = 3 };
 
 struct ims_nn_session {
     const ims_nn_model *m;
@@ -90,6 +93,11 @@ struct ims_nn_session {
     uint32_t *in0;       /* first input after folding PADs into convolutions */
     int32_t *pads;       /* 4 per node: effective t, b, l, r */
     int32_t *tap_of;     /* per node: index of the first tap it feeds, -1 */
+    int32_t *fuse_src;   /* per depthwise node: the fused 1x1 expansion, -1 */
+    float *fring;        /* per thread: 3-row ring of expansion rows (fused blocks) */
+    size_t n_fring;      /* floats per thread */
+    const float **frows; /* per thread: input row pointers (max_rows each) */
+    int max_rows;
     /* taps */
     int n_taps;
     uint32_t *taps;      /* node per tap */
@@ -122,6 +130,11 @@ typedef struct ims__run {
     const int32_t *pads;
     const int64_t *pack_off;
     const float *packed;
+    const int32_t *fuse_src;
+    float *fring;
+    size_t n_fring;
+    const float **frows;
+    int max_rows;
     float *arena, *scratch, *tscratch;
     size_t n_scratch;
     const float *input;

@@ -137,16 +137,56 @@ int ims__plan(ims_nn_session *s, ims_error *err)
     }
     s->kind[0] = IMS_X_VIEW;
 
-    /* last reader of each node's output (over the effective inputs) */
+    /* 2b. fused blocks: a 1x1 expansion read only by a 3x3 depthwise
+     * convolution is computed row by row into a 3-row ring inside the
+     * depthwise op, so its (large) output never goes through memory */
+    s->fuse_src = ims_malloc((size_t)N * sizeof *s->fuse_src);
+    if (!s->fuse_src) {
+        rc = ims_error_set(err, IMS_ENOMEM, "session plan: out of memory");
+        goto done;
+    }
+    memset(ncons, 0, (size_t)N * sizeof *ncons); /* now: effective consumers */
+    for (uint32_t i = 0; i < N; i++) {
+        s->fuse_src[i] = -1;
+        if (s->kind[i] != IMS_X_RUN)
+            continue;
+        const uint32_t *in = ims__node_inputs(g, &g->nodes[i]);
+        for (uint32_t k = 0; k < g->nodes[i].n_inputs; k++)
+            ncons[k ? in[k] : s->in0[i]]++;
+    }
+    const char *fenv = getenv("IMS_NN_FUSE"); /* "0": off, for comparisons */
+    for (uint32_t i = 1; i < N && !(fenv && *fenv == '0'); i++) {
+        const ims__node *d = &g->nodes[i];
+        uint32_t e = s->in0[i];
+        const ims__node *x = &g->nodes[e];
+        const int32_t *pe = s->pads + 4 * e;
+        if (s->kind[i] != IMS_X_RUN || d->op != IMS_OP_DWCONV2D || d->mult != 1 || d->kh != 3 ||
+            d->kw != 3 || d->dh != 1 || d->dw != 1 || d->act > IMS_ACT_RELU)
+            continue;
+        if (e == 0 || s->kind[e] != IMS_X_RUN || x->op != IMS_OP_CONV2D || x->kh != 1 ||
+            x->kw != 1 || x->sh != 1 || x->sw != 1 || pe[0] || pe[1] || pe[2] || pe[3] ||
+            ncons[e] != 1 || s->tap_of[e] >= 0 || (s->want_probs && (int32_t)e == g->output))
+            continue;
+        /* worth it when the expansion output is beyond L2 and its weights are small */
+        if ((size_t)x->h * x->w * x->c * 4 < ((size_t)512 << 10) ||
+            (size_t)g->nodes[s->in0[e]].c * x->c * 4 > ((size_t)256 << 10))
+            continue;
+        s->kind[e] = IMS_X_FUSED;
+        s->fuse_src[i] = (int32_t)e;
+    }
+
+    /* last reader of each node's output (over the effective inputs; a fused
+     * depthwise reads its expansion's input) */
     for (uint32_t i = 0; i < N; i++)
         lastuse[i] = (int32_t)i;
     for (uint32_t i = 0; i < N; i++) {
-        if (s->kind[i] == IMS_X_SKIP)
+        if (s->kind[i] == IMS_X_SKIP || s->kind[i] == IMS_X_FUSED)
             continue;
         const ims__node *n = &g->nodes[i];
         const uint32_t *in = ims__node_inputs(g, n);
         for (uint32_t k = 0; k < n->n_inputs; k++)
-            lastuse[k ? in[k] : s->in0[i]] = (int32_t)i;
+            lastuse[k ? in[k]
+                      : s->fuse_src[i] >= 0 ? s->in0[s->fuse_src[i]] : s->in0[i]] = (int32_t)i;
     }
 
     /* 3. views: every node starts as its own root */
@@ -176,11 +216,12 @@ int ims__plan(ims_nn_session *s, ims_error *err)
     for (uint32_t i = 0; i < N; i++)
         gend[i] = -1;
     for (uint32_t i = 0; i < N; i++)
-        if (s->kind[i] != IMS_X_SKIP && s->view[i].root == (int32_t)i)
+        if (s->kind[i] != IMS_X_SKIP && s->kind[i] != IMS_X_FUSED && s->view[i].root == (int32_t)i)
             gend[i] = lastuse[i];
     for (uint32_t i = 0; i < N; i++) { /* concat members extend their root */
         int32_t r = s->view[i].root;
-        if (s->kind[i] != IMS_X_SKIP && r != (int32_t)i && lastuse[i] > gend[r])
+        if (s->kind[i] != IMS_X_SKIP && s->kind[i] != IMS_X_FUSED && r != (int32_t)i &&
+            lastuse[i] > gend[r])
             gend[r] = lastuse[i];
     }
     for (uint32_t i = 1; i < N; i++) { /* reshape views and in-place ops */
@@ -269,7 +310,7 @@ int ims__plan(ims_nn_session *s, ims_error *err)
     s->view[0].ld = 3;
     for (uint32_t i = 1; i < N; i++) {
         int32_t r = s->view[i].root;
-        if (s->kind[i] == IMS_X_SKIP)
+        if (s->kind[i] == IMS_X_SKIP || s->kind[i] == IMS_X_FUSED)
             continue;
         s->view[i].off = r == 0 ? -1 : s->view[r].off + c0[i];
     }
@@ -287,7 +328,8 @@ int ims__plan(ims_nn_session *s, ims_error *err)
     for (uint32_t i = 0; i < N; i++) {
         const ims__node *n = &g->nodes[i];
         s->pack_off[i] = -1;
-        if (no_pack || s->kind[i] != IMS_X_RUN || n->op != IMS_OP_CONV2D)
+        if (no_pack || (s->kind[i] != IMS_X_RUN && s->kind[i] != IMS_X_FUSED) ||
+            n->op != IMS_OP_CONV2D)
             continue;
         s->pack_off[i] = (int64_t)n_packed;
         n_packed += ims__packed_size(n->kh * n->kw * g->nodes[s->in0[i]].c, n->c);
@@ -337,6 +379,26 @@ int ims__plan(ims_nn_session *s, ims_error *err)
             goto done;
         }
     }
+    /* ring buffers of the fused blocks, one per thread */
+    for (uint32_t i = 0; i < N; i++) {
+        if (s->fuse_src[i] < 0)
+            continue;
+        const ims__node *x = &g->nodes[s->fuse_src[i]];
+        size_t f = (size_t)3 * (((size_t)x->w * x->c + 15) & ~(size_t)15);
+        if (f > s->n_fring)
+            s->n_fring = f;
+        if (x->h > s->max_rows)
+            s->max_rows = x->h;
+    }
+    if (s->n_fring) {
+        s->fring = ims_aligned_alloc(64, s->n_fring * (size_t)s->n_threads * sizeof(float));
+        s->frows = ims_calloc((size_t)s->max_rows * (size_t)s->n_threads, sizeof *s->frows);
+        if (!s->fring || !s->frows) {
+            rc = ims_error_set(err, IMS_ENOMEM, "session: out of memory for fused blocks");
+            goto done;
+        }
+    }
+
     s->n_arena = total;
     s->n_scratch = scratch;
     s->n_ctx = s->max_batch >= 2 && s->n_threads >= 2 ? s->n_threads : 1;

@@ -145,7 +145,7 @@ static void dw_items(void *ctx, int64_t b, int64_t e)
     ims__dw_args a = {NULL, x->h, x->w, x->ld, NULL, y->h, y->w, y->ld, x->c,
                       ims__weights(j->s, nd->weight), ims__weights(j->s, nd->bias),
                       nd->kh, nd->kw, nd->sh, nd->sw, nd->dh, nd->dw, j->pads[0], j->pads[2],
-                      (int)nd->act, nd->act_max, 0};
+                      (int)nd->act, nd->act_max, 0, NULL};
     while (b < e) { /* items are (image, output row); batch rows of one image */
         int img = (int)(b / y->h), oy0 = (int)(b % y->h);
         int oy1 = oy0 + (int)(e - b) < y->h ? oy0 + (int)(e - b) : y->h;
@@ -191,8 +191,68 @@ static void dw_mult_items(void *ctx, int64_t b, int64_t e)
     }
 }
 
+/* A fused block: the depthwise reads expansion rows that are computed on
+ * demand (1x1 conv = one GEMM of in_w rows) into a per-thread 3-row ring. */
+typedef struct fused_job {
+    const ims__run *s;
+    const ims__node *nd, *ne;  /* depthwise, expansion */
+    ims__tensor x, y;          /* the expansion's input, the depthwise output */
+    const int32_t *pads;
+    const float *Bp, *bias_p;
+} fused_job;
+
+static void fused_items(void *ctx, int64_t b, int64_t e)
+{
+    const fused_job *j = ctx;
+    const ims__run *s = j->s;
+    const ims__node *nd = j->nd, *ne = j->ne;
+    const ims__tensor *x = &j->x, *y = &j->y;
+    const int tid = ims__pool_tid(), Ce = ne->c, H = ne->h, W = ne->w;
+    float *ring = s->fring + (size_t)tid * s->n_fring;
+    const size_t slot = s->n_fring / 3;
+    const float **rows = s->frows + (size_t)tid * s->max_rows;
+    ims__dw_args a = {NULL, H, W, Ce, NULL, y->h, y->w, y->ld, Ce,
+                      ims__weights(s, nd->weight), ims__weights(s, nd->bias),
+                      nd->kh, nd->kw, nd->sh, nd->sw, nd->dh, nd->dw, j->pads[0], j->pads[2],
+                      (int)nd->act, nd->act_max, 0, rows};
+    int img = -1, next = 0; /* next expansion row to compute for image img */
+    for (int64_t it = b; it < e; it++) {
+        int im = (int)(it / y->h), oy = (int)(it % y->h);
+        int iy0 = oy * nd->sh - j->pads[0];
+        int lo = iy0 < 0 ? 0 : iy0, hi = iy0 + 3 < H ? iy0 + 3 : H; /* rows [lo, hi) */
+        if (im != img || next < lo)
+            img = im, next = lo;
+        const float *xi = x->p + im * ims__img_stride(x);
+        for (; next < hi; next++) {
+            float *dst = ring + (size_t)(next % 3) * slot;
+            s->k->gemm_packed(W, Ce, x->c, xi + (int64_t)next * W * x->ld, x->ld, j->Bp,
+                              j->bias_p, dst, Ce, 0, (Ce + IMS_PANEL - 1) / IMS_PANEL,
+                              (int)ne->act, ne->act_max);
+            rows[next] = dst;
+        }
+        a.out = y->p + im * ims__img_stride(y);
+        s->k->dw_rows(&a, oy, oy + 1);
+    }
+}
+
 void ims__op_dwconv2d(ims__run *s, uint32_t i)
 {
+    if (s->fuse_src[i] >= 0) {
+        uint32_t e = (uint32_t)s->fuse_src[i];
+        const ims__node *ne = &s->g->nodes[e];
+        IMS_ASSERT(s->pack_off[e] >= 0);
+        const float *Bp = s->packed + s->pack_off[e];
+        fused_job j = {s, &s->g->nodes[i], ne, ims__tensor_of(s, s->in0[e]),
+                       ims__tensor_of(s, i), s->pads + 4 * i, Bp,
+                       Bp + ims__packed_size(s->g->nodes[s->in0[e]].c, ne->c) -
+                           (size_t)(ne->c + IMS_PANEL - 1) / IMS_PANEL * IMS_PANEL};
+        /* about one chunk of rows per thread: each chunk recomputes <= 2 halo rows */
+        int64_t rows = (int64_t)s->n * j.y.h;
+        int64_t grain = j.y.h / ims__pool_threads(s->pool);
+        ims__pool_for(s->pool, rows, grain < 4 ? 4 : grain, fused_items, &j);
+        return;
+    }
+
     const ims__node *nd = &s->g->nodes[i];
     dw_job j = {s, nd, ims__tensor_of(s, s->in0[i]), ims__tensor_of(s, i), s->pads + 4 * i};
     int64_t items = (int64_t)s->n * j.y.h;

@@ -24,7 +24,7 @@ static void pool_items(void *ctx, int64_t b, int64_t e)
     const ims__tensor *x = &j->x, *y = &j->y;
     ims__dw_args a = {NULL, x->h, x->w, x->ld, NULL, y->h, y->w, y->ld, x->c, NULL, NULL,
                       nd->kh, nd->kw, nd->sh, nd->sw, 1, 1, j->pads[0], j->pads[2], 0, 0,
-                      nd->op == IMS_OP_MAXPOOL};
+                      nd->op == IMS_OP_MAXPOOL, NULL};
     while (b < e) { /* items are (image, output row) */
         int img = (int)(b / y->h), oy0 = (int)(b % y->h);
         int oy1 = oy0 + (int)(e - b) < y->h ? oy0 + (int)(e - b) : y->h;

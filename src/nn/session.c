@@ -55,6 +55,9 @@ void ims_nn_session_free(ims_nn_session *s)
     ims_free(s->in0);
     ims_free(s->pads);
     ims_free(s->tap_of);
+    ims_free(s->fuse_src);
+    ims_aligned_free(s->fring);
+    ims_free(s->frows);
     ims_free(s->taps);
     ims_free(s->tap_off);
     ims_aligned_free(s->arena);
@@ -152,10 +155,17 @@ int ims_nn_session_dim(const ims_nn_session *s) { return s->dim; }
 /* A context for arena/scratch block `c`, running ops on `pool`. */
 static ims__run make_run(const ims_nn_session *s, int c, ims__pool *pool)
 {
-    ims__run r = {s->g, s->k, pool, s->kind, s->view, s->in0, s->pads, s->pack_off,
-                  s->packed, s->arena ? s->arena + (size_t)c * s->n_arena : NULL,
-                  s->scratch ? s->scratch + (size_t)c * s->n_scratch : NULL, s->tscratch,
-                  s->n_scratch, NULL, 1};
+    ims__run r;
+    memset(&r, 0, sizeof r);
+    r.g = s->g, r.k = s->k, r.pool = pool;
+    r.kind = s->kind, r.view = s->view, r.in0 = s->in0, r.pads = s->pads;
+    r.pack_off = s->pack_off, r.packed = s->packed;
+    r.fuse_src = s->fuse_src, r.fring = s->fring, r.n_fring = s->n_fring;
+    r.frows = s->frows, r.max_rows = s->max_rows;
+    r.arena = s->arena ? s->arena + (size_t)c * s->n_arena : NULL;
+    r.scratch = s->scratch ? s->scratch + (size_t)c * s->n_scratch : NULL;
+    r.tscratch = s->tscratch, r.n_scratch = s->n_scratch;
+    r.n = 1;
     return r;
 }
 
@@ -168,7 +178,7 @@ static void run_image(const ims_nn_session *s, ims__run *r, const float *input, 
     r->input = input + (size_t)img * in_floats;
     r->n = 1;
     for (uint32_t i = 0; i < g->n_nodes; i++) {
-        if (s->kind[i] == IMS_X_SKIP)
+        if (s->kind[i] == IMS_X_SKIP || s->kind[i] == IMS_X_FUSED)
             continue;
         if (s->kind[i] == IMS_X_RUN && i > 0) {
             double t0 = s->prof && r->pool ? ims_now() : 0;

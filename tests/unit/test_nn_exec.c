@@ -92,6 +92,51 @@ static void test_mobilenet_like(void)
     tu_model_free(&m);
 }
 
+/* Expansion + 3x3 depthwise blocks big enough to be fused (the expansion
+ * output exceeds 512 KiB): stride 1 and stride 2 with an explicit PAD (as
+ * Keras has it), odd sizes, a 20-channel tail; and one whose expansion is
+ * tapped, which must not be fused. */
+static void test_fused_blocks(void)
+{
+    for (int t = 0; t < 4; t++) {
+        ims_nn_model m;
+        int H = t == 1 ? 41 : 37, W = t == 2 ? 50 : 43;
+        tu_model_init(&m, H, W);
+        uint32_t x = tu_conv(&m, 0, 12, 3, 1, 1, IMS_ACT_RELU, 6);
+        int ce = t == 2 ? 100 : 96;
+        uint32_t e = tu_conv(&m, x, ce, 1, 1, 0, IMS_ACT_RELU, 6);
+        uint32_t in = e;
+        int stride = t % 2 ? 2 : 1;
+        if (stride == 2) {
+            ims__node p = tu_proto(IMS_OP_PAD);
+            p.pad_b = p.pad_r = 1;
+            in = tu_add(&m, p, "pad", &e, 1, 0, 0);
+        }
+        ims__node d = tu_proto(IMS_OP_DWCONV2D);
+        d.kh = d.kw = 3, d.sh = d.sw = stride;
+        if (stride == 1)
+            d.pad_t = d.pad_b = d.pad_l = d.pad_r = 1;
+        d.act = IMS_ACT_RELU, d.act_max = 6;
+        uint32_t dw = tu_add(&m, d, "dw", &in, 1, 9LL * ce, ce);
+        uint32_t pr = tu_conv(&m, dw, 16, 1, 1, 0, IMS_ACT_NONE, 0);
+        ims__node r = tu_proto(IMS_OP_RESHAPE); /* the whole depthwise output, unpooled */
+        uint32_t flat = tu_add(&m, r, "flat", &dw, 1, 0, 0);
+        uint32_t taps[3] = {flat, pr, e};
+        int n_taps = t == 3 ? 3 : 2;
+        char label[64];
+        snprintf(label, sizeof label, "fused block case %d", t);
+        tu_check_graph(&m, taps, n_taps, 0, 3, TOL, label);
+        ims_nn_session *s;
+        ims_error err;
+        const char *names[3] = {tu_name(&m, flat), tu_name(&m, pr), tu_name(&m, e)};
+        ims_nn_session_opts o = {names, n_taps, 0, 2, 2};
+        CHECK_RC(ims_nn_session_new(&m, &o, &s, &err), IMS_OK);
+        CHECK_EQ(s->kind[e], t == 3 ? IMS_X_RUN : IMS_X_FUSED);
+        ims_nn_session_free(s);
+        tu_model_free(&m);
+    }
+}
+
 /* InceptionV3-like module: branches concatenated (one nested), avg pool 'same'. */
 static void test_inception_like(void)
 {
@@ -227,6 +272,7 @@ int main(void)
     ims_init();
     test_mobilenet_like();
     test_inception_like();
+    test_fused_blocks();
     test_api_errors();
     test_oom();
     return check_report();

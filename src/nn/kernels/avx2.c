@@ -7,6 +7,7 @@
 #include <immintrin.h>
 #include <string.h>
 
+#include "core/core_int.h"
 #include "kernels.h"
 
 static const int32_t mask_tab[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
@@ -68,9 +69,13 @@ dw3x3_block(const ims__dw_args *a, int oy, int j, int masked, __m256i m, __m256 
     const int iy0 = oy * a->sh - a->pad_t;
     const float *row[3];
     __m256 w[3][3];
+    int any_row = 0; /* a row inside both the input and the window (one exists) */
+    for (int q = 2; q >= 0; q--)
+        if (iy0 + q >= 0 && iy0 + q < a->in_h)
+            any_row = iy0 + q;
     _Pragma("GCC unroll 3") for (int ky = 0; ky < 3; ky++) {
         int iy = iy0 + ky, ok = iy >= 0 && iy < a->in_h;
-        row[ky] = a->in + (int64_t)(ok ? iy : 0) * a->in_w * ldi + j;
+        row[ky] = ims__dw_row(a, ok ? iy : any_row) + j; /* zero weights if !ok */
         _Pragma("GCC unroll 3") for (int kx = 0; kx < 3; kx++) {
             const float *kp = a->k + (int64_t)(ky * 3 + kx) * a->c + j;
             w[ky][kx] = !ok ? _mm256_setzero_ps()
@@ -154,6 +159,7 @@ static void dw_rows(const ims__dw_args *a, int oy0, int oy1)
         dw3x3_rows(a, oy0, oy1);
         return;
     }
+    IMS_ASSERT(!a->rows); /* the planner fuses only into 3x3 depthwise */
     const int C = a->c, c8 = C & ~7;
     const __m256i mt = tail_mask(C - c8);
     const __m256 lo = _mm256_setzero_ps();

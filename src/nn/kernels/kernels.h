@@ -29,7 +29,14 @@ typedef struct ims__dw_args {
     int act;                /* enum ims__act */
     float act_max;
     int is_max;             /* pool_rows: max (1) or average excluding padding (0) */
+    const float *const *rows; /* dw_rows: input row iy at rows[iy] instead of in (or NULL) */
 } ims__dw_args;
+
+/* Input row iy of a depthwise/pool argument block. */
+static inline const float *ims__dw_row(const ims__dw_args *a, int iy)
+{
+    return a->rows ? a->rows[iy] : a->in + (int64_t)iy * a->in_w * a->ld_in;
+}
 
 typedef struct ims__nn_kernels {
     const char *name;

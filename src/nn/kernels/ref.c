@@ -47,7 +47,7 @@ static void dw_rows(const ims__dw_args *a, int oy0, int oy1)
                     int ix = ox * a->sw - a->pad_l + kx * a->dw;
                     if (ix < 0 || ix >= a->in_w)
                         continue;
-                    const float *x = a->in + ((int64_t)iy * a->in_w + ix) * a->ld_in;
+                    const float *x = ims__dw_row(a, iy) + (int64_t)ix * a->ld_in;
                     const float *k = a->k + ((int64_t)ky * a->kw + kx) * C;
                     for (int j = 0; j < C; j++)
                         o[j] += x[j] * k[j];
