@@ -132,6 +132,41 @@ done:
     return rc;
 }
 
+/* Parallel builds only, q's lock held: other threads may already have
+ * linked themselves into q's list at lc (they found q on layer lc+1 and
+ * entered layer lc through it) before q writes its own selection. Keep
+ * them: merge with sel, and if that overflows Mmax choose with Algorithm 4.
+ * Returns the new count in sel (room for 2 * IMS_HNSW_MAX_M). */
+static int merge_own_links(ims_hnsw *h, ims__scratch *s, const ims__qctx *qc, uint32_t q, int lc,
+                           ims__cand *sel, int n_sel)
+{
+    uint32_t mmax = lc ? h->M : h->M0;
+    const uint32_t *lq = ims__links(h, q, lc);
+    uint32_t n_old = IMS_MIN(lq[0], mmax);
+    if (n_old == 0)
+        return n_sel;
+    ims__heap *R = &s->R;
+    if (ims__heap_reserve(R, (size_t)n_sel + n_old))
+        return n_sel; /* keep our own selection: still a valid graph */
+    R->n = 0;
+    for (int j = 0; j < n_sel; j++)
+        R->v[R->n++] = sel[j];
+    for (uint32_t j = 0; j < n_old; j++) {
+        uint32_t x = lq[1 + j];
+        int dup = x == q || x >= h->n_nodes;
+        for (int t = 0; t < n_sel && !dup; t++)
+            dup = sel[t].i == x;
+        if (!dup)
+            R->v[R->n].d = ims__dist_code(h, qc, x), R->v[R->n].i = x, R->n++;
+    }
+    if (R->n <= mmax) {
+        for (size_t j = 0; j < R->n; j++)
+            sel[j] = R->v[j];
+        return (int)R->n;
+    }
+    return ims__select_neighbors(h, s, R, mmax, sel);
+}
+
 int ims__hnsw_insert(ims_hnsw *h, uint32_t q, ims__scratch *s, int parallel)
 {
     float *qv = s->qbuf;
@@ -179,8 +214,10 @@ int ims__hnsw_insert(ims_hnsw *h, uint32_t q, ims__scratch *s, int parallel)
         size_t n_W = s->W.n;
         ims__cand sel[2 * IMS_HNSW_MAX_M];
         int n_sel = ims__select_neighbors(h, s, &s->W, h->M, sel);
-        if (parallel)
+        if (parallel) {
             ims__lock(h, q);
+            n_sel = merge_own_links(h, s, &qc, q, lc, sel, n_sel);
+        }
         uint32_t *lq = ims__links(h, q, lc);
         for (int j = 0; j < n_sel; j++)
             lq[1 + j] = sel[j].i;
