@@ -46,6 +46,13 @@ typedef struct root_info {
     int64_t off;
 } root_info;
 
+/* Depth K of node i's weight matrix (CONV2D: kh*kw*cin; DENSE: h*w*c in). */
+static int pack_k(const ims__graph *g, const ims_nn_session *s, uint32_t i)
+{
+    const ims__node *n = &g->nodes[i], *x = &g->nodes[s->in0[i]];
+    return n->op == IMS_OP_DENSE ? x->h * x->w * x->c : n->kh * n->kw * x->c;
+}
+
 /* Rows of im2col scratch a convolution uses (0 if it needs none). */
 static size_t im2col_floats(const ims_nn_session *s, uint32_t i)
 {
@@ -316,7 +323,7 @@ int ims__plan(ims_nn_session *s, ims_error *err)
     }
     /* the input node's views (a reshape of the input) keep off = -1 */
 
-    /* 5. convolution weights packed for the own GEMM */
+    /* 5. convolution and dense weights packed for the own GEMM */
     size_t n_packed = 0;
     s->pack_off = ims_malloc((size_t)N * sizeof *s->pack_off);
     if (!s->pack_off) {
@@ -329,10 +336,10 @@ int ims__plan(ims_nn_session *s, ims_error *err)
         const ims__node *n = &g->nodes[i];
         s->pack_off[i] = -1;
         if (no_pack || (s->kind[i] != IMS_X_RUN && s->kind[i] != IMS_X_FUSED) ||
-            n->op != IMS_OP_CONV2D)
+            (n->op != IMS_OP_CONV2D && n->op != IMS_OP_DENSE))
             continue;
         s->pack_off[i] = (int64_t)n_packed;
-        n_packed += ims__packed_size(n->kh * n->kw * g->nodes[s->in0[i]].c, n->c);
+        n_packed += ims__packed_size(pack_k(g, s, i), n->c);
     }
     if (n_packed) {
         s->packed = ims_aligned_alloc(64, n_packed * sizeof(float));
@@ -344,8 +351,7 @@ int ims__plan(ims_nn_session *s, ims_error *err)
             const ims__node *n = &g->nodes[i];
             if (s->pack_off[i] >= 0)
                 ims__pack_b(g->weights + n->weight, n->bias >= 0 ? g->weights + n->bias : NULL,
-                            n->kh * n->kw * g->nodes[s->in0[i]].c, n->c,
-                            s->packed + s->pack_off[i]);
+                            pack_k(g, s, i), n->c, s->packed + s->pack_off[i]);
         }
     }
 

@@ -278,6 +278,15 @@ void ims__op_dense(ims__run *s, uint32_t i)
         A = s->scratch;
         lda = K;
     }
+    if (s->pack_off[i] >= 0) {
+        const float *Bp = s->packed + s->pack_off[i];
+        ims__gemm_a a = {A, lda, NULL, NULL, NULL};
+        ims__gemm_packed(s->k, s->pool, s->n, y.c, K, &a, Bp,
+                         Bp + ims__packed_size(K, y.c) -
+                             (size_t)(y.c + IMS_PANEL - 1) / IMS_PANEL * IMS_PANEL,
+                         y.p, (int)ims__img_stride(&y), nd->act, nd->act_max);
+        return;
+    }
     ims__gemm(s->k, s->pool, s->n, y.c, K, A, lda, ims__weights(s, nd->weight), y.c, y.p,
               (int)ims__img_stride(&y), ims__weights(s, nd->bias), nd->act, nd->act_max);
 }
