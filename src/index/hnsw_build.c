@@ -341,13 +341,30 @@ void ims__mark_dirty(ims_hnsw *h, int sec)
         memset(h->sec_pristine, 0, sizeof h->sec_pristine);
 }
 
+/* Large vector and link arrays (aligned, >= 8 MiB) are aligned to 2 MiB and
+ * advised as transparent huge pages: searches touch them at random, and with
+ * 4 KiB pages nearly every vector read of a 1 GB array is also a TLB miss.
+ * Harmless where THP is off ("never"); with "madvise" (Debian's default)
+ * only advised memory gets huge pages. */
+static void *alloc_big(size_t bytes)
+{
+    if (bytes < (8u << 20))
+        return ims_aligned_alloc(64, bytes);
+    void *p = ims_aligned_alloc(2u << 20, bytes);
+#ifdef MADV_HUGEPAGE
+    if (p)
+        madvise(p, bytes & ~(size_t)((2u << 20) - 1), MADV_HUGEPAGE);
+#endif
+    return p;
+}
+
 /* grow one array to new_cap elements of esz bytes, keeping n elements */
 static void *grow(void *old, size_t n, size_t new_cap, size_t esz, int aligned)
 {
     size_t bytes;
     if (!ims_size_mul(new_cap, esz, &bytes))
         return NULL;
-    void *p = aligned ? ims_aligned_alloc(64, bytes) : ims_malloc(bytes);
+    void *p = aligned ? alloc_big(bytes) : ims_malloc(bytes);
     if (!p)
         return NULL;
     if (n)
@@ -520,7 +537,7 @@ static int swap_in_build_codes(ims_hnsw *h, build_swap *sw)
     size_t D = h->n_dims, bytes;
     if (h->storage != IMS_STORAGE_F32 || D < 16 || !ims_size_mul(h->capacity, D, &bytes))
         return 0;
-    unsigned char *codes = ims_aligned_alloc(64, bytes);
+    unsigned char *codes = alloc_big(bytes);
     float *q = ims_malloc(2 * D * sizeof(float));
     if (!codes || !q) {
         ims_aligned_free(codes), ims_free(q);
@@ -629,7 +646,7 @@ int ims__hnsw_add_locked(ims_hnsw *h, size_t n, const uint64_t *ids, const float
     if (h->storage != IMS_STORAGE_F32 && !h->keep_float && n >= 256) {
         size_t bytes;
         if (ims_size_mul3(h->capacity, D, sizeof(float), &bytes) &&
-            (tmp_floats = ims_aligned_alloc(64, bytes))) {
+            (tmp_floats = alloc_big(bytes))) {
             for (uint32_t q = 0; q < base; q++)
                 ims__decode(h, q, tmp_floats + (size_t)q * D);
             h->floats = tmp_floats;
