@@ -10,6 +10,10 @@
  *     its zeros are added to the convolution's own padding (both are zero
  *     padding, so this is exact). MobileNetV2's stride-2 blocks and
  *     InceptionV3 never materialise a padded copy.
+ *     Fused blocks: a 1x1 expansion read only by a 3x3 depthwise conv, with
+ *     an output beyond L2 and small weights, is marked FUSED and computed
+ *     row by row inside the depthwise op (ops_conv.c); it gets no storage,
+ *     and its input lives until the depthwise has run.
  *  3. Storage sharing, decided per node as a view {root, channel offset,
  *     pixel stride ld}:
  *     - CONCAT in place: (visited from the last node back, so nested concats
@@ -29,8 +33,13 @@
  *     one image: a batch runs image by image, which keeps activations in
  *     cache; with several threads, whole images run in parallel, one arena
  *     (and scratch) per thread (n_ctx), and no op needs a barrier.
- *  5. Scratch for im2col rows (chunked to IMS_IM2COL_MAX_FLOATS) and for
- *     gathering a strided input of a DENSE layer.
+ *  5. CONV2D and DENSE weights are packed once into GEMM panels (gemm.c).
+ *  6. Scratch: per-thread im2col row blocks and fused-block rings; without
+ *     packing (IMS_NN_GEMM=blas), im2col rows chunked to
+ *     IMS_IM2COL_MAX_FLOATS; gathering a strided input of a DENSE layer.
+ *
+ * Environment, for comparisons only: IMS_NN_GEMM=blas (no packing, OpenBLAS
+ * for every product), IMS_NN_FUSE=0 (no fused blocks).
  */
 #include <stdlib.h>
 #include <string.h>
