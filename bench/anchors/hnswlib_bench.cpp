@@ -40,7 +40,18 @@ static void ParallelFor(size_t start, size_t end, size_t numThreads, Function fn
 int main(int argc, char **argv)
 {
     using namespace bench;
-    Args a = parse_args(argc, argv, "[--M 16] [--ef-construction 200]");
+    // --save PATH writes the built index, --load PATH searches a saved one.
+    std::string save, load;
+    std::vector<char *> rest{argv[0]};
+    for (int i = 1; i < argc; i++) {
+        std::string k = argv[i];
+        if ((k == "--save" || k == "--load") && i + 1 < argc)
+            (k == "--save" ? save : load) = argv[++i];
+        else
+            rest.push_back(argv[i]);
+    }
+    Args a = parse_args((int)rest.size(), rest.data(),
+                        "[--M 16] [--ef-construction 200] [--save F | --load F]");
     Matrix X = read_fvecs(a.base), Q = read_fvecs(a.query);
     Truth t = read_ivecs(a.truth);
     if (X.d != Q.d || t.n != Q.n)
@@ -58,15 +69,26 @@ int main(int argc, char **argv)
                 a.ef_construction, X.n, X.d, a.metric.c_str());
 
     double t0 = seconds();
-    auto *index = new hnswlib::HierarchicalNSW<float>(space.get(), X.n, a.M, a.ef_construction, 100);
-    // Like the bindings: the first element alone, then the rest in parallel.
-    index->addPoint(X.row(0), 0);
-    ParallelFor(1, X.n, a.threads, [&](size_t i, size_t) { index->addPoint(X.row(i), i); });
+    hnswlib::HierarchicalNSW<float> *index;
+    if (!load.empty()) {
+        index = new hnswlib::HierarchicalNSW<float>(space.get(), load, false, X.n);
+    } else {
+        index = new hnswlib::HierarchicalNSW<float>(space.get(), X.n, a.M, a.ef_construction, 100);
+        // Like the bindings: the first element alone, then the rest in parallel.
+        index->addPoint(X.row(0), 0);
+        ParallelFor(1, X.n, a.threads, [&](size_t i, size_t) { index->addPoint(X.row(i), i); });
+    }
     double build = seconds() - t0;
+    if (!save.empty())
+        index->saveIndex(save);
     size_t bytes = index->max_elements_ * index->size_data_per_element_;
     for (size_t i = 0; i < index->cur_element_count; i++)
         bytes += sizeof(void *) + (size_t)index->element_levels_[i] * index->size_links_per_element_;
-    std::printf("build_s=%.2f threads=%d\nindex_bytes=%zu\n", build, a.threads, bytes);
+    if (load.empty())
+        std::printf("build_s=%.2f threads=%d\n", build, a.threads);
+    else
+        std::printf("build_s=NA (loaded %s in %.2f s)\n", load.c_str(), build);
+    std::printf("index_bytes=%zu\n", bytes);
     std::fflush(stdout);
 
     for (int ef : a.ef) {

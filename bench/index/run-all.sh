@@ -17,6 +17,9 @@
 #   IMGSIM   our CLI (default build/release/imgsim, else build/bench/imgsim)
 #   ANCHORS  anchor binaries (default build/anchors, see bench/anchors/build.sh)
 #   THREADS  build threads (default 2)     SKIP_DONE=1  keep finished outputs
+#   SAVE=1   keep hnswlib's and our indexes (bench/out/DATASET/*.hnsw|*.ims) so
+#            that bench/index/ab-search.sh can re-time their searches
+#            back to back; ours then reports the file size as index bytes
 #   SEARCH_NICE  nice value given to the process once its index is built
 #            (default -10; 0 = leave it). On a machine shared with other
 #            people's builds this keeps the single-thread QPS measurement
@@ -83,8 +86,9 @@ run() {
 
 for s in $SYSTEMS; do
     case $s in
-    hnswlib-M16) run $s "$ANCHORS/anchor_hnswlib" $files --M 16 --ef-construction 200 --threads $THREADS --ef $EF ;;
-    hnswlib-M32) run $s "$ANCHORS/anchor_hnswlib" $files --M 32 --ef-construction 200 --threads $THREADS --ef $EF ;;
+    hnswlib-M*) m=${s#hnswlib-M}
+        run $s "$ANCHORS/anchor_hnswlib" $files --M $m --ef-construction 200 --threads $THREADS --ef $EF \
+            $([ "${SAVE:-0}" = 1 ] && echo "--save $out/$s.hnsw") ;;
     annoy) run $s "$ANCHORS/anchor_annoy" $files --trees 100 --threads $THREADS --ef $SEARCH_K ;;
     faiss-hnsw-M32) run $s "$ANCHORS/anchor_faiss_avx2" --index hnsw $files --M 32 --ef-construction 200 \
         --threads $THREADS --ef $EF --save "$saved" ;;
@@ -101,7 +105,7 @@ for s in $SYSTEMS; do
         m=${s#ours-M}; storage=${m#*-}; m=${m%%-*}
         if [ -x "$IMGSIM" ]; then
             run $s "$IMGSIM" bench-index $files --M "$m" --ef-construction 200 --threads $THREADS \
-                --storage "$storage" --ef $EF
+                --storage "$storage" --ef $EF $([ "${SAVE:-0}" = 1 ] && echo "--save $out/$s.ims")
         else
             echo "== $s: skipped ($IMGSIM not built)"
         fi ;;
