@@ -170,8 +170,10 @@ int ims__plan(ims_nn_session *s, ims_error *err)
         for (uint32_t k = 0; k < g->nodes[i].n_inputs; k++)
             ncons[k ? in[k] : s->in0[i]]++;
     }
+    const char *genv = getenv("IMS_NN_GEMM"); /* "blas": no packing, for comparisons */
+    const int no_pack = genv && !strcmp(genv, "blas");
     const char *fenv = getenv("IMS_NN_FUSE"); /* "0": off, for comparisons */
-    for (uint32_t i = 1; i < N && !(fenv && *fenv == '0'); i++) {
+    for (uint32_t i = 1; i < N && !no_pack && !(fenv && *fenv == '0'); i++) {
         const ims__node *d = &g->nodes[i];
         uint32_t e = s->in0[i];
         const ims__node *x = &g->nodes[e];
@@ -339,8 +341,6 @@ int ims__plan(ims_nn_session *s, ims_error *err)
         rc = ims_error_set(err, IMS_ENOMEM, "session plan: out of memory");
         goto done;
     }
-    const char *env = getenv("IMS_NN_GEMM"); /* "blas": no packing, for comparisons */
-    int no_pack = env && !strcmp(env, "blas");
     for (uint32_t i = 0; i < N; i++) {
         const ims__node *n = &g->nodes[i];
         s->pack_off[i] = -1;
