@@ -53,18 +53,24 @@ void ims__quant_train(ims_hnsw *h, const float *x, size_t n)
             m = 1;
         for (uint32_t d = 0; d < D; d++)
             h->qlo[d] = -m, h->qstep[d] = 2 * m / 255.0f;
-    } else {
+        h->quant_ready = 1;
+        return;
+    }
+    float *lo = h->qlo, *hi = h->qstep; /* hi in qstep until the end */
+    for (uint32_t d = 0; d < D; d++)
+        lo[d] = hi[d] = x[d];
+    for (size_t i = 1; i < n; i++) /* row by row: sequential reads */
         for (uint32_t d = 0; d < D; d++) {
-            float lo = x[d], hi = x[d];
-            for (size_t i = 1; i < n; i++) {
-                float v = x[i * D + d];
-                lo = fminf(lo, v), hi = fmaxf(hi, v);
-            }
-            float step = (hi - lo) / 255.0f;
-            if (!(step > 1e-30f))
-                step = fmaxf(fabsf(lo), 1e-6f) / 255.0f;
-            h->qlo[d] = lo, h->qstep[d] = step;
+            float v = x[i * D + d];
+            lo[d] = fminf(lo[d], v), hi[d] = fmaxf(hi[d], v);
         }
+    /* (Clipping to the 0.05%/99.95% quantiles was tried: recall plateau on
+     * t-embed fell from 0.996 to 0.972: the extremes matter most for IP.) */
+    for (uint32_t d = 0; d < D; d++) {
+        float step = (hi[d] - lo[d]) / 255.0f;
+        if (!(step > 1e-30f))
+            step = fmaxf(fabsf(lo[d]), 1e-6f) / 255.0f;
+        h->qstep[d] = step;
     }
     h->quant_ready = 1;
 }
