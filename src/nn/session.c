@@ -4,8 +4,10 @@
  *
  * A session binds a model to a set of taps, a maximum batch and a thread
  * count. Creating it resolves the taps, plans the graph (exec_plan.c),
- * allocates one activation arena plus im2col scratch, and starts the thread
- * pool; running it allocates nothing. One session is used by one thread at
+ * packs the weights for the GEMM, allocates the activation arenas (one per
+ * execution context) and scratch, and starts the thread pool; running it
+ * allocates nothing. A batch runs image by image; with several threads and
+ * at least one image per thread, whole images run in parallel. One session is used by one thread at
  * a time; any number of sessions may share a model.
  */
 #include <stdlib.h>

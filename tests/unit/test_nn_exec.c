@@ -135,6 +135,24 @@ static void test_fused_blocks(void)
         int fusing = !(gemm && !strcmp(gemm, "blas")) && !(fuse && *fuse == '0');
         CHECK_EQ(s->kind[e], t == 3 || !fusing ? IMS_X_RUN : IMS_X_FUSED);
         ims_nn_session_free(s);
+        if (t == 1) { /* fail the Nth allocation of a session with a fused block */
+            ims_set_allocator(&tu_allocator);
+            long live0 = tu_alloc_live;
+            for (long n = 1; n < 1000; n++) {
+                tu_alloc_calls = 0;
+                tu_alloc_fail_at = n;
+                int rc = ims_nn_session_new(&m, &o, &s, &err);
+                tu_alloc_fail_at = 0;
+                if (rc == IMS_OK) {
+                    ims_nn_session_free(s);
+                    break;
+                }
+                CHECK_RC(rc, IMS_ENOMEM);
+                CHECK_EQ(tu_alloc_live, live0);
+            }
+            CHECK_EQ(tu_alloc_live, live0);
+            ims_set_allocator(NULL);
+        }
         tu_model_free(&m);
     }
 }
