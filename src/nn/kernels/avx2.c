@@ -104,6 +104,27 @@ dw3x3_block(const ims__dw_args *a, int oy, int j, int masked, __m256i m, __m256 
         ox_a = ox_b;
     for (int ox = 0; ox < a->out_w; ox++) {
         if (ox == ox_a) { /* four interior pixels at a time: four independent chains */
+            for (; sw == 1 && ox + 4 <= ox_b; ox += 4) {
+                /* stride 1: the 4 windows share 6 input columns per row */
+                __m256 s0 = b, s1 = b, s2 = b, s3 = b;
+                _Pragma("GCC unroll 3") for (int ky = 0; ky < 3; ky++) {
+                    const float *p = row[ky] + (int64_t)(ox - a->pad_l) * ldi;
+                    __m256 c0 = LD(p), c1 = LD(p + ldi), c2 = LD(p + 2 * ldi);
+                    __m256 c3 = LD(p + 3 * ldi), c4 = LD(p + 4 * ldi), c5 = LD(p + 5 * ldi);
+                    __m256 w0 = w[ky][0], w1 = w[ky][1], w2 = w[ky][2];
+                    s0 = _mm256_fmadd_ps(c0, w0, s0), s1 = _mm256_fmadd_ps(c1, w0, s1);
+                    s2 = _mm256_fmadd_ps(c2, w0, s2), s3 = _mm256_fmadd_ps(c3, w0, s3);
+                    s0 = _mm256_fmadd_ps(c1, w1, s0), s1 = _mm256_fmadd_ps(c2, w1, s1);
+                    s2 = _mm256_fmadd_ps(c3, w1, s2), s3 = _mm256_fmadd_ps(c4, w1, s3);
+                    s0 = _mm256_fmadd_ps(c2, w2, s0), s1 = _mm256_fmadd_ps(c3, w2, s1);
+                    s2 = _mm256_fmadd_ps(c4, w2, s2), s3 = _mm256_fmadd_ps(c5, w2, s3);
+                }
+                float *o = orow + ox * ldo;
+                ST(o, s0);
+                ST(o + ldo, s1);
+                ST(o + 2 * ldo, s2);
+                ST(o + 3 * ldo, s3);
+            }
             for (; ox + 4 <= ox_b; ox += 4) {
                 __m256 s0 = b, s1 = b, s2 = b, s3 = b;
                 _Pragma("GCC unroll 3") for (int ky = 0; ky < 3; ky++) {
