@@ -293,6 +293,7 @@ int ims__hnsw_alloc_core(ims_hnsw *h)
 int ims_hnsw_new(const ims_hnsw_params *p, ims_hnsw **out, ims_error *err)
 {
     *out = NULL;
+    ims_init(); /* idempotent: CPU detection picks the distance kernels */
     if (!p)
         return ims_error_set(err, IMS_EINVAL, "hnsw: no parameters");
     if (p->n_dims < 1 || p->n_dims > IMS_HNSW_MAX_DIM)

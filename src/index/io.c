@@ -216,6 +216,7 @@ static int parse(unsigned char *base, size_t size, int is_mmap, const char *labe
 {
     int rc;
     *out = NULL;
+    ims_init(); /* idempotent: CPU detection picks the distance kernels */
     ims_hnsw *h = ims_calloc(1, sizeof *h);
     if (!h) {
         if (is_mmap)
