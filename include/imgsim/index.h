@@ -120,9 +120,21 @@ int ims_hnsw_add(ims_hnsw *h, uint64_t id, const float *vec);
 
 /* Add n vectors (row-major n x n_dims) with n_threads build threads (<= 0:
  * all CPUs). With n_threads == 1 the graph is a pure function of the seed,
- * the parameters and the insertion order. All vectors are validated before
- * anything is inserted: on error nothing was added. Errors as ims_hnsw_add
- * (IMS_EEXIST also for duplicates within the batch). */
+ * the parameters and the insertion order. All vectors and ids are validated
+ * and all memory for them reserved before anything is inserted: on
+ * IMS_EINVAL/IMS_EEXIST/IMS_ENOMEM from that phase nothing was added. If
+ * memory runs out later, while linking (search heaps growing), the items
+ * that could not be linked are left out (not searchable, ids free), the
+ * others stay, the index stays consistent, and IMS_ENOMEM is returned.
+ * Errors as ims_hnsw_add (IMS_EEXIST also for duplicates within the batch).
+ * Example:
+ *     ims_hnsw_params p = {.metric = IMS_METRIC_COSINE, .n_dims = 256};
+ *     ims_hnsw *h;
+ *     if (ims_hnsw_new(&p, &h, &err) == IMS_OK &&
+ *         ims_hnsw_add_batch(h, n, ids, vecs, 0) == IMS_OK)
+ *         ims_hnsw_save(h, "collection/index.hnsw");
+ *     ims_hnsw_free(h);
+ */
 int ims_hnsw_add_batch(ims_hnsw *h, size_t n, const uint64_t *ids, const float *vecs,
                        int n_threads);
 
