@@ -175,8 +175,9 @@ int ims_flat_search(int metric, uint32_t n_dims, const float *base, size_t n,
 int ims_hnsw_save(ims_hnsw *h, const char *path);
 
 /* Open an index file: mmap it privately (copy-on-write), check header, section
- * table and the small sections (ids, levels, upper links) and build the id map.
- * Vectors and layer-0 links are not read (their CRCs are checked by
+ * table and the small sections (ids, levels, upper links). The id -> slot map
+ * is built on first need (add, delete, update, contains, get_vector, check),
+ * not by open or search. Vectors and layer-0 links are not read (their CRCs are checked by
  * ims_hnsw_check(h, 1)); every link is still bounds-checked when followed,
  * so a corrupt file cannot crash a search. The handle is fully writable:
  * changes touch private pages only (the file never changes unless saved),

@@ -37,6 +37,8 @@ int ims_hnsw_check(ims_hnsw *h, int deep)
     }
     if (h->entry >= n || h->levels[h->entry] != h->max_level)
         BAD("entry point %u (max level %d) invalid", h->entry, h->max_level);
+    if (ims__map_ensure(h) != IMS_OK)
+        BAD("%s", "a live id appears twice, or no memory for the id map");
     for (uint32_t i = 0; i < n; i++) {
         if (h->levels[i] > h->max_level)
             BAD("slot %u: level %u above max level %d", i, h->levels[i], h->max_level);

@@ -201,6 +201,25 @@ void ims__rwlock_init(pthread_rwlock_t *rw)
     pthread_rwlockattr_destroy(&a);
 }
 
+int ims__map_ensure(ims_hnsw *h)
+{
+    if (__atomic_load_n(&h->map_ready, __ATOMIC_ACQUIRE))
+        return IMS_OK;
+    pthread_mutex_lock(&h->map_lock);
+    int rc = IMS_OK;
+    if (!h->map_ready) {
+        rc = ims__map_rebuild(h);
+        if (rc == IMS_OK)
+            __atomic_store_n(&h->map_ready, 1, __ATOMIC_RELEASE);
+        else
+            ims__hnsw_err(h, rc, "%s", rc == IMS_ECORRUPT
+                                           ? "corrupt index: a live id appears twice (IDS section)"
+                                           : "out of memory building the id map");
+    }
+    pthread_mutex_unlock(&h->map_lock);
+    return rc;
+}
+
 /* ---- creation, growth, destruction ------------------------------------------- */
 
 static void free_if_owned(void *p, int owned, int aligned)
@@ -271,6 +290,7 @@ void ims_hnsw_free(ims_hnsw *h)
     pthread_mutex_destroy(&h->ep_lock);
     pthread_mutex_destroy(&h->pool_lock);
     pthread_mutex_destroy(&h->err_lock);
+    pthread_mutex_destroy(&h->map_lock);
     ims_free(h);
 }
 
@@ -318,6 +338,8 @@ int ims_hnsw_new(const ims_hnsw_params *p, ims_hnsw **out, ims_error *err)
     pthread_mutex_init(&h->ep_lock, NULL);
     pthread_mutex_init(&h->pool_lock, NULL);
     pthread_mutex_init(&h->err_lock, NULL);
+    pthread_mutex_init(&h->map_lock, NULL);
+    h->map_ready = 1;
     ims__hnsw_alloc_core(h);
     if (h->storage == IMS_STORAGE_INT8) {
         h->qlo = ims_calloc(h->n_dims, sizeof(float));
@@ -597,6 +619,9 @@ int ims__hnsw_add_locked(ims_hnsw *h, size_t n, const uint64_t *ids, const float
                                  (unsigned long long)ids[i], why);
         }
     }
+    int rc0 = ims__map_ensure(h);
+    if (rc0)
+        return rc0;
     uint32_t base = h->n_nodes;
     if ((size_t)base + n > (size_t)IMS__NONE - 2)
         return ims__hnsw_err(h, IMS_EFULL, "add: too many items");
@@ -776,7 +801,7 @@ uint64_t ims_hnsw_count(ims_hnsw *h)
 int ims_hnsw_contains(ims_hnsw *h, uint64_t id)
 {
     pthread_rwlock_rdlock(&h->rw);
-    int r = ims__map_get(h, id) != IMS__NONE;
+    int r = ims__map_ensure(h) == IMS_OK && ims__map_get(h, id) != IMS__NONE;
     pthread_rwlock_unlock(&h->rw);
     return r;
 }
@@ -784,10 +809,13 @@ int ims_hnsw_contains(ims_hnsw *h, uint64_t id)
 int ims_hnsw_get_vector(ims_hnsw *h, uint64_t id, float *out)
 {
     pthread_rwlock_rdlock(&h->rw);
-    uint32_t i = ims__map_get(h, id);
+    int rc = ims__map_ensure(h);
+    uint32_t i = rc ? IMS__NONE : ims__map_get(h, id);
     if (i != IMS__NONE)
         ims__decode(h, i, out);
     pthread_rwlock_unlock(&h->rw);
+    if (rc)
+        return rc;
     if (i == IMS__NONE)
         return ims__hnsw_err(h, IMS_ENOTFOUND, "id %llu not found", (unsigned long long)id);
     return IMS_OK;

@@ -20,9 +20,11 @@
 int ims_hnsw_delete(ims_hnsw *h, uint64_t id)
 {
     pthread_rwlock_wrlock(&h->rw);
-    uint32_t i = ims__map_get(h, id);
-    int rc = IMS_OK;
-    if (i == IMS__NONE) {
+    int rc = ims__map_ensure(h); /* sets the message on failure */
+    uint32_t i = rc ? IMS__NONE : ims__map_get(h, id);
+    if (rc) {
+        ;
+    } else if (i == IMS__NONE) {
         rc = ims__hnsw_err(h, IMS_ENOTFOUND, "delete: id %llu not found", (unsigned long long)id);
     } else {
         h->flags[i] |= IMS__FLAG_DELETED;
@@ -40,6 +42,8 @@ int ims_hnsw_update(ims_hnsw *h, uint64_t id, const float *vec)
         return ims__hnsw_err(h, IMS_EINVAL, "update: NULL vector");
     pthread_rwlock_wrlock(&h->rw);
     int rc = ims__validate_vec(h, vec);
+    if (!rc)
+        rc = ims__map_ensure(h);
     if (!rc) {
         uint32_t old = ims__map_get(h, id);
         if (old != IMS__NONE) {
@@ -156,6 +160,8 @@ int ims_hnsw_compact(ims_hnsw *h)
     int rc = IMS_OK;
     uint32_t n = h->n_nodes;
     if (h->n_deleted == 0)
+        goto out;
+    if ((rc = ims__map_ensure(h)))
         goto out;
     size_t big = (size_t)(1 + h->M0) * (1 + h->M0);
     uint32_t *remap = ims_malloc((size_t)n * sizeof *remap);

@@ -196,6 +196,8 @@ struct ims_hnsw {
     uint64_t *map_keys;
     uint32_t *map_vals;    /* IMS__NONE empty, IMS__NONE-1 tombstone */
     size_t map_cap, map_used;
+    int map_ready;         /* 0 after open until first needed (ims__map_ensure) */
+    pthread_mutex_t map_lock;
 
     /* backing file */
     unsigned char *backing;
@@ -227,6 +229,9 @@ int ims__map_put(ims_hnsw *h, uint64_t id, uint32_t slot);
 uint32_t ims__map_get(const ims_hnsw *h, uint64_t id);
 void ims__map_del(ims_hnsw *h, uint64_t id);
 int ims__map_rebuild(ims_hnsw *h);
+/* Build the map on first use after open (open stays O(small sections));
+ * safe under the shared lock. IMS_ECORRUPT if a live id appears twice. */
+int ims__map_ensure(ims_hnsw *h);
 int ims__hnsw_alloc_core(ims_hnsw *h);
 void ims__hnsw_release_data(ims_hnsw *h);
 int ims__random_level(const ims_hnsw *h, uint32_t slot);

@@ -231,6 +231,7 @@ static int parse(unsigned char *base, size_t size, int is_mmap, const char *labe
     pthread_mutex_init(&h->ep_lock, NULL);
     pthread_mutex_init(&h->pool_lock, NULL);
     pthread_mutex_init(&h->err_lock, NULL);
+    pthread_mutex_init(&h->map_lock, NULL);
 
     if (size < 8 || memcmp(base, IMS__HNSW_MAGIC, 8) != 0) {
         rc = ims_error_set(err, IMS_EFORMAT, "%s: not an imgsim HNSW index (bad magic)", label);
@@ -403,13 +404,7 @@ static int parse(unsigned char *base, size_t size, int is_mmap, const char *labe
         if (h->levels[entry] != max_level)
             CORRUPT(72, "entry point level %u != max level %u", h->levels[entry], max_level);
     }
-    rc = ims__map_rebuild(h);
-    if (rc == IMS_ECORRUPT)
-        CORRUPT(h->sec_off[IMS__SEC_IDS], "a live id appears twice");
-    if (rc) {
-        ims_error_set(err, rc, "%s: out of memory", label);
-        goto fail;
-    }
+    h->map_ready = 0; /* built on first use: see ims__map_ensure */
     *out = h;
     return IMS_OK;
 fail:
