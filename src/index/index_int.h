@@ -35,7 +35,13 @@
  *   max_level (held through a whole insertion whose level exceeds
  *   max_level, as in hnswlib), and atomics for nothing else: slots, levels,
  *   ids and codes of the batch are written before the threads start.
- * - errmsg is guarded by err_lock; the scratch pool by pool_lock.
+ * - errmsg is guarded by err_lock; the scratch pool by pool_lock; the lazy
+ *   build of the id map (first use after open, possibly under the shared
+ *   lock) by map_lock, published with a release store of map_ready.
+ * - During add_batch the handle may temporarily carry float copies
+ *   (quantised storage) or int8 walk codes (float32 storage, the float
+ *   vectors then serve as `floats`): see hnsw_build.c. Nothing outside the
+ *   exclusive section can observe that state.
  *
  * On-disk layout (all integers little-endian; version 1)
  * ------------------------------------------------------
