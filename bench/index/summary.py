@@ -74,10 +74,15 @@ def main():
         sys.exit("usage: summary.py OUTDIR [--curves]")
     out = sys.argv[1]
     ds = os.path.basename(os.path.normpath(out))
+    if ds == "ab":  # ab-search.sh output inside bench/out/<set>/ab
+        ds = os.path.basename(os.path.dirname(os.path.normpath(out))) + " (ab-search best-of rounds)"
     fig = next((v for k, v in FAISS_AVX2.items() if k in ds), None)
     names = sorted(f[:-4] for f in os.listdir(out) if f.endswith(".txt"))
     res = {n: parse(os.path.join(out, n + ".txt")) for n in names}
     res = {n: r for n, r in res.items() if r["points"]}
+    # ab-search.sh directories: show the best-of rows, not every round
+    if any(n.endswith("-best") for n in res):
+        res = {n: r for n, r in res.items() if not re.search(r"-r\d+$", n)}
     print(f"### {ds}\n")
     print("QPS: first sweep point reaching the recall (interpolated in brackets); one thread, one query at a time.\n")
     hdr = ["system", "build s", "index MiB"]
@@ -97,8 +102,8 @@ def main():
         row.append(f"{max(p[1] for p in r['points']):.4f}")
         ratio_h, ratio_f = "", ""
         if n.startswith("ours-"):
-            m = re.match(r"ours-(M\d+)", n)
-            ref = res.get(f"hnswlib-{m.group(1)}") if m else None
+            m = re.match(r"ours-(M\d+)-[a-z0-9]+(.*)$", n)
+            ref = (res.get(f"hnswlib-{m.group(1)}{m.group(2)}") or res.get(f"hnswlib-{m.group(1)}")) if m else None
             parts_h, parts_f = [], []
             for t in THRESHOLDS:
                 hr = at(ref["points"], t) if ref else None
