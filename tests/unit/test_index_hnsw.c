@@ -342,6 +342,35 @@ static void test_edges(void)
     }
 }
 
+/* float32 builds at >= 256 dimensions walk the graph over temporary int8
+ * codes (hnsw_build.c): same recall, and the index is plain float32 after */
+static void test_walk_build(void)
+{
+    uint32_t D = 256;
+    size_t n = 800;
+    float *x = tix_data(n, D, 8, 21);
+    ims_hnsw *h = tix_build(IMS_METRIC_COSINE, IMS_STORAGE_F32, 0, D, x, n, 2, 1);
+    CHECK(h != NULL);
+    if (!h)
+        return;
+    CHECK_MSG(ims_hnsw_check(h, 1) == IMS_OK, "check: %s", ims_hnsw_errmsg(h));
+    ims_hnsw_info in;
+    ims_hnsw_get_info(h, &in);
+    CHECK_EQ(in.storage, IMS_STORAGE_F32);
+    CHECK_EQ(in.keep_float, 0);
+    ims_search_opts o = {.ef = 64, .mode = IMS_SEARCH_GRAPH};
+    double r = tix_recall(h, IMS_METRIC_COSINE, x, n, D, x + 7 * D, 40, 10, &o, NULL, NULL);
+    CHECK_MSG(r >= 0.95, "walk build recall %.3f", r);
+    float v[256];
+    CHECK_RC(ims_hnsw_get_vector(h, 1003, v), IMS_OK);
+    float nrm = 0;
+    for (uint32_t d = 0; d < D; d++)
+        nrm += v[d] * v[d];
+    CHECK_NEAR(nrm, 1.0, 1e-4); /* exact float32 stored, normalised */
+    ims_hnsw_free(h);
+    free(x);
+}
+
 int main(void)
 {
     ims_init();
@@ -358,6 +387,7 @@ int main(void)
     test_filters();
     test_quantized();
     test_edges();
+    test_walk_build();
     free(X), free(Q);
     return check_report();
 }
