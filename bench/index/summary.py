@@ -27,9 +27,12 @@ BYTES = [re.compile(p, re.I) for p in (r"^index_bytes=(\d+)", r"index[ _]bytes[:
 
 
 def parse(path):
-    r = {"build": None, "bytes": None, "points": [], "ok": False}
+    r = {"build": None, "bytes": None, "points": [], "ok": False, "load": None}
     for line in open(path, errors="replace"):
         line = line.strip()
+        m = re.search(r"(?:reniced|load before).*load average: ([0-9.]+)", line)
+        if m and (r["load"] is None or "reniced" in line):
+            r["load"] = float(m.group(1))  # at the search phase if known
         if line.startswith("# done"):
             r["ok"] = True
         if line.startswith("#"):
@@ -84,15 +87,16 @@ def main():
     if any(n.endswith("-best") for n in res):
         res = {n: r for n, r in res.items() if not re.search(r"-r\d+$", n)}
     print(f"### {ds}\n")
-    print("QPS: first sweep point reaching the recall (interpolated in brackets); one thread, one query at a time.\n")
-    hdr = ["system", "build s", "index MiB"]
+    print("QPS: first sweep point reaching the recall (interpolated in brackets); one thread, one query at a time.")
+    print("load: 1-min load average when the search phase began (else before the run).\n")
+    hdr = ["system", "load", "build s", "index MiB"]
     for t in THRESHOLDS:
         hdr += [f"ef@{t}", f"QPS@{t}"]
     hdr += ["max recall", "ours/hnswlib @.95/.99", "ours/FAISS-AVX2 @.95/.99"]
     print("| " + " | ".join(hdr) + " |")
     print("|" + "---|" * len(hdr))
     for n, r in res.items():
-        row = [n + ("" if r["ok"] else " (unfinished)"), fmt(r["build"], "{:.1f}"),
+        row = [n + ("" if r["ok"] else " (unfinished)"), fmt(r["load"], "{:.1f}"), fmt(r["build"], "{:.1f}"),
                fmt(r["bytes"] / 2**20 if r["bytes"] else None, "{:.0f}")]
         hits = {}
         for t in THRESHOLDS:
