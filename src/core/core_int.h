@@ -47,6 +47,18 @@ static inline uint64_t ims__get_u64(const unsigned char *p)
     return (uint64_t)ims__get_u32(p) | (uint64_t)ims__get_u32(p + 4) << 32;
 }
 
+/* SHA-256: streaming context, and the hex digest of one buffer. */
+typedef struct ims__sha256_ctx {
+    uint32_t h[8];
+    uint64_t n;             /* bytes hashed so far */
+    unsigned char buf[64];  /* pending partial block */
+    size_t fill;
+} ims__sha256_ctx;
+void ims__sha256_init(ims__sha256_ctx *s);
+void ims__sha256_update(ims__sha256_ctx *s, const void *data, size_t len);
+void ims__sha256_final_hex(ims__sha256_ctx *s, char hex[65]); /* lowercase, NUL-terminated */
+void ims__sha256_hex(const void *p, size_t n, char hex[65]);
+
 /*
  * Atomic file write: write to "<path>.tmp.<pid>", fsync, rename over path,
  * fsync the directory. `write_cb` is called with the open FILE*; a non-zero

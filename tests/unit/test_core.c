@@ -37,6 +37,23 @@ static int write_fail(FILE *f, void *ud)
     return IMS_EIO;
 }
 
+static void test_sha256_self(void)
+{
+    char hex[65];
+    ims__sha256_hex("abc", 3, hex);
+    CHECK_STR_EQ(hex, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+    ims__sha256_hex("", 0, hex);
+    CHECK_STR_EQ(hex, "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+    char m[1001];
+    memset(m, 'a', sizeof m);
+    ims__sha256_ctx s;
+    ims__sha256_init(&s);
+    for (int i = 0; i < 1000; i++) /* one million 'a' in uneven pieces */
+        ims__sha256_update(&s, m, i % 2 ? 999 : 1001);
+    ims__sha256_final_hex(&s, hex);
+    CHECK_STR_EQ(hex, "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0");
+}
+
 int main(void)
 {
     ims_init();
@@ -85,6 +102,9 @@ int main(void)
     /* CRC-32C check value */
     CHECK_EQ(ims__crc32c(0, "123456789", 9), 0xE3069283u);
     CHECK_EQ(ims__crc32c(ims__crc32c(0, "1234", 4), "56789", 5), 0xE3069283u);
+
+    /* SHA-256 test vectors (FIPS 180-4 examples) */
+    test_sha256_self();
 
     /* little-endian codec */
     unsigned char b[8];
