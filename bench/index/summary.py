@@ -77,7 +77,7 @@ def main():
         sys.exit("usage: summary.py OUTDIR [--curves]")
     out = sys.argv[1]
     ds = os.path.basename(os.path.normpath(out))
-    if ds == "ab":  # ab-search.sh output inside bench/out/<set>/ab
+    if ds.startswith("ab"):  # ab-search.sh output inside bench/out/<set>/ab*
         ds = os.path.basename(os.path.dirname(os.path.normpath(out))) + " (ab-search best-of rounds)"
     fig = next((v for k, v in FAISS_AVX2.items() if k in ds), None)
     names = sorted(f[:-4] for f in os.listdir(out) if f.endswith(".txt"))
