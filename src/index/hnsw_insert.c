@@ -69,6 +69,11 @@ int ims__select_neighbors(ims_hnsw *h, ims__scratch *s, ims__heap *Cset, uint32_
 {
     qsort(Cset->v, Cset->n, sizeof *Cset->v, cmp_cand);
     int n_R = 0;
+    if (Cset->n < Mmax) { /* as hnswlib: fewer candidates than slots, keep all */
+        for (size_t i = 0; i < Cset->n; i++)
+            out[n_R++] = Cset->v[i];
+        return n_R;
+    }
     for (size_t i = 0; i < Cset->n && (uint32_t)n_R < Mmax; i++) {
         ims__cand e = Cset->v[i];
         nctx nc;
