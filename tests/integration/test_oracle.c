@@ -33,34 +33,17 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "sample_data.h"
 #include "core/core_int.h"
 #include "imgsim/image.h"
 #include "imgsim/imgsim.h"
 #include "imgsim/nn.h"
-
 
 /* ---- the test ----------------------------------------------------------- */
 
 #define MAX_TAPS 8
 
 static const char *const MODELS[] = {"mobilenet_v2", "inception_v3", "mobilenet_v2_mid"};
-
-/* Find <food>/<group>/<code>.jpeg; 1 if found. */
-static int find_photo(const char *food, const char *code, char *path, size_t n)
-{
-    DIR *d = opendir(food);
-    struct dirent *e;
-    int found = 0;
-    while (d && !found && (e = readdir(d))) {
-        if (e->d_name[0] == '.')
-            continue;
-        snprintf(path, n, "%s/%s/%s.jpeg", food, e->d_name, code);
-        found = access(path, R_OK) == 0;
-    }
-    if (d)
-        closedir(d);
-    return found;
-}
 
 static double cosine(const float *a, const double *b, int n)
 {
@@ -175,7 +158,7 @@ static void run_model(const char *models, const char *food, const char *src, con
         json_t *r = json_array_get(fx, i);
         const char *code = json_string_value(json_object_get(r, "code"));
         char photo[8192], hex[65];
-        if (!find_photo(food, code, photo, sizeof photo)) {
+        if (!sample_find_photo(food, code, photo, sizeof photo)) {
             CHECK_MSG(0, "%s: photo %s not found under %s", name, code, food);
             continue;
         }

@@ -15,29 +15,12 @@
 #include <string.h>
 
 #include "check.h"
+#include "sample_data.h"
 #include "core/core_int.h"
 #include "imgsim/image.h"
 #include "imgsim/imgsim.h"
 
-
 /* ---- the test ----------------------------------------------------------- */
-
-/* Find <food>/<group>/<code>.jpeg; 1 if found. */
-static int find_photo(const char *food, const char *code, char *path, size_t n)
-{
-    DIR *d = opendir(food);
-    struct dirent *e;
-    int found = 0;
-    while (d && !found && (e = readdir(d))) {
-        if (e->d_name[0] == '.')
-            continue;
-        snprintf(path, n, "%s/%s/%s.jpeg", food, e->d_name, code);
-        found = access(path, R_OK) == 0;
-    }
-    if (d)
-        closedir(d);
-    return found;
-}
 
 int main(void)
 {
@@ -59,7 +42,7 @@ int main(void)
                                      want_in) != 4)
             continue;
         n_rows++;
-        if (!find_photo(food, code, path, sizeof path)) {
+        if (!sample_find_photo(food, code, path, sizeof path)) {
             n_missing++;
             continue;
         }
