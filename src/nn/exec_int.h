@@ -50,7 +50,8 @@ typedef struct ims__gemm_a {
     int lda;
     ims__fill_fn fill; /* or rows produced on demand into per-thread scratch */
     const void *ctx;
-    float *scratch;    /* n_threads blocks of ims__gemm_mc(K)*K floats */
+    float *scratch;    /* n_threads blocks of `slot` floats, one per pool tid */
+    size_t slot;       /* floats per thread block (>= ims__gemm_mc(K)*K of every conv) */
 } ims__gemm_a;
 void ims__gemm_packed(const ims__nn_kernels *k, ims__pool *pool, int M, int N, int K,
                       const ims__gemm_a *a, const float *Bp, const float *bias_p, float *C,
@@ -109,6 +110,7 @@ struct ims_nn_session {
     float *packed;       /* convolution weights packed for ims__gemm_packed */
     int64_t *pack_off;   /* per node: float offset into packed, -1 = not packed */
     float *tscratch;     /* per-thread im2col blocks for ims__gemm_packed */
+    size_t n_tscratch;   /* floats per thread block (the largest conv's mc*K) */
     float *scratch;      /* im2col rows / gathers */
     size_t n_scratch;    /* floats */
     int n_ctx;           /* arenas / scratches: n_threads for image-parallel runs, or 1 */
@@ -136,7 +138,7 @@ typedef struct ims__run {
     const float **frows;
     int max_rows;
     float *arena, *scratch, *tscratch;
-    size_t n_scratch;
+    size_t n_scratch, n_tscratch;
     const float *input;
     int n;
 } ims__run;

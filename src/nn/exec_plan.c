@@ -387,6 +387,7 @@ int ims__plan(ims_nn_session *s, ims_error *err)
         if (f > tscratch)
             tscratch = f;
     }
+    s->n_tscratch = tscratch;
     if (tscratch) {
         s->tscratch = ims_aligned_alloc(64, tscratch * (size_t)s->n_threads * sizeof(float));
         if (!s->tscratch) {

@@ -124,7 +124,14 @@ static void packed_tasks(void *ctx, int64_t b, int64_t e)
         const float *A = a->A + (int64_t)i0 * a->lda;
         int lda = a->lda;
         if (a->fill) {
-            float *buf = a->scratch + (size_t)ims__pool_tid() * j->mc * j->K;
+            /* The block of thread `tid` starts at a fixed stride (the largest
+             * conv's mc*K, sized at session creation), never at tid*mc*K of
+             * the current conv: when whole images of a batch run in parallel,
+             * each thread is at a different layer, and with per-layer strides
+             * thread 1's block of one layer overlapped thread 0's block of
+             * another (InceptionV3 vectors changed from run to run). */
+            IMS_ASSERT((size_t)j->mc * j->K <= a->slot);
+            float *buf = a->scratch + (size_t)ims__pool_tid() * a->slot;
             a->fill(a->ctx, i0, rows, buf);
             A = buf, lda = j->K;
         }

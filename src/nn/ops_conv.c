@@ -101,7 +101,7 @@ void ims__op_conv2d(ims__run *s, uint32_t i)
                              : NULL;
     if (nd->kh == 1 && nd->kw == 1 && nd->sh == 1 && nd->sw == 1 && !pads[0] && !pads[1] &&
         !pads[2] && !pads[3]) {
-        ims__gemm_a a = {x.p, x.ld, NULL, NULL, NULL};
+        ims__gemm_a a = {x.p, x.ld, NULL, NULL, NULL, 0};
         if (Bp)
             ims__gemm_packed(s->k, s->pool, (int)P, y.c, x.c, &a, Bp, bias_p, y.p, y.ld,
                              nd->act, nd->act_max);
@@ -113,7 +113,7 @@ void ims__op_conv2d(ims__run *s, uint32_t i)
     int K = nd->kh * nd->kw * x.c;
     if (Bp) { /* im2col per row block, inside the product's tasks */
         im2col_job j = {&x, nd, pads, y.h, y.w, K, 0, NULL};
-        ims__gemm_a a = {NULL, K, im2col_fill, &j, s->tscratch};
+        ims__gemm_a a = {NULL, K, im2col_fill, &j, s->tscratch, s->n_tscratch};
         ims__gemm_packed(s->k, s->pool, (int)P, y.c, K, &a, Bp, bias_p, y.p, y.ld, nd->act,
                          nd->act_max);
         return;
@@ -280,7 +280,7 @@ void ims__op_dense(ims__run *s, uint32_t i)
     }
     if (s->pack_off[i] >= 0) {
         const float *Bp = s->packed + s->pack_off[i];
-        ims__gemm_a a = {A, lda, NULL, NULL, NULL};
+        ims__gemm_a a = {A, lda, NULL, NULL, NULL, 0};
         ims__gemm_packed(s->k, s->pool, s->n, y.c, K, &a, Bp,
                          Bp + ims__packed_size(K, y.c) -
                              (size_t)(y.c + IMS_PANEL - 1) / IMS_PANEL * IMS_PANEL,

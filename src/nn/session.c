@@ -166,7 +166,7 @@ static ims__run make_run(const ims_nn_session *s, int c, ims__pool *pool)
     r.frows = s->frows, r.max_rows = s->max_rows;
     r.arena = s->arena ? s->arena + (size_t)c * s->n_arena : NULL;
     r.scratch = s->scratch ? s->scratch + (size_t)c * s->n_scratch : NULL;
-    r.tscratch = s->tscratch, r.n_scratch = s->n_scratch;
+    r.tscratch = s->tscratch, r.n_scratch = s->n_scratch, r.n_tscratch = s->n_tscratch;
     r.n = 1;
     return r;
 }
