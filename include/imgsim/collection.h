@@ -1,0 +1,93 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * collection.h — one collection directory, opened for serving: catalogue,
+ * encoder, index, and the online operations (search by image, similar to
+ * an item, add, delete) that the HTTP server and `imgsim query` use.
+ *
+ * Layout (DESIGN.md): <dir>/catalog.sqlite, <dir>/encoder.ism (or the
+ * backbone named in the catalogue's settings), <dir>/index.hnsw,
+ * <dir>/images/ (content-addressed image files), <dir>/index.log (adds and
+ * deletes since the last index save, replayed at open).
+ *
+ * Threads: every function here may be called from many threads at once on
+ * one handle. Searches run beside writes (the index's rwlock); adds and
+ * deletes are serialised among themselves. Encodes take a session from a
+ * pool of `sessions` sessions; when all are busy the call waits, or fails
+ * with IMS_EBUSY after `queue_timeout_ms`. Similar-by-id, get and image
+ * never wait for an encoder.
+ */
+#ifndef IMGSIM_COLLECTION_H
+#define IMGSIM_COLLECTION_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "imgsim/catalog.h"
+#include "imgsim/error.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct ims_coll ims_coll;
+
+typedef struct ims_coll_opts {
+    int sessions;         /* encoder sessions (parallel encodes); 0: number of CPUs */
+    int threads;          /* threads inside one encode; 0: 1 */
+    int readonly;         /* no adds or deletes */
+    int queue_timeout_ms; /* wait for a free session at most this long; 0: 30000 */
+    int64_t max_pixels;   /* decode limit for uploads; 0: image module default */
+} ims_coll_opts;
+
+/* Open for serving: maps the index (no full read), loads the encoder and
+ * creates its sessions before returning (so no request pays for it). */
+int ims_coll_open(const char *dir, const ims_coll_opts *o, ims_coll **out, ims_error *err);
+void ims_coll_close(ims_coll *c);
+
+typedef struct ims_coll_hit {
+    float score;  /* cosine similarity (higher is closer) */
+    ims_item item;
+} ims_coll_hit;
+void ims_coll_hits_free(ims_coll_hit *h, size_t n);
+
+/* Top-k items for an image given as encoded bytes. category: NULL or "" for
+ * all; else only items of that category (filtered inside the index search).
+ * k in 1..1000. Errors: IMS_EINVAL (k), IMS_EFORMAT/IMS_ECORRUPT (not an
+ * image), IMS_EUNSUPPORTED (image type), IMS_ETOOBIG (too many pixels),
+ * IMS_EBUSY (no encoder free in time). *self_id is set to the accepted item
+ * with the same sha256, or 0 (may be NULL). */
+int ims_coll_search_image(ims_coll *c, const void *bytes, size_t len, int k,
+                          const char *category, ims_coll_hit **hits, size_t *n,
+                          int64_t *self_id, ims_error *err);
+/* Top-k items similar to item `id` (itself excluded). IMS_ENOTFOUND. */
+int ims_coll_similar(ims_coll *c, int64_t id, int k, const char *category,
+                     ims_coll_hit **hits, size_t *n, ims_error *err);
+int ims_coll_get(ims_coll *c, int64_t id, ims_item *out, ims_error *err);
+/* The item's stored image bytes (free with ims_free) and its format
+ * ("jpeg", "png", ...). */
+int ims_coll_image(ims_coll *c, int64_t id, void **bytes, size_t *len, char format[8],
+                   ims_error *err);
+/* Add an item: decode + check, store the image in the collection, insert
+ * the row, encode, write its vector, append to index.log, insert into the
+ * index; durable (fsync) before returning. category/name/metadata may be
+ * NULL; metadata is JSON object text. A duplicate of an accepted item
+ * returns IMS_EEXIST with *id = that item. */
+int ims_coll_add(ims_coll *c, const void *bytes, size_t len, const char *category,
+                 const char *name, const char *metadata, int64_t *id, ims_error *err);
+/* Delete an item (durable before returning). IMS_ENOTFOUND. */
+int ims_coll_delete(ims_coll *c, int64_t id, ims_error *err);
+
+typedef struct ims_coll_stats {
+    int64_t items;       /* accepted items */
+    int64_t indexed;     /* live items in the index */
+    int dim;
+    char model[64];      /* encoder name */
+    int64_t encodes;     /* encodes done since open */
+    double encode_seconds; /* their total time */
+} ims_coll_stats;
+void ims_coll_get_stats(ims_coll *c, ims_coll_stats *s);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* IMGSIM_COLLECTION_H */
