@@ -17,7 +17,9 @@ static const struct {
     {"embed", cmd_embed, "encode images to feature vectors (JSON lines or .fvecs)"},
     {"index", cmd_index, "index tools: `index check FILE` verifies an index file"},
     {"bench-index", cmd_bench_index, "recall/QPS benchmark of the HNSW index on .fvecs files"},
+#ifndef IMS_NO_SERVE
     {"serve", cmd_serve, "HTTP API and web page over a collection"},
+#endif
 };
 
 static void usage(FILE *f)
