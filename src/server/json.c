@@ -57,6 +57,7 @@ const char *ims__status_code_name(int status)
     case 413: return "payload_too_large";
     case 415: return "unsupported_media_type";
     case 422: return "unprocessable_image";
+    case 501: return "not_implemented";
     case 503: return "busy";
     default: return status >= 500 ? "internal" : "error";
     }

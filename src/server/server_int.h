@@ -46,7 +46,7 @@ extern const char *const ims__route_label[ROUTE__COUNT];
 /* Status codes the server answers with (metrics keep one counter each). */
 #define IMS_STATUSES(X)                                                        \
     X(200) X(201) X(400) X(401) X(403) X(404) X(405) X(409) X(413) X(415) X(422) \
-    X(500) X(503)
+    X(500) X(501) X(503)
 #define N_LAT_BUCKETS 12
 extern const double ims__lat_bucket[N_LAT_BUCKETS]; /* upper bounds, seconds */
 
