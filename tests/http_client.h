@@ -127,8 +127,10 @@ static int http_request(int port, const char *method, const char *path,
     if (body)
         n += snprintf(head + n, sizeof head - (size_t)n, "Content-Length: %zu\r\n", len);
     n += snprintf(head + n, sizeof head - (size_t)n, "\r\n");
-    if (http_send_all(fd, head, (size_t)n) == 0 && (!body || http_send_all(fd, body, len) == 0))
-        shutdown(fd, SHUT_WR);
+    /* no shutdown(SHUT_WR) after the request: MHD takes a half-close for
+     * a client gone away (and drops a suspended request's answer) */
+    if (http_send_all(fd, head, (size_t)n) == 0 && body)
+        http_send_all(fd, body, len);
     http_read(fd, r);
     close(fd);
     return r->status;

@@ -12,17 +12,24 @@
  *      "image", "metadata", "category" and "name". The limit applies to the
  *      bytes received across all parts; once over it, the rest is read and
  *      dropped (up to a hard cap, then the connection is cut) and 413 sent.
- *   3. body complete (*upload_data_size == 0): routes.c answers.
+ *   3. body complete (*upload_data_size == 0): routes.c answers. Requests
+ *      that encode an image (search, add) are handed to an encode worker
+ *      instead: the connection is suspended, a worker runs the handler
+ *      (its response is kept in the ims_req), resumes the connection, and
+ *      MHD calls on_request once more to queue it.
  * on_completed() then logs one line, records metrics and frees the ims_req
  * (the only place it is freed).
  *
- * Threads: MHD's internal thread pool; a connection stays on one thread, so
- * an ims_req is only ever touched by one thread. Handlers block in the
- * collection (an encode holds its pool thread); there is no lock of ours.
+ * Threads: MHD's internal thread pool, where a connection stays on one
+ * thread, plus the encode workers. An ims_req is touched by one thread at a
+ * time (MHD's, or the worker's while the connection is suspended). Cheap
+ * requests (get, similar, image, metrics) run on the MHD threads and never
+ * wait for an encode; encodes wait only for a collection session. The one
+ * lock of ours guards the worker queue, never a handler call.
  *
  * Shutdown (ims_server_stop): quiesce (stop listening), wait for in-flight
  * requests (counted from step 1 to on_completed) with responses marked
- * "Connection: close", then MHD_stop_daemon.
+ * "Connection: close", stop the workers, then MHD_stop_daemon.
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -51,6 +58,11 @@ enum MHD_Result ims__send(ims_req *q, struct MHD_Connection *conn, int status,
         return MHD_NO;
     if (ATOMIC_LOAD(&q->srv->draining))
         MHD_add_response_header(r, MHD_HTTP_HEADER_CONNECTION, "close");
+    if (q->deferred && !q->resp) {
+        q->resp = r;
+        q->resp_status = status;
+        return MHD_YES;
+    }
     enum MHD_Result ok = MHD_queue_response(conn, (unsigned)status, r);
     MHD_destroy_response(r);
     if (ok == MHD_YES)
@@ -292,6 +304,57 @@ static enum MHD_Result begin(ims_req *q, struct MHD_Connection *conn)
     return MHD_YES;
 }
 
+/* ---- encode workers ------------------------------------------------------- */
+
+/* Suspend the connection and queue the request for a worker. */
+static enum MHD_Result defer(ims_req *q, struct MHD_Connection *conn)
+{
+    ims_server *s = q->srv;
+    q->deferred = 1;
+    q->conn = conn;
+    q->next = NULL;
+    MHD_suspend_connection(conn);
+    pthread_mutex_lock(&s->q_mu);
+    if (s->q_tail)
+        s->q_tail->next = q;
+    else
+        s->q_head = q;
+    s->q_tail = q;
+    pthread_cond_signal(&s->q_cv);
+    pthread_mutex_unlock(&s->q_mu);
+    return MHD_YES;
+}
+
+/* Worker: answer queued requests until stopped and the queue is empty. */
+static void *worker_main(void *arg)
+{
+    ims_server *s = arg;
+    for (;;) {
+        pthread_mutex_lock(&s->q_mu);
+        while (!s->q_head && !s->q_stop)
+            pthread_cond_wait(&s->q_cv, &s->q_mu);
+        ims_req *q = s->q_head;
+        if (q && !(s->q_head = q->next))
+            s->q_tail = NULL;
+        pthread_mutex_unlock(&s->q_mu);
+        if (!q)
+            return NULL;
+        ims__route_dispatch(q, q->conn); /* the answer lands in q->resp */
+        MHD_resume_connection(q->conn);
+    }
+}
+
+static void workers_stop(ims_server *s)
+{
+    pthread_mutex_lock(&s->q_mu);
+    s->q_stop = 1;
+    pthread_cond_broadcast(&s->q_cv);
+    pthread_mutex_unlock(&s->q_mu);
+    for (int i = 0; i < s->n_workers; i++)
+        pthread_join(s->workers[i], NULL);
+    s->n_workers = 0;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
                                   const char *method, const char *version,
                                   const char *upload_data, size_t *upload_data_size,
@@ -311,6 +374,12 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         ATOMIC_ADD(&s->inflight, 1);
         *con_cls = q;
         return begin(q, conn);
+    }
+    if (q->deferred) { /* resumed: queue the worker's answer */
+        struct MHD_Response *r = q->resp;
+        q->resp = NULL;
+        q->deferred = 0;
+        return r ? ims__send(q, conn, q->resp_status, r) : MHD_NO;
     }
     if (q->status) { /* answered early: drop whatever body comes */
         *upload_data_size = 0;
@@ -333,6 +402,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     q->pp = NULL;
     if (q->bad_form)
         return ims__send_error(q, conn, 400, "malformed multipart/form-data body");
+    if (q->route == ROUTE_SEARCH || q->route == ROUTE_ITEMS)
+        return defer(q, conn);
     return ims__route_dispatch(q, conn);
 }
 
@@ -393,6 +464,17 @@ static int parse_listen(const char *listen, struct sockaddr_in *sa)
     return inet_pton(AF_INET, host, &sa->sin_addr) == 1 ? 0 : -1;
 }
 
+/* Free a server whose daemon is stopped (or never started). */
+static void server_free(ims_server *s)
+{
+    workers_stop(s);
+    pthread_cond_destroy(&s->q_cv);
+    pthread_mutex_destroy(&s->q_mu);
+    ims_free(s->workers);
+    ims_free(s->api_key);
+    ims_free(s);
+}
+
 int ims_server_start(ims_coll *c, const ims_server_opts *o, ims_server **out, ims_error *err)
 {
     static const ims_server_opts defaults = {0};
@@ -426,7 +508,19 @@ int ims_server_start(ims_coll *c, const ims_server_opts *o, ims_server **out, im
         threads = 8; /* encodes block their thread: keep some free for cheap requests */
     unsigned timeout = o->timeout_s > 0 ? (unsigned)o->timeout_s : 30;
     unsigned limit = o->max_connections > 0 ? (unsigned)o->max_connections : 512;
-    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG;
+    pthread_mutex_init(&s->q_mu, NULL);
+    pthread_cond_init(&s->q_cv, NULL);
+    int n_workers = threads > 4 ? threads : 4;
+    if (!(s->workers = ims_calloc((size_t)n_workers, sizeof *s->workers))) {
+        server_free(s);
+        return ims_error_set(err, IMS_ENOMEM, "server: out of memory");
+    }
+    for (; s->n_workers < n_workers; s->n_workers++)
+        if (pthread_create(&s->workers[s->n_workers], NULL, worker_main, s)) {
+            server_free(s);
+            return ims_error_set(err, IMS_ENOMEM, "server: cannot start threads");
+        }
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
 #ifdef __linux__
     flags |= MHD_USE_EPOLL;
 #endif
@@ -439,8 +533,7 @@ int ims_server_start(ims_coll *c, const ims_server_opts *o, ims_server **out, im
                             MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1,
                             MHD_OPTION_END);
     if (!s->d) {
-        ims_free(s->api_key);
-        ims_free(s);
+        server_free(s);
         return ims_error_set(err, IMS_EIO,
                              "server: cannot listen on %s (address in use or not local?)", listen);
     }
@@ -474,7 +567,10 @@ void ims_server_stop(ims_server *s)
     double deadline = ims_now() + s->drain_timeout_ms / 1e3;
     while (ATOMIC_LOAD(&s->inflight) > 0 && ims_now() < deadline)
         usleep(5000);
+    /* workers finish what they hold (resuming their connections) while
+     * MHD still runs; only then is the daemon stopped */
+    workers_stop(s);
     MHD_stop_daemon(s->d);
-    ims_free(s->api_key);
-    ims_free(s);
+    s->d = NULL;
+    server_free(s);
 }

@@ -17,6 +17,7 @@
 
 #include <microhttpd.h>
 #include <jansson.h>
+#include <pthread.h>
 #include <stdint.h>
 
 #include "imgsim/collection.h"
@@ -77,6 +78,15 @@ struct ims_server {
     int inflight;            /* requests begun and not yet completed (atomic) */
     int draining;            /* set by ims_server_stop (atomic) */
     ims_metrics m;           /* updated with relaxed atomics */
+    /* encode workers: requests that encode run here, their connection
+     * suspended, so that no MHD thread (and no cheap request it also
+     * serves) waits for an encode */
+    pthread_t *workers;
+    int n_workers;
+    pthread_mutex_t q_mu;    /* guards q_head, q_tail, q_stop */
+    pthread_cond_t q_cv;
+    struct ims_req *q_head, *q_tail;
+    int q_stop;
 };
 
 /* One multipart field being collected. */
@@ -105,10 +115,17 @@ typedef struct ims_req {
     struct MHD_PostProcessor *pp;
     field raw;               /* raw body, or the multipart "image" part */
     field metadata, category, name;
+    /* deferred to an encode worker (connection suspended meanwhile) */
+    int deferred;            /* 1 from suspend until the response is queued */
+    struct MHD_Connection *conn;
+    struct MHD_Response *resp; /* the worker's answer, queued on resume */
+    int resp_status;
+    struct ims_req *next;    /* worker queue */
 } ims_req;
 
 /* ---- http.c: answering ---------------------------------------------------- */
-/* Queue a response and record its status; takes ownership of r. */
+/* Queue a response and record its status; takes ownership of r. On an
+ * encode worker (q->deferred) the response is kept for the resume. */
 enum MHD_Result ims__send(ims_req *q, struct MHD_Connection *conn, int status,
                           struct MHD_Response *r);
 /* A JSON body (the json_t reference is stolen). */

@@ -445,6 +445,42 @@ static void test_stop_drains(ims_coll *coll)
     http_resp_free(&r);
 }
 
+/* With 2 HTTP threads and 4 encodes in progress, cheap requests still
+ * answer at once: encodes run on workers, not on the HTTP threads. */
+static void test_cheap_not_blocked(ims_coll *coll)
+{
+    ims_server *s;
+    ims_error err = {0};
+    ims_server_opts o = {.listen = "127.0.0.1:0", .threads = 2, .quiet = 1};
+    CHECK_RC(ims_server_start(coll, &o, &s, &err), IMS_OK);
+    slow_arg a[4];
+    pthread_t t[4];
+    for (int i = 0; i < 4; i++) {
+        a[i] = (slow_arg){.port = ims_server_port(s)};
+        pthread_create(&t[i], NULL, slow_search, &a[i]);
+    }
+    usleep(100 * 1000);
+    double worst = 0, t0 = ims_now();
+    for (int i = 0; i < 20; i++) {
+        http_resp r;
+        double t1 = ims_now();
+        CHECK_EQ(http_request(ims_server_port(s), "GET", i % 2 ? "/healthz" : "/v1/items/1", NULL,
+                              NULL, 0, &r), 200);
+        http_resp_free(&r);
+        if (ims_now() - t1 > worst)
+            worst = ims_now() - t1;
+    }
+    double busy = ims_now() - t0;
+    for (int i = 0; i < 4; i++) {
+        pthread_join(t[i], NULL);
+        CHECK_EQ(a[i].status, 200);
+    }
+    fprintf(stderr, "cheap requests during 4 encodes: worst %.1f ms, 20 in %.1f ms\n", worst * 1e3,
+            busy * 1e3);
+    CHECK_MSG(worst < 0.3, "a cheap request waited %.0f ms behind encodes", worst * 1e3);
+    ims_server_stop(s);
+}
+
 static void test_listen_errors(ims_coll *coll)
 {
     ims_server *s = NULL;
@@ -539,6 +575,7 @@ int main(int argc, char **argv)
     ims_server_stop(s);
     test_auth(coll);
     test_stop_drains(coll);
+    test_cheap_not_blocked(coll);
     test_listen_errors(coll);
     ims_coll_close(coll);
     return check_report();
