@@ -49,6 +49,7 @@ async function waitGrid(page, n) {
     check(cats.length > 0, "category filter populated (" + cats.length + " categories)");
 
     await page.fill("#k", String(K));
+    await page.$eval("#k", (e) => e.blur()); // its change event now, not at the first click
     await page.setInputFiles("#file", photo);
     await waitGrid(page, K);
     let g = await gridState(page);
@@ -61,7 +62,11 @@ async function waitGrid(page, n) {
     await page.click(`#grid .item[data-id="${clicked.id}"]`);
     await page.waitForFunction((name) =>
       document.querySelector("#query-label").textContent.includes("similar to " + name), clicked.name);
-    await waitGrid(page, K);
+    await page.waitForFunction(([n, id]) => {
+      const items = [...document.querySelectorAll("#grid .item")];
+      return items.length === n && !items.some((d) => d.dataset.id === id) &&
+        items.every((d) => d.querySelector("img").complete && d.querySelector("img").naturalWidth > 0);
+    }, [K, clicked.id], { timeout: 20000 });
     g = await gridState(page);
     check(g.length === K && g.every((x) => x.loaded) && !g.some((x) => x.id === clicked.id),
       "clicking an item shows " + K + " items similar to it (itself excluded)");
@@ -95,6 +100,7 @@ async function waitGrid(page, n) {
                                           hasTouch: true, deviceScaleFactor: 2 });
     await phone.goto(url);
     await phone.fill("#k", "6");
+    await phone.$eval("#k", (e) => e.blur());
     await phone.setInputFiles("#file", other);
     await waitGrid(phone, 6);
     const fits = await phone.evaluate(() => document.documentElement.scrollWidth <= window.innerWidth);
