@@ -19,6 +19,7 @@ int cmd_model(int argc, char **argv);
 int cmd_embed(int argc, char **argv);
 int cmd_index(int argc, char **argv);
 int cmd_bench_index(int argc, char **argv);
+int cmd_ingest(int argc, char **argv);
 
 /* Print "imgsim: <msg>" to stderr and return CLI_FAIL / CLI_USAGE. */
 int cli_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -15,6 +15,7 @@ static const struct {
 } commands[] = {
     {"model", cmd_model, "import a TF.js model to .ism; show a model's layers and taps"},
     {"embed", cmd_embed, "encode images to feature vectors (JSON lines or .fvecs)"},
+    {"ingest", cmd_ingest, "add a folder of images (+ metadata CSV) to a collection's catalogue"},
     {"index", cmd_index, "index tools: `index check FILE` verifies an index file"},
     {"bench-index", cmd_bench_index, "recall/QPS benchmark of the HNSW index on .fvecs files"},
 };
