@@ -19,6 +19,7 @@ int cmd_model(int argc, char **argv);
 int cmd_embed(int argc, char **argv);
 int cmd_index(int argc, char **argv);
 int cmd_bench_index(int argc, char **argv);
+int cmd_ingest(int argc, char **argv);
 int cmd_finetune(int argc, char **argv);
 int cmd_embed_all(int argc, char **argv);
 int cmd_coll_index(int argc, char **argv); /* `index -c ...` */

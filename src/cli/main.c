@@ -15,6 +15,7 @@ static const struct {
 } commands[] = {
     {"model", cmd_model, "import a TF.js model to .ism; show a model's layers and taps"},
     {"embed", cmd_embed, "encode images to feature vectors (JSON lines or .fvecs)"},
+    {"ingest", cmd_ingest, "add a folder of images (+ metadata CSV) to a collection's catalogue"},
     {"index", cmd_index, "build a collection's index (-c); `index check FILE` verifies one"},
     {"finetune", cmd_finetune, "train the collection's encoder head on its categories"},
     {"embed-all", cmd_embed_all, "vectors for every item of a collection (resumable)"},
