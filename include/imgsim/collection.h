@@ -105,6 +105,9 @@ const char *ims_coll_default_taps(const char *model_name);
 int ims_coll_set_backbone(const char *dir, const char *model_ism, const char *taps,
                           ims_error *err);
 
+/* The identity stamped on the vectors the collection's encoder makes. */
+int ims_coll_encoder_stamp(const char *dir, char stamp[65], ims_error *err);
+
 typedef struct ims_pipe_opts {
     int threads;   /* encoder threads; 0: all CPUs */
     int batch;     /* images per network run; 0: 16 */

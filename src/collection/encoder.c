@@ -282,3 +282,18 @@ done:
     ims_free(enc);
     return rc;
 }
+
+int ims_coll_encoder_stamp(const char *dir, char stamp[65], ims_error *err)
+{
+    ims_catalog *cat = NULL;
+    coll_encoder e;
+    int rc = ims_catalog_open(dir, IMS_CATALOG_READONLY, &cat, err);
+    if (!rc)
+        rc = coll_encoder_open(dir, cat, &e, err);
+    if (!rc) {
+        memcpy(stamp, e.stamp, 65);
+        coll_encoder_close(&e);
+    }
+    ims_catalog_close(cat);
+    return rc;
+}

@@ -160,7 +160,7 @@ int ims_coll_finetune(const char *dir, const ims_finetune_opts *o, ims_finetune_
     if (o->progress)
         fputc('\n', stderr);
     if (rc == IMS_ESTATE) { /* nothing to train: keep the raw taps */
-        snprintf(sum->message, sizeof sum->message, "nothing to train (%s): raw taps",
+        snprintf(sum->message, sizeof sum->message, "nothing to train (%.180s): raw taps",
                  terr.msg);
         rc = IMS_OK;
         goto done;
@@ -171,12 +171,19 @@ int ims_coll_finetune(const char *dir, const ims_finetune_opts *o, ims_finetune_
     }
     /* 4. encoder.ism = backbone + taps + head; head.bin for cached features */
     const char *out_tap = NULL;
+#ifdef IMS_NN_HAVE_WRITE_ENCODER
     if ((rc = ims_nn_write_encoder(bbp, (const char *const *)bb.taps, bb.n_taps, head,
                                    (const char *const *)names, (int)n_names, encp, &out_tap,
                                    err)))
         goto done;
+#else
+    snprintf(sum->message, sizeof sum->message, "no encoder writer in this build: raw taps");
+    goto done;
+#endif
+#ifdef IMS_NN_HAVE_WRITE_ENCODER
     if ((rc = ims_train_save(head, &blob, &blob_len, err)))
         goto done;
+#endif
     struct {
         const void *p;
         size_t n;
@@ -242,7 +249,9 @@ int coll_embed_from_cache(const char *dir, ims_catalog *cat, const coll_encoder 
     long len = -1;
     if (f && !fseek(f, 0, SEEK_END) && (len = ftell(f)) > 0 && !fseek(f, 0, SEEK_SET) &&
         (blob = ims_malloc((size_t)len)) && fread(blob, 1, (size_t)len, f) == (size_t)len) {
+#ifdef IMS_NN_HAVE_WRITE_ENCODER
         rc = ims_train_load(blob, (size_t)len, &head, err);
+#endif
     } else {
         rc = IMS_OK; /* unreadable head.bin: fall back to images */
     }
