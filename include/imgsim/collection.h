@@ -87,6 +87,11 @@ typedef struct ims_coll_stats {
 } ims_coll_stats;
 void ims_coll_get_stats(ims_coll *c, ims_coll_stats *s);
 
+/* Category names of accepted items with their counts, sorted by name, as
+ * ims_catalog_categories gives them; free with ims_catalog_free_categories. */
+int ims_coll_categories(ims_coll *c, char ***names, int64_t **counts, size_t *n,
+                        ims_error *err);
+
 
 /* ---- the offline pipeline (CLI: finetune, embed-all, index, build) ----------
  * These work on a collection directory, one process at a time (the catalogue

@@ -718,3 +718,12 @@ void ims_coll_get_stats(ims_coll *c, ims_coll_stats *s)
     s->encode_seconds = c->encode_seconds;
     pthread_mutex_unlock(&c->stats_mu);
 }
+
+int ims_coll_categories(ims_coll *c, char ***names, int64_t **counts, size_t *n,
+                        ims_error *err)
+{
+    ims_catalog *cat = cat_take(c);
+    int rc = ims_catalog_categories(cat, names, counts, n, err);
+    cat_put(c, cat);
+    return rc;
+}
