@@ -74,7 +74,10 @@ typedef struct ims_ingest_opts {
     const char *file_column;  /* CSV column with the file name (relative to DIR or bare) */
     int64_t max_pixels;       /* decode limit; 0: the image module's default */
     /* called for every file that is not simply accepted (duplicate, rejected,
-     * CSV row without image, image without row, vanished); may be NULL */
+     * CSV row without image, image without row, vanished); may be NULL.
+     * kind: "duplicate", "rejected", "row_without_image",
+     * "image_without_row", "vanished"; path: relative to DIR (for a CSV row,
+     * its file/id value); message: one line (reason, the kept item, line N). */
     void (*report)(void *ud, const char *kind, const char *path, const char *message);
     void *ud;
     /* progress: called after each file; may be NULL */
@@ -95,7 +98,8 @@ enum ims_reject_reason {
 #undef IMS__REJ_ENUM
     IMS_REJECT__COUNT
 };
-const char *ims_reject_reason_name(int reason);
+const char *ims_reject_reason_name(int reason); /* "too big"; "unknown" if out of range */
+const char *ims_reject_reason_key(int reason);  /* "too_big": a JSON/identifier key */
 
 typedef struct ims_ingest_summary {
     int64_t scanned;     /* files seen under DIR */
@@ -109,6 +113,9 @@ typedef struct ims_ingest_summary {
     int64_t rows_without_image, images_without_row;
     int64_t total_accepted; /* accepted items in the catalogue after the run */
 } ims_ingest_summary;
+
+/* Files above this size are REJECTED as TOO_BIG without being read. */
+#define IMS_CATALOG_MAX_FILE_BYTES (256ll << 20)
 
 /* Ingest DIR: category = top-level folder under DIR ("" for files directly
  * in DIR). A malformed CSV fails before anything is written

@@ -87,11 +87,11 @@ typedef struct ims_coll_stats {
 } ims_coll_stats;
 void ims_coll_get_stats(ims_coll *c, ims_coll_stats *s);
 
-/* server needs: GET /v1/categories (the web page's category filter).
- * Category names of accepted items with their counts, sorted by name, as
+/* Category names of accepted items with their counts, sorted by name, as
  * ims_catalog_categories gives them; free with ims_catalog_free_categories. */
 int ims_coll_categories(ims_coll *c, char ***names, int64_t **counts, size_t *n,
                         ims_error *err);
+
 
 /* ---- the offline pipeline (CLI: finetune, embed-all, index, build) ----------
  * These work on a collection directory, one process at a time (the catalogue
@@ -109,6 +109,9 @@ const char *ims_coll_default_taps(const char *model_name);
  * encoder become stale. */
 int ims_coll_set_backbone(const char *dir, const char *model_ism, const char *taps,
                           ims_error *err);
+
+/* The identity stamped on the vectors the collection's encoder makes. */
+int ims_coll_encoder_stamp(const char *dir, char stamp[65], ims_error *err);
 
 typedef struct ims_pipe_opts {
     int threads;   /* encoder threads; 0: all CPUs */
@@ -151,6 +154,51 @@ typedef struct ims_coll_index_summary {
  * accepted item must have a current vector; run embed-all first). */
 int ims_coll_build_index(const char *dir, const ims_coll_index_opts *o,
                          ims_coll_index_summary *sum, ims_error *err);
+
+typedef struct ims_finetune_opts {
+    const char *model;   /* backbone .ism (NULL: the collection's backbone.ism) */
+    const char *taps;    /* comma-separated (NULL: the backbone's defaults) */
+    int dim;             /* feature layer units (0: 256) */
+    int epochs;          /* at most (0: 200; early stopping on validation) */
+    uint64_t seed;       /* split, initialisation, minibatch order (0: 1) */
+    int threads, batch;  /* backbone pass: as ims_pipe_opts */
+    int progress;
+} ims_finetune_opts;
+
+typedef struct ims_finetune_summary {
+    int trained;            /* 0: nothing to train (message says why): raw taps */
+    char message[256];
+    int64_t items, features_computed;
+    int n_classes, epochs_run;
+    double train_accuracy, val_accuracy;
+    double seconds;
+} ims_finetune_summary;
+
+/* Cache the backbone taps of every accepted item (once per item and
+ * backbone), train the head on the catalogue's categories, and write
+ * encoder.ism = backbone + taps + head. With fewer than two categories of
+ * two or more items, keeps the raw taps (trained = 0). Same seed, same
+ * data: byte-identical encoder.ism. */
+int ims_coll_finetune(const char *dir, const ims_finetune_opts *o, ims_finetune_summary *sum,
+                      ims_error *err);
+
+typedef struct ims_eval_scores {
+    double p1, p5, p10, map;   /* hit = same category; map = mAP@k */
+    double inst_r1, inst_r10;  /* distorted copy finds its original (r10: within k) */
+} ims_eval_scores;
+
+typedef struct ims_eval_result {
+    int k;
+    int64_t items, queries;    /* gallery size, validation queries */
+    ims_eval_scores finetuned, backbone, seed;
+    double classifier_accuracy;
+    double ann_recall;         /* index recall@k vs exact; -1 if no current index */
+    double seconds;
+} ims_eval_result;
+
+/* Held-out retrieval quality of the three encoders (see eval.c). */
+int ims_coll_eval(const char *dir, int k, const ims_pipe_opts *o, ims_eval_result *r,
+                  ims_error *err);
 
 #ifdef __cplusplus
 }
