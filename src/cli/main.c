@@ -23,9 +23,7 @@ static const struct {
     {"query", cmd_query, "most similar items of a collection for images or an item"},
     {"eval", cmd_eval, "held-out retrieval quality of a collection's encoder"},
     {"bench-index", cmd_bench_index, "recall/QPS benchmark of the HNSW index on .fvecs files"},
-#ifndef IMS_NO_SERVE
     {"serve", cmd_serve, "HTTP API and web page over a collection"},
-#endif
 };
 
 static void usage(FILE *f)

@@ -297,16 +297,8 @@ static enum MHD_Result do_add(ims_req *q, struct MHD_Connection *conn)
     return ims__send(q, conn, 201, r);
 }
 
-/* Declared weak until the collection module implements it (collection.h,
- * "server needs"): without it /v1/categories answers 501 and the page's
- * filter lists only "all". */
-extern int ims_coll_categories(ims_coll *c, char ***names, int64_t **counts, size_t *n,
-                               ims_error *err) __attribute__((weak));
-
 static enum MHD_Result do_categories(ims_req *q, struct MHD_Connection *conn)
 {
-    if (!ims_coll_categories)
-        return ims__send_error(q, conn, 501, "categories are not available in this build");
     char **names = NULL;
     int64_t *counts = NULL;
     size_t n = 0;
