@@ -230,7 +230,10 @@ static int body_type(const char *ct)
         return 0;
     if (!strncasecmp(ct, "multipart/form-data", 19))
         return 1;
-    if (!strncasecmp(ct, "image/", 6) || !strncasecmp(ct, "application/octet-stream", 24))
+    /* form-urlencoded: what `curl --data-binary @photo.jpg` sends; the
+     * bytes are taken as they are and the decoder judges them */
+    if (!strncasecmp(ct, "image/", 6) || !strncasecmp(ct, "application/octet-stream", 24) ||
+        !strncasecmp(ct, "application/x-www-form-urlencoded", 33))
         return 0;
     return -1;
 }

@@ -33,7 +33,7 @@ else
 fi
 pid=$!
 for _ in $(seq 600); do grep -q 'http://' "$tmp/out" && break; sleep 0.1; done
-url=$(grep -o 'http://[^ ]*' "$tmp/out" | head -1)
+url=$(grep -m1 -o 'http://[^ ]*' "$tmp/out")
 [ -n "$url" ] || { cat "$tmp/log"; echo "server did not start"; exit 1; }
 echo "server: $(head -1 "$tmp/out")"
 rc=0
