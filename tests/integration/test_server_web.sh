@@ -6,9 +6,10 @@
 # server's message, a phone-sized viewport. Screenshots go to
 # <build dir>/webpage.png and webpage-phone.png.
 #
-# Server: `imgsim serve -c $IMS_TEST_COLLECTION` when that is set (a built
-# collection), else test_server_api --serve (the sample photos through the
-# in-memory fake collection: same HTTP layer, fake similarity).
+# Server: `imgsim serve` on a real collection of all the sample photos
+# (built here with mobilenet_v2, no finetune, ~15 s; or $IMS_TEST_COLLECTION
+# when set); without the models, test_server_api --serve (the photos through
+# the in-memory fake collection: same HTTP layer, fake similarity).
 # Needs chromium + playwright-core (scripts/install-browser-test) and the
 # sample photos; skips (77) without them unless IMS_REQUIRE_ASSETS=1.
 set -euo pipefail
@@ -26,8 +27,17 @@ tmp=$(mktemp -d)
 pid=
 cleanup() { [ -n "$pid" ] && kill "$pid" 2>/dev/null; rm -rf "$tmp"; }
 trap cleanup EXIT
-if [ -n "${IMS_TEST_COLLECTION:-}" ]; then
-  "$IMS_CLI" serve -c "$IMS_TEST_COLLECTION" --listen 127.0.0.1:0 >"$tmp/out" 2>"$tmp/log" &
+coll=${IMS_TEST_COLLECTION:-}
+model=${IMS_MODELS_DIR:-$src/models}/mobilenet_v2.ism
+if [ -z "$coll" ] && [ -r "$model" ]; then
+  coll=$tmp/coll
+  meta=(); [ -r "$food/metadata.csv" ] && meta=(--metadata "$food/metadata.csv" --id-column code)
+  "$IMS_CLI" build -c "$coll" "$food" "${meta[@]}" --model "$model" --no-finetune --threads 2 \
+    >"$tmp/build.log" 2>&1 ||
+    { cat "$tmp/build.log"; echo "build failed"; exit 1; }
+fi
+if [ -n "$coll" ]; then
+  "$IMS_CLI" serve -c "$coll" --listen 127.0.0.1:0 >"$tmp/out" 2>"$tmp/log" &
 else
   IMGSIM_LISTEN=127.0.0.1:0 "$bin/test_server_api" --serve "$food" >"$tmp/out" 2>"$tmp/log" &
 fi
