@@ -38,7 +38,8 @@ typedef struct ims_server_opts {
     const char *api_key;     /* non-empty: writes need "Authorization: Bearer <key>" (copied) */
     size_t max_body;         /* request body limit in bytes; 0: 20 MB */
     int timeout_s;           /* idle/slow connection timeout; 0: 30 */
-    int max_connections;     /* open connections at most; 0: 512 */
+    int max_connections;     /* open connections at most; 0: 512 (MHD splits it evenly
+                                among the threads, so each thread takes its share) */
     int drain_timeout_ms;    /* ims_server_stop waits this long for in-flight requests; 0: 30000 */
     int quiet;               /* 1: no per-request log line on stderr */
 } ims_server_opts;

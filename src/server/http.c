@@ -511,6 +511,8 @@ int ims_server_start(ims_coll *c, const ims_server_opts *o, ims_server **out, im
         threads = 8; /* encodes block their thread: keep some free for cheap requests */
     unsigned timeout = o->timeout_s > 0 ? (unsigned)o->timeout_s : 30;
     unsigned limit = o->max_connections > 0 ? (unsigned)o->max_connections : 512;
+    if ((unsigned)threads > limit) /* MHD splits the limit among the pool's threads */
+        threads = (int)limit;
     pthread_mutex_init(&s->q_mu, NULL);
     pthread_cond_init(&s->q_cv, NULL);
     int n_workers = threads > 4 ? threads : 4;
@@ -527,9 +529,14 @@ int ims_server_start(ims_coll *c, const ims_server_opts *o, ims_server **out, im
 #ifdef __linux__
     flags |= MHD_USE_EPOLL;
 #endif
+    /* a pool of one is no pool: MHD warns about the option, so leave it out */
+    struct MHD_OptionItem pool[] = {
+        {threads > 1 ? MHD_OPTION_THREAD_POOL_SIZE : MHD_OPTION_END, (intptr_t)threads, NULL},
+        {MHD_OPTION_END, 0, NULL},
+    };
     s->d = MHD_start_daemon(flags, ntohs(sa.sin_port), NULL, NULL, on_request, s,
                             MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
-                            MHD_OPTION_THREAD_POOL_SIZE, (unsigned)threads,
+                            MHD_OPTION_ARRAY, pool,
                             MHD_OPTION_CONNECTION_TIMEOUT, timeout,
                             MHD_OPTION_CONNECTION_LIMIT, limit,
                             MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,

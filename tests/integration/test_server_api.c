@@ -12,6 +12,7 @@
  *                                   serve it until SIGTERM (for the browser test)
  */
 #include <dirent.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 
@@ -481,6 +482,47 @@ static void test_cheap_not_blocked(ims_coll *coll)
     ims_server_stop(s);
 }
 
+/* Idle connections are closed after timeout_s; beyond max_connections
+ * new connections wait (MHD stops accepting) until a slot frees; HEAD
+ * works. */
+static void test_timeout_and_limit(ims_coll *coll)
+{
+    ims_server *s;
+    ims_error err = {0};
+    /* one thread: MHD splits the limit among the pool's threads */
+    ims_server_opts o = {.listen = "127.0.0.1:0", .threads = 1, .timeout_s = 1,
+                         .max_connections = 3, .quiet = 1};
+    CHECK_RC(ims_server_start(coll, &o, &s, &err), IMS_OK);
+    int port = ims_server_port(s), fd[3];
+    double t0 = ims_now();
+    for (int i = 0; i < 3; i++)
+        fd[i] = http_connect(port);
+    http_send_all(fd[0], "GET /healthz HTTP/1.1\r\nHo", 26); /* half a request */
+    usleep(100 * 1000);
+    /* a 4th connection: not served while the three are open */
+    int extra = http_connect(port);
+    static const char req[] = "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    http_send_all(extra, req, sizeof req - 1);
+    struct pollfd p = {.fd = extra, .events = POLLIN};
+    CHECK_MSG(poll(&p, 1, 400) == 0, "a connection over the limit was served at once");
+    /* the idle ones time out after ~1 s, then it is */
+    http_resp r = {0};
+    http_read(extra, &r);
+    double dt = ims_now() - t0;
+    CHECK_EQ(r.status, 200);
+    CHECK_MSG(dt > 0.8 && dt < 5, "over-limit connection served after %.2f s", dt);
+    http_resp_free(&r);
+    close(extra);
+    char c;
+    CHECK_EQ(recv(fd[0], &c, 1, 0), 0); /* closed by the server */
+    for (int i = 0; i < 3; i++)
+        close(fd[i]);
+    CHECK_EQ(http_request(port, "HEAD", "/healthz", NULL, NULL, 0, &r), 200);
+    CHECK_EQ(r.len, 0);
+    http_resp_free(&r);
+    ims_server_stop(s);
+}
+
 static void test_listen_errors(ims_coll *coll)
 {
     ims_server *s = NULL;
@@ -576,6 +618,7 @@ int main(int argc, char **argv)
     test_auth(coll);
     test_stop_drains(coll);
     test_cheap_not_blocked(coll);
+    test_timeout_and_limit(coll);
     test_listen_errors(coll);
     ims_coll_close(coll);
     return check_report();
