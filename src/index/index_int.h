@@ -221,16 +221,30 @@ struct ims_hnsw {
     char errmsg[IMS_ERROR_MSG_MAX];
 };
 
-/* set h's message, return code */
+/* hnsw_error.c: set h's message, return code */
 int ims__hnsw_err(ims_hnsw *h, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
-/* hnsw_build.c */
-void ims__rwlock_init(pthread_rwlock_t *rw); /* writer-preferring: no writer starvation */
+/* handle.c */
+/* A zeroed handle with its locks initialised (the rwlock writer-preferring,
+ * so that a busy stream of searches cannot starve a writer), empty graph;
+ * NULL when out of memory. Free with ims_hnsw_free(). */
+ims_hnsw *ims__hnsw_handle_new(void);
 int ims__hnsw_reserve(ims_hnsw *h, size_t n_slots);
+int ims__hnsw_alloc_core(ims_hnsw *h);
+void ims__hnsw_release_data(ims_hnsw *h);
+void ims__mark_dirty(ims_hnsw *h, int sec);
+/* Aligned allocation for big arrays (2 MiB aligned and THP-advised from 8 MiB). */
+void *ims__alloc_big(size_t bytes);
+
+/* scratch.c */
 ims__scratch *ims__scratch_get(ims_hnsw *h);
 void ims__scratch_put(ims_hnsw *h, ims__scratch *s);
 void ims__scratch_free(ims__scratch *s);
 int ims__heap_reserve(ims__heap *hp, size_t n);
+
+/* idmap.c */
+/* Grow the map to hold at least n live keys (rehashing, dropping tombstones). */
+int ims__map_reserve(ims_hnsw *h, size_t n);
 int ims__map_put(ims_hnsw *h, uint64_t id, uint32_t slot);
 uint32_t ims__map_get(const ims_hnsw *h, uint64_t id);
 void ims__map_del(ims_hnsw *h, uint64_t id);
@@ -238,13 +252,12 @@ int ims__map_rebuild(ims_hnsw *h);
 /* Build the map on first use after open (open stays O(small sections));
  * safe under the shared lock. IMS_ECORRUPT if a live id appears twice. */
 int ims__map_ensure(ims_hnsw *h);
-int ims__hnsw_alloc_core(ims_hnsw *h);
-void ims__hnsw_release_data(ims_hnsw *h);
+
+/* hnsw_build.c */
 int ims__random_level(const ims_hnsw *h, uint32_t slot);
 int ims__validate_vec(ims_hnsw *h, const float *v);
 int ims__hnsw_add_locked(ims_hnsw *h, size_t n, const uint64_t *ids, const float *vecs,
                          int n_threads);
-void ims__mark_dirty(ims_hnsw *h, int sec);
 
 /* hnsw_insert.c */
 int ims__hnsw_insert(ims_hnsw *h, uint32_t q, ims__scratch *s, int parallel);

@@ -217,7 +217,7 @@ static int parse(unsigned char *base, size_t size, int is_mmap, const char *labe
     int rc;
     *out = NULL;
     ims_init(); /* idempotent: CPU detection picks the distance kernels */
-    ims_hnsw *h = ims_calloc(1, sizeof *h);
+    ims_hnsw *h = ims__hnsw_handle_new();
     if (!h) {
         if (is_mmap)
             munmap(base, size);
@@ -226,12 +226,6 @@ static int parse(unsigned char *base, size_t size, int is_mmap, const char *labe
         return ims_error_set(err, IMS_ENOMEM, "%s: out of memory", label);
     }
     h->backing = base, h->backing_size = size, h->backing_is_mmap = is_mmap;
-    h->entry = IMS__NONE;
-    ims__rwlock_init(&h->rw);
-    pthread_mutex_init(&h->ep_lock, NULL);
-    pthread_mutex_init(&h->pool_lock, NULL);
-    pthread_mutex_init(&h->err_lock, NULL);
-    pthread_mutex_init(&h->map_lock, NULL);
 
     if (size < 8 || memcmp(base, IMS__HNSW_MAGIC, 8) != 0) {
         rc = ims_error_set(err, IMS_EFORMAT, "%s: not an imgsim HNSW index (bad magic)", label);
