@@ -32,7 +32,6 @@ ims_hnsw *ims__hnsw_handle_new(void)
     rwlock_init(&h->rw);
     pthread_mutex_init(&h->ep_lock, NULL);
     pthread_mutex_init(&h->pool_lock, NULL);
-    pthread_mutex_init(&h->err_lock, NULL);
     pthread_mutex_init(&h->map_lock, NULL);
     h->entry = IMS__NONE;
     h->max_level = -1;
@@ -97,7 +96,6 @@ void ims_hnsw_free(ims_hnsw *h)
     pthread_rwlock_destroy(&h->rw);
     pthread_mutex_destroy(&h->ep_lock);
     pthread_mutex_destroy(&h->pool_lock);
-    pthread_mutex_destroy(&h->err_lock);
     pthread_mutex_destroy(&h->map_lock);
     ims_free(h);
 }

@@ -149,7 +149,7 @@ int ims__hnsw_add_locked(ims_hnsw *h, size_t n, const uint64_t *ids, const float
         int rc = ims__validate_vec(h, vecs + i * D);
         if (rc) {
             char why[IMS_ERROR_MSG_MAX];
-            snprintf(why, sizeof why, "%s", h->errmsg);
+            snprintf(why, sizeof why, "%s", ims_hnsw_errmsg(h));
             return ims__hnsw_err(h, rc, "add: item %zu (id %llu): %s", i,
                                  (unsigned long long)ids[i], why);
         }

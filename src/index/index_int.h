@@ -35,7 +35,8 @@
  *   max_level (held through a whole insertion whose level exceeds
  *   max_level, as in hnswlib), and atomics for nothing else: slots, levels,
  *   ids and codes of the batch are written before the threads start.
- * - errmsg is guarded by err_lock; the scratch pool by pool_lock; the lazy
+ * - The error message is per thread (hnsw_error.c), not in the handle,
+ *   so it needs no lock. The scratch pool is guarded by pool_lock; the lazy
  *   build of the id map (first use after open, possibly under the shared
  *   lock) by map_lock, published with a release store of map_ready.
  * - During add_batch the handle may temporarily carry float copies
@@ -215,13 +216,12 @@ struct ims_hnsw {
 
     /* concurrency */
     pthread_rwlock_t rw;
-    pthread_mutex_t ep_lock, pool_lock, err_lock;
+    pthread_mutex_t ep_lock, pool_lock;
     ims__scratch *pool;
-
-    char errmsg[IMS_ERROR_MSG_MAX];
 };
 
-/* hnsw_error.c: set h's message, return code */
+/* hnsw_error.c: set the calling thread's message (h is unused: messages are
+ * per thread, see ims_hnsw_errmsg), return code */
 int ims__hnsw_err(ims_hnsw *h, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 /* handle.c */
