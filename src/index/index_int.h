@@ -132,9 +132,6 @@ const ims__kernels *ims__kernels_for(int level);
 /* The kernels for the CPU level in force (ims_cpu_level()). */
 const ims__kernels *ims__index_kernels(void);
 
-uint16_t ims__f32_to_f16(float f);
-float ims__f16_to_f32(uint16_t h);
-
 /* ---- queries prepared for distance evaluation against codes --------------- */
 
 typedef struct ims__qctx {

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* test_core.c — error table, allocation hooks, CPU level, CRC, atomic writes. */
 #include <errno.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -54,9 +55,45 @@ static void test_sha256_self(void)
     CHECK_STR_EQ(hex, "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0");
 }
 
+static void test_half(void)
+{
+    /* round trip of every half value (NaN payloads aside) */
+    int bad = 0;
+    for (uint32_t v = 0; v < 65536; v++) {
+        uint16_t hv = (uint16_t)v;
+        float f = ims__f16_to_f32(hv);
+        if (f != f)
+            continue;
+        if (ims__f32_to_f16(f) != hv)
+            bad++;
+    }
+    CHECK_EQ(bad, 0);
+    CHECK_EQ(ims__f32_to_f16(1.0f), 0x3c00);
+    CHECK_EQ(ims__f32_to_f16(-2.0f), 0xc000);
+    CHECK_EQ(ims__f32_to_f16(65520.0f), 0x7c00); /* rounds to Inf */
+    CHECK_EQ(ims__f32_to_f16(1e-8f), 0);
+    CHECK(ims__f16_to_f32(0x3555) > 0.333f && ims__f16_to_f32(0x3555) < 0.3334f);
+    /* decoding against the definition: (-1)^s 2^(e-15) (1 + m/1024), subnormals
+     * 2^-14 m/1024 (what the weight importer computed before sharing this) */
+    int bad_dec = 0;
+    for (uint32_t v = 0; v < 65536; v++) {
+        uint32_t e = (v >> 10) & 31, m = v & 1023;
+        if (e == 31)
+            continue;
+        double want = e ? ldexp(1024.0 + m, (int)e - 25) : ldexp((double)m, -24);
+        if (v & 0x8000)
+            want = -want;
+        if ((double)ims__f16_to_f32((uint16_t)v) != want)
+            bad_dec++;
+    }
+    CHECK_EQ(bad_dec, 0);
+    CHECK(isinf(ims__f16_to_f32(0x7c00)) && isnan(ims__f16_to_f32(0x7e00)));
+}
+
 int main(void)
 {
     ims_init();
+    test_half();
 
     /* error table */
     CHECK_STR_EQ(ims_errname(IMS_ECORRUPT), "IMS_ECORRUPT");
