@@ -81,6 +81,16 @@ static int read_file(const char *path, uint64_t max, char **out, size_t *len, im
     return IMS_OK;
 }
 
+ims__node ims__tfjs_proto(uint32_t op)
+{
+    ims__node n;
+    memset(&n, 0, sizeof n);
+    n.op = op;
+    n.kh = n.kw = n.sh = n.sw = n.dh = n.dw = 1;
+    n.weight = n.bias = -1;
+    return n;
+}
+
 void ims__tfjs_weights_free(ims__tfjs_weights *ws)
 {
     if (!ws)
