@@ -97,23 +97,17 @@ static void f16_decode(const uint16_t *c, float *out, size_t n)
         out[i] = ims__f16_to_f32(c[i]);
 }
 
-const ims__kernels ims__kernels_ref = {l2_f32, ip_f32, l2_f16, ip_f16,
-                                       l2_u8,  ip_u8,  f16_encode, f16_decode};
+const ims__index_kernels ims__index_kernels_ref = {
+    "ref", l2_f32, ip_f32, l2_f16, ip_f16, l2_u8, ip_u8, f16_encode, f16_decode};
 
-const ims__kernels *ims__kernels_for(int level)
+/* The dispatch rule, shared with src/nn/kernels/dispatch.c: the best level
+ * <= `level` that this build has and this CPU supports; never NULL. */
+const ims__index_kernels *ims__index_kernels_for(int level)
 {
 #ifdef IMS_HAVE_AVX2
-    if (level == IMS_CPU_AVX2 && ims_cpu_detect() >= IMS_CPU_AVX2)
-        return &ims__kernels_avx2;
+    if (level >= IMS_CPU_AVX2 && ims_cpu_detect() >= IMS_CPU_AVX2)
+        return &ims__index_kernels_avx2;
 #endif
-    return level == IMS_CPU_REF ? &ims__kernels_ref : NULL;
-}
-
-const ims__kernels *ims__index_kernels(void)
-{
-#ifdef IMS_HAVE_AVX2
-    if (ims_cpu_level() >= IMS_CPU_AVX2)
-        return &ims__kernels_avx2;
-#endif
-    return &ims__kernels_ref;
+    (void)level;
+    return &ims__index_kernels_ref;
 }

@@ -110,7 +110,7 @@ int ims__hnsw_alloc_core(ims_hnsw *h)
     h->code_size = h->storage == IMS_STORAGE_F32   ? 4u * h->n_dims
                    : h->storage == IMS_STORAGE_F16 ? 2u * h->n_dims
                                                    : h->n_dims;
-    h->k = ims__index_kernels();
+    h->k = ims__index_kernels_for(ims_cpu_level());
     h->entry = IMS__NONE;
     h->max_level = -1;
     return IMS_OK;

@@ -112,7 +112,8 @@ enum {
 
 /* ---- distance kernels ----------------------------------------------------- */
 
-typedef struct ims__kernels {
+typedef struct ims__index_kernels {
+    const char *name; /* ims_cpu_level_name() of the table's level */
     float (*l2_f32)(const float *a, const float *b, size_t n);   /* sum (a-b)^2 */
     float (*ip_f32)(const float *a, const float *b, size_t n);   /* sum a*b */
     float (*l2_f16)(const float *q, const uint16_t *c, size_t n);
@@ -121,16 +122,20 @@ typedef struct ims__kernels {
     float (*ip_u8)(const float *w, const uint8_t *c, size_t n);               /* sum w*c */
     void (*f16_encode)(const float *x, uint16_t *out, size_t n);
     void (*f16_decode)(const uint16_t *c, float *out, size_t n);
-} ims__kernels;
+} ims__index_kernels;
 
-extern const ims__kernels ims__kernels_ref;
+/* One table per level, named ims__index_kernels_<level> (as the nn module's
+ * ims__nn_kernels_<level>). */
+extern const ims__index_kernels ims__index_kernels_ref;
 #ifdef IMS_HAVE_AVX2
-extern const ims__kernels ims__kernels_avx2;
+extern const ims__index_kernels ims__index_kernels_avx2;
 #endif
-/* The kernels of one level, NULL if not built or not supported here. */
-const ims__kernels *ims__kernels_for(int level);
-/* The kernels for the CPU level in force (ims_cpu_level()). */
-const ims__kernels *ims__index_kernels(void);
+/* The table for `level`, by the rule both modules follow: the best level
+ * <= `level` that this build has and this CPU supports (ims_cpu_detect());
+ * never NULL, since ref always exists. The kernels in force are
+ * ims__index_kernels_for(ims_cpu_level()); a caller that needs exactly one
+ * level (a test) compares the table's name with ims_cpu_level_name(). */
+const ims__index_kernels *ims__index_kernels_for(int level);
 
 /* ---- queries prepared for distance evaluation against codes --------------- */
 
@@ -175,7 +180,7 @@ struct ims_hnsw {
     uint64_t seed;
     double mult;           /* 1 / ln(M), level generation */
     size_t code_size;      /* bytes per stored vector */
-    const ims__kernels *k;
+    const ims__index_kernels *k;
 
     /* graph and data */
     uint32_t n_nodes;      /* slots in use */
