@@ -116,8 +116,7 @@ static int write_rows(FILE *f, void *ud)
 int ims_vecs_write(const char *path, const void *data, size_t n, uint32_t d, ims_error *err)
 {
     if (d == 0 || d > INT32_MAX)
-        return ims_error_set(err, IMS_EINVAL, "%s: dimension %u not in 1..%d", path, d,
-                             INT32_MAX);
+        return ims_error_set(err, IMS_EINVAL, "%s: dimension %u not in 1..%d", path, d, INT32_MAX);
     write_ctx c = {data, n, d};
     return ims__write_atomic(path, write_rows, &c, err);
 }

@@ -177,4 +177,13 @@ static void f16_decode(const uint16_t *c, float *out, size_t n)
 }
 
 const ims__index_kernels ims__index_kernels_avx2 = {
-    "avx2", l2_f32, ip_f32, l2_f16, ip_f16, l2_u8, ip_u8, f16_encode, f16_decode};
+    .name = "avx2",
+    .l2_f32 = l2_f32,
+    .ip_f32 = ip_f32,
+    .l2_f16 = l2_f16,
+    .ip_f16 = ip_f16,
+    .l2_u8 = l2_u8,
+    .ip_u8 = ip_u8,
+    .f16_encode = f16_encode,
+    .f16_decode = f16_decode,
+};

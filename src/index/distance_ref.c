@@ -98,7 +98,16 @@ static void f16_decode(const uint16_t *c, float *out, size_t n)
 }
 
 const ims__index_kernels ims__index_kernels_ref = {
-    "ref", l2_f32, ip_f32, l2_f16, ip_f16, l2_u8, ip_u8, f16_encode, f16_decode};
+    .name = "ref",
+    .l2_f32 = l2_f32,
+    .ip_f32 = ip_f32,
+    .l2_f16 = l2_f16,
+    .ip_f16 = ip_f16,
+    .l2_u8 = l2_u8,
+    .ip_u8 = ip_u8,
+    .f16_encode = f16_encode,
+    .f16_decode = f16_decode,
+};
 
 /* The dispatch rule, shared with src/nn/kernels/dispatch.c: the best level
  * <= `level` that this build has and this CPU supports; never NULL. */

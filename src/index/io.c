@@ -349,8 +349,7 @@ static int parse_sections(ims_hnsw *h, const unsigned char *base, size_t size, c
 
 /* Point the data arrays into the image; check the quantiser; allocate the
  * per-slot arrays that are not in the file (upper pointers, spin locks). */
-static int map_arrays(ims_hnsw *h, unsigned char *base, const char *label, size_t N,
-                      ims_error *err)
+static int map_arrays(ims_hnsw *h, unsigned char *base, const char *label, size_t N, ims_error *err)
 {
     h->ids = (uint64_t *)(void *)(base + h->sec_off[IMS__SEC_IDS]);
     h->levels = base + h->sec_off[IMS__SEC_LEVELS];
@@ -431,8 +430,8 @@ static int parse_nodes(ims_hnsw *h, unsigned char *base, const char *label, cons
 /* Parse a file image at base (size bytes, writable, 64-aligned). On success
  * the handle owns base (is_mmap says how to release it); on failure base is
  * released. */
-static int parse(unsigned char *base, size_t size, int is_mmap, const char *label,
-                 ims_hnsw **out, ims_error *err)
+static int parse(unsigned char *base, size_t size, int is_mmap, const char *label, ims_hnsw **out,
+                 ims_error *err)
 {
     *out = NULL;
     ims_init(); /* idempotent: CPU detection picks the distance kernels */

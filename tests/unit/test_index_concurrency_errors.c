@@ -17,17 +17,17 @@
 
 #include "test_index_util.h"
 
-#define N 1200       /* vectors; the first N0 are built up front */
+#define N 1200 /* vectors; the first N0 are built up front */
 #define N0 200
 #define DIM 16
-#define N_SEARCH 3   /* free-running searchers */
-#define N_FAIL 4     /* threads failing in lock-step rounds */
+#define N_SEARCH 3 /* free-running searchers */
+#define N_FAIL 4   /* threads failing in lock-step rounds */
 #define ROUNDS 150
 
 static float *X;
 static ims_hnsw *H;
-static int done;                     /* atomic: searchers stop */
-static pthread_barrier_t round_bar;  /* N_FAIL threads */
+static int done;                    /* atomic: searchers stop */
+static pthread_barrier_t round_bar; /* N_FAIL threads */
 
 typedef struct result {
     long n_ops;      /* calls made */
@@ -86,7 +86,7 @@ static void *failer(void *arg)
         if (round % 3 == 2) { /* a failing writer call */
             rc = ims_hnsw_delete(H, id);
             snprintf(want, sizeof want, "delete: id %llu not found", id);
-        } else {              /* a failing reader call */
+        } else { /* a failing reader call */
             rc = ims_hnsw_get_vector(H, id, v);
             snprintf(want, sizeof want, "id %llu not found", id);
         }
@@ -162,8 +162,8 @@ int main(void)
     CHECK_MSG(res_writer.bad_msg == 0, "writer: %ld foreign messages, first \"%s\"",
               res_writer.bad_msg, res_writer.first);
     CHECK_RC(ims_hnsw_check(H, 1), IMS_OK);
-    printf("searches alongside the writer: %ld %ld %ld; failer rounds: %d\n",
-           res_search[0].n_ops, res_search[1].n_ops, res_search[2].n_ops, ROUNDS);
+    printf("searches alongside the writer: %ld %ld %ld; failer rounds: %d\n", res_search[0].n_ops,
+           res_search[1].n_ops, res_search[2].n_ops, ROUNDS);
     ims_hnsw_free(H);
     free(X);
     return check_report();

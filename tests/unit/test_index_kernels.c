@@ -80,10 +80,10 @@ static void test_level(const ims__index_kernels *K)
             l2u += du * du, l2um += du * du;
             ipu += (double)w[i] * c[i], ipum += fabs((double)w[i] * c[i]);
         }
-        CHECK_MSG(within(K->l2_f32(a, b, n), l2, l2m, n), "%s l2_f32 n=%zu: %.9g vs %.9g",
-                  K->name, n, K->l2_f32(a, b, n), l2);
-        CHECK_MSG(within(K->ip_f32(a, b, n), ip, ipm, n), "%s ip_f32 n=%zu: %.9g vs %.9g",
-                  K->name, n, K->ip_f32(a, b, n), ip);
+        CHECK_MSG(within(K->l2_f32(a, b, n), l2, l2m, n), "%s l2_f32 n=%zu: %.9g vs %.9g", K->name,
+                  n, K->l2_f32(a, b, n), l2);
+        CHECK_MSG(within(K->ip_f32(a, b, n), ip, ipm, n), "%s ip_f32 n=%zu: %.9g vs %.9g", K->name,
+                  n, K->ip_f32(a, b, n), ip);
         CHECK_MSG(within(K->l2_f16(a, hc, n), l2h, l2hm, n), "%s l2_f16 n=%zu: %.9g vs %.9g",
                   K->name, n, K->l2_f16(a, hc, n), l2h);
         CHECK_MSG(within(K->ip_f16(a, hc, n), iph, iphm, n), "%s ip_f16 n=%zu: %.9g vs %.9g",
@@ -91,8 +91,8 @@ static void test_level(const ims__index_kernels *K)
         /* l2_u8(b, a, c) = sum (b - a*c)^2: here with a = w */
         CHECK_MSG(within(K->l2_u8(b, w, c, n), l2u, l2um, n), "%s l2_u8 n=%zu: %.9g vs %.9g",
                   K->name, n, K->l2_u8(b, w, c, n), l2u);
-        CHECK_MSG(within(K->ip_u8(w, c, n), ipu, ipum, n), "%s ip_u8 n=%zu: %.9g vs %.9g",
-                  K->name, n, K->ip_u8(w, c, n), ipu);
+        CHECK_MSG(within(K->ip_u8(w, c, n), ipu, ipum, n), "%s ip_u8 n=%zu: %.9g vs %.9g", K->name,
+                  n, K->ip_u8(w, c, n), ipu);
     }
     CHECK_MSG(bad_enc == 0, "%s f16_encode: %d values not rounded to nearest", K->name, bad_enc);
     CHECK_MSG(bad_dec == 0, "%s f16_decode: %d values differ from the definition", K->name,
@@ -118,6 +118,7 @@ int main(void)
     }
     CHECK(n_tested >= 1); /* ref always */
     /* the table in force is one of them */
-    CHECK_STR_EQ(ims__index_kernels_for(ims_cpu_level())->name, ims_cpu_level_name(ims_cpu_level()));
+    CHECK_STR_EQ(ims__index_kernels_for(ims_cpu_level())->name,
+                 ims_cpu_level_name(ims_cpu_level()));
     return check_report();
 }

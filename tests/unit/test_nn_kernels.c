@@ -64,8 +64,8 @@ static void test_bias_act(const ims__nn_kernels *k)
                 double want = act_d(v, act, amax);
                 bad += !(fabs(z[i] - want) <= 2e-6 * (1 + fabs(v)));
             }
-        CHECK_MSG(bad == 0, "%s bias_act rows %d c %d ld %d act %d: %d wrong", k->name, rows, c,
-                  ld, act, bad);
+        CHECK_MSG(bad == 0, "%s bias_act rows %d c %d ld %d act %d: %d wrong", k->name, rows, c, ld,
+                  act, bad);
         free(y), free(z), free(bias);
     }
 }
