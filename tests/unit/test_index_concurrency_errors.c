@@ -7,9 +7,11 @@
  * per thread). The writer also fails calls and checks its own message.
  *
  * Threads never touch the CHECK counters (plain globals); each records its
- * findings in its own slot and main() checks them after joining. Build a
- * ThreadSanitizer tree to check it is race-free (see tests/README or the
- * IMS_SANITIZE=thread CMake option).
+ * findings in its own slot and main() checks them after joining. It is
+ * meant to run under ThreadSanitizer too (IMS_SANITIZE=thread, or by hand:
+ * -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_C_FLAGS=-fsanitize=thread
+ * -DCMAKE_EXE_LINKER_FLAGS=-fsanitize=thread); with the message buffer
+ * shared again, TSan reports the race and the checks fail.
  */
 #include <pthread.h>
 #include <stdio.h>
