@@ -25,9 +25,9 @@
  *     ims_hnsw_add, ims_hnsw_add_batch, ims_hnsw_delete, ims_hnsw_update,
  *     ims_hnsw_compact
  * A writer waits for the readers in progress; while it waits, new readers
- * wait behind it, so a stream of searches cannot starve inserts (a search
- * may thus block for the duration of one write call; add_batch and compact
- * are long ones). Every reader sees the index either before or after a
+ * wait behind it (glibc; other C libraries use their default policy), so
+ * a stream of searches cannot starve inserts (a search may thus block for
+ * the duration of one write call; add_batch and compact are long ones). Every reader sees the index either before or after a
  * whole write call, never half of one. Writers may be called from several
  * threads: they run one after the other.
  *   - ims_hnsw_free / ims_hnsw_close: no call on h may be in progress or
