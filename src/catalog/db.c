@@ -17,6 +17,10 @@
  *      schema.c run in one IMMEDIATE transaction (re-checked inside it, so
  *      two processes opening an old file at once migrate it once).
  *
+ * Read-only: a handle on a directory it cannot write opens the file as
+ * immutable (no -shm/-wal can be created there); copy a collection after
+ * its writers have closed, so that the WAL is checkpointed into the file.
+ *
  * Statements are prepared once per handle and cached (ims__cat_stmt); every
  * value is bound, never formatted into SQL. A handle is used by one thread
  * at a time (SQLITE_OPEN_NOMUTEX); more threads open more handles.
@@ -184,6 +188,24 @@ static int sniff(const char *path, int *exists, ims_error *err)
     return IMS_OK;
 }
 
+/* "file:<path, percent-escaped>?immutable=1"; NULL on ENOMEM. */
+static char *immutable_uri(const char *path)
+{
+    size_t n = strlen(path);
+    char *u = ims_malloc(n * 3 + sizeof "file:?immutable=1");
+    if (!u)
+        return NULL;
+    char *o = u + sprintf(u, "file:");
+    for (const unsigned char *p = (const unsigned char *)path; *p; p++) {
+        if (*p == '%' || *p == '?' || *p == '#' || *p < 0x21 || *p > 0x7e)
+            o += sprintf(o, "%%%02X", *p);
+        else
+            *o++ = (char)*p;
+    }
+    strcpy(o, "?immutable=1");
+    return u;
+}
+
 /* Step 4: run the migrations from `from` up to IMS__CATALOG_VERSION. */
 static int migrate(ims_catalog *c, ims_error *err)
 {
@@ -316,7 +338,18 @@ int ims_catalog_open(const char *collection, int flags, ims_catalog **out, ims_e
     }
     int oflags = SQLITE_OPEN_NOMUTEX | (c->readonly ? SQLITE_OPEN_READONLY
                                                      : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
-    int src = sqlite3_open_v2(c->db_path, &c->db, oflags, NULL);
+    char *uri = NULL;
+    if (c->readonly && access(collection, W_OK) != 0) {
+        /* a read-only directory: WAL cannot make its -shm file, so open
+         * the (cleanly closed) copy as immutable */
+        if (!(uri = immutable_uri(c->db_path))) {
+            rc = ims_error_set(err, IMS_ENOMEM, "%s: out of memory", collection);
+            goto fail;
+        }
+        oflags |= SQLITE_OPEN_URI;
+    }
+    int src = sqlite3_open_v2(uri ? uri : c->db_path, &c->db, oflags, NULL);
+    ims_free(uri);
     if (src != SQLITE_OK) {
         rc = ims__cat_dberr(c, src, "cannot open", err);
         goto fail;

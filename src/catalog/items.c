@@ -409,6 +409,12 @@ int ims_catalog_add(ims_catalog *c, const void *bytes, size_t len, const char *f
     sqlite3_bind_int64(s, 18, 0);
     int src = sqlite3_step(s);
     sqlite3_reset(s);
+    if (src == SQLITE_CONSTRAINT_UNIQUE &&
+        ims_catalog_find_sha256(c, sha, &have, NULL) == IMS_OK) {
+        *id = have; /* another handle added the same image since our check */
+        return ims_error_set(err, IMS_EEXIST, "add: the same image is item %lld",
+                             (long long)have);
+    }
     if (src != SQLITE_DONE)
         return ims__cat_dberr(c, src, "add item", err);
     *id = sqlite3_last_insert_rowid(c->db);

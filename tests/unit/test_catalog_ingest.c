@@ -493,6 +493,20 @@ static void test_rerun(ims_catalog *c, unsigned char **ph, size_t *pl)
     CHECK_EQ(id_of("B/sub/p4.jpeg"), p4);
     check_item(c, "B/sub/p4.jpeg", IMS_ITEM_ACCEPTED, "B", "p4", "");
 
+    /* a changed CSV row updates an unchanged file's metadata */
+    char csv2[600];
+    snprintf(csv2, sizeof csv2, "%s/meta2.csv", tmp);
+    FILE *f = fopen(csv2, "wb");
+    fputs("file,sku,name\nB/p3.jpeg,S3b,Pear (new)\n", f);
+    fclose(f);
+    ims_ingest_opts o3 = {.metadata_csv = csv2, .file_column = "file", .id_column = "sku"};
+    CHECK_RC(ims_catalog_ingest(c, src, &o3, &s, &err), IMS_OK);
+    CHECK_EQ(s.accepted, 0);
+    CHECK_EQ(s.unchanged, s.scanned);
+    check_item(c, "B/p3.jpeg", IMS_ITEM_ACCEPTED, "B", "Pear (new)", "S3b");
+    check_item(c, "top.jpeg", IMS_ITEM_ACCEPTED, "", "top", ""); /* row gone: defaults */
+    CHECK_RC(ims_catalog_get_vectors(c, "vectors", "E", 1, &p3, out, 4, &err), IMS_OK);
+
     /* a deleted item stays deleted while its file is unchanged */
     CHECK_RC(ims_catalog_delete(c, p4, &err), IMS_OK);
     CHECK_RC(ims_catalog_ingest(c, src, NULL, &s, &err), IMS_OK);
