@@ -87,7 +87,10 @@ int ims__cat_writable(ims_catalog *c, ims_error *err);
 #define IMS__CATALOG_VERSION 1 /* the user_version this build writes */
 typedef struct ims__migration {
     int to_version;   /* user_version after this step */
-    const char *sql;  /* statements run inside the migration transaction */
+    const char *sql;  /* statements run first inside the migration transaction */
+    /* then, optionally, C code for what SQL cannot do (rewriting BLOBs,
+     * JSON...): same transaction; returns IMS_OK or an error (err set) */
+    int (*fn)(sqlite3 *db, const char *db_path, ims_error *err);
 } ims__migration;
 extern const ims__migration ims__catalog_migrations[];
 extern const int ims__catalog_n_migrations;

@@ -231,13 +231,15 @@ static int migrate(ims_catalog *c, ims_error *err)
         const ims__migration *m = &ims__catalog_migrations[i];
         if (m->to_version <= ver)
             continue;
-        src = sqlite3_exec(c->db, m->sql, NULL, NULL, NULL);
+        src = m->sql ? sqlite3_exec(c->db, m->sql, NULL, NULL, NULL) : SQLITE_OK;
         if (src != SQLITE_OK) {
             char what[64];
             snprintf(what, sizeof what, "migration to schema v%d", m->to_version);
             rc = ims__cat_dberr(c, src, what, err);
             goto fail;
         }
+        if (m->fn && (rc = m->fn(c->db, c->db_path, err)))
+            goto fail;
         ver = m->to_version;
     }
     char sql[96];

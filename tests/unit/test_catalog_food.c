@@ -6,15 +6,27 @@
  * a temp dir so the shared assets are never linked or touched.
  * Expected: 542 - 96 + 17 = 463 accepted, 79 duplicates, nothing
  * rejected, every row and image matched, 20 categories; a re-run is all
- * unchanged.
+ * unchanged. A run killed (SIGKILL) in its second batch leaves the first
+ * 256 files committed and an intact database; the re-run completes it.
  */
+#include <signal.h>
+#include <sqlite3.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "check.h"
 #include "imgsim/catalog.h"
 #include "imgsim/imgsim.h"
+
+/* Progress callback of the crashing child. */
+static void die_at_300(void *ud, int64_t done, int64_t total)
+{
+    (void)ud, (void)total;
+    if (done == 300)
+        raise(SIGKILL);
+}
 
 int main(void)
 {
@@ -36,20 +48,70 @@ int main(void)
 
     ims_catalog *c;
     ims_error err;
-    CHECK_RC(ims_catalog_open(coll, IMS_CATALOG_CREATE, &c, &err), IMS_OK);
     ims_ingest_opts o = {.metadata_csv = csv, .id_column = "code"};
     ims_ingest_summary s;
+
+    /* a crash (SIGKILL) in the second batch: the first batch stays whole */
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid == 0) {
+        ims_ingest_opts oc = o;
+        oc.progress = die_at_300;
+        if (ims_catalog_open(coll, IMS_CATALOG_CREATE, &c, &err) == IMS_OK)
+            ims_catalog_ingest(c, dir, &oc, &s, &err);
+        _exit(3); /* not reached */
+    }
+    int status = 0;
+    CHECK(pid > 0 && waitpid(pid, &status, 0) == pid);
+    CHECK_MSG(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL, "child status %d", status);
+    char db_path[400];
+    snprintf(db_path, sizeof db_path, "%s/catalog.sqlite", coll);
+    sqlite3 *db;
+    CHECK_EQ(sqlite3_open(db_path, &db), SQLITE_OK);
+    sqlite3_stmt *st;
+    CHECK_EQ(sqlite3_prepare_v2(db, "PRAGMA integrity_check", -1, &st, NULL), SQLITE_OK);
+    CHECK_EQ(sqlite3_step(st), SQLITE_ROW);
+    CHECK_STR_EQ((const char *)sqlite3_column_text(st, 0), "ok");
+    sqlite3_finalize(st);
+    CHECK_EQ(sqlite3_prepare_v2(db, "SELECT count(*) FROM items", -1, &st, NULL), SQLITE_OK);
+    CHECK_EQ(sqlite3_step(st), SQLITE_ROW);
+    CHECK_EQ(sqlite3_column_int(st, 0), 256); /* BATCH_FILES */
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+
+    /* the re-run finishes the job */
+    CHECK_RC(ims_catalog_open(coll, IMS_CATALOG_CREATE, &c, &err), IMS_OK);
     double t0 = ims_now();
     CHECK_RC(ims_catalog_ingest(c, dir, &o, &s, &err), IMS_OK);
-    printf("ingest of %lld files: %.2f s\n", (long long)s.scanned, ims_now() - t0);
+    printf("resumed ingest of %lld files: %.2f s\n", (long long)s.scanned, ims_now() - t0);
     CHECK_EQ(s.scanned, 542); /* metadata.csv itself is left out */
-    CHECK_EQ(s.accepted, 463);
-    CHECK_EQ(s.duplicates, 79);
+    CHECK_EQ(s.unchanged, 256);
+    CHECK_EQ(s.accepted + s.duplicates, 542 - 256);
     CHECK_EQ(s.rejected, 0);
     CHECK_EQ(s.csv_rows, 542);
     CHECK_EQ(s.rows_without_image, 0);
     CHECK_EQ(s.images_without_row, 0);
     CHECK_EQ(s.total_accepted, 463);
+    ims_catalog_close(c);
+    CHECK_EQ(sqlite3_open(db_path, &db), SQLITE_OK);
+    CHECK_EQ(sqlite3_prepare_v2(db, "SELECT count(*) FROM items WHERE status = 1", -1, &st, NULL),
+             SQLITE_OK);
+    CHECK_EQ(sqlite3_step(st), SQLITE_ROW);
+    CHECK_EQ(sqlite3_column_int(st, 0), 79);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    snprintf(cmd, sizeof cmd, "test $(find '%s/images' -type f | wc -l) = 463", coll);
+    CHECK_MSG(system(cmd) == 0, "the store should hold 463 files");
+
+    /* a fresh collection in one go */
+    snprintf(coll, sizeof coll, "%s/coll2", tmp);
+    CHECK_RC(ims_catalog_open(coll, IMS_CATALOG_CREATE, &c, &err), IMS_OK);
+    t0 = ims_now();
+    CHECK_RC(ims_catalog_ingest(c, dir, &o, &s, &err), IMS_OK);
+    printf("ingest of %lld files: %.2f s\n", (long long)s.scanned, ims_now() - t0);
+    CHECK_EQ(s.accepted, 463);
+    CHECK_EQ(s.duplicates, 79);
+    CHECK_EQ(s.rejected, 0);
 
     char **names;
     int64_t *counts;
