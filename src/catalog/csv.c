@@ -64,12 +64,12 @@ int ims__utf8_valid(const unsigned char *s, size_t n)
 typedef struct pstate {
     const char *where;
     ims__csv *t;
-    long line;            /* physical line being fed (1-based) */
-    long breaks;          /* line breaks inside this record's fields so far */
-    char **rec;           /* fields of the record being read */
+    long line;   /* physical line being fed (1-based) */
+    long breaks; /* line breaks inside this record's fields so far */
+    char **rec;  /* fields of the record being read */
     size_t n_rec, cap_rec;
     size_t cap_cells, cap_rows;
-    int rc;               /* first error */
+    int rc; /* first error */
     ims_error *err;
 } pstate;
 
@@ -217,8 +217,7 @@ int ims__csv_parse(const void *buf, size_t len, const char *where, ims__csv *out
         if (csv_parse(&cp, b + off, n, on_field, on_record, &p) != n && !p.rc) {
             int e = csv_error(&cp);
             fail(&p, e == CSV_ENOMEM ? IMS_ENOMEM : IMS_EFORMAT, p.line,
-                 e == CSV_EPARSE ? "%smalformed quoted field (stray or unescaped quote)"
-                                 : "%s",
+                 e == CSV_EPARSE ? "%smalformed quoted field (stray or unescaped quote)" : "%s",
                  e == CSV_EPARSE ? "" : csv_strerror(e));
         }
         off += n;

@@ -71,16 +71,32 @@ int ims__cat_dberr(ims_catalog *c, int src, const char *what, ims_error *err)
 {
     int code;
     switch (src & 0xff) {
-    case SQLITE_NOMEM: code = IMS_ENOMEM; break;
+    case SQLITE_NOMEM:
+        code = IMS_ENOMEM;
+        break;
     case SQLITE_BUSY:
-    case SQLITE_LOCKED: code = IMS_EBUSY; break;
+    case SQLITE_LOCKED:
+        code = IMS_EBUSY;
+        break;
     case SQLITE_CORRUPT:
-    case SQLITE_NOTADB: code = IMS_ECORRUPT; break;
-    case SQLITE_READONLY: code = IMS_ESTATE; break;
-    case SQLITE_FULL: code = IMS_EFULL; break;
-    case SQLITE_CONSTRAINT: code = IMS_EINVAL; break;
-    case SQLITE_TOOBIG: code = IMS_ETOOBIG; break;
-    default: code = IMS_EIO; break;
+    case SQLITE_NOTADB:
+        code = IMS_ECORRUPT;
+        break;
+    case SQLITE_READONLY:
+        code = IMS_ESTATE;
+        break;
+    case SQLITE_FULL:
+        code = IMS_EFULL;
+        break;
+    case SQLITE_CONSTRAINT:
+        code = IMS_EINVAL;
+        break;
+    case SQLITE_TOOBIG:
+        code = IMS_ETOOBIG;
+        break;
+    default:
+        code = IMS_EIO;
+        break;
     }
     const char *msg = c && c->db ? sqlite3_errmsg(c->db) : sqlite3_errstr(src);
     return ims_error_set(err, code, "%s: %s: %s", c && c->db_path ? c->db_path : "catalog", what,
@@ -106,8 +122,8 @@ int ims__cat_stmt(ims_catalog *c, int which, sqlite3_stmt **out, ims_error *err)
     sqlite3_stmt *s = c->st[which];
     *out = NULL;
     if (!s) {
-        int rc = sqlite3_prepare_v3(c->db, stmt_sql[which], -1, SQLITE_PREPARE_PERSISTENT, &s,
-                                    NULL);
+        int rc =
+            sqlite3_prepare_v3(c->db, stmt_sql[which], -1, SQLITE_PREPARE_PERSISTENT, &s, NULL);
         if (rc != SQLITE_OK)
             return ims__cat_dberr(c, rc, "prepare", err);
         c->st[which] = s;
@@ -338,8 +354,8 @@ int ims_catalog_open(const char *collection, int flags, ims_catalog **out, ims_e
                            c->db_path);
         goto fail;
     }
-    int oflags = SQLITE_OPEN_NOMUTEX | (c->readonly ? SQLITE_OPEN_READONLY
-                                                     : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
+    int oflags = SQLITE_OPEN_NOMUTEX |
+                 (c->readonly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
     char *uri = NULL;
     if (c->readonly && access(collection, W_OK) != 0) {
         /* a read-only directory: WAL cannot make its -shm file, so open

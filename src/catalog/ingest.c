@@ -47,12 +47,12 @@ typedef struct key_ref {
 } key_ref;
 
 typedef struct join {
-    int on;                 /* a CSV was given */
+    int on; /* a CSV was given */
     ims__csv t;
-    int col_key;            /* column joined on (file, else id) */
-    int by_file;            /* 1: key is a file name/path, 0: an id vs the stem */
-    int col_id, col_name;   /* -1 when absent */
-    key_ref *keys;          /* sorted by key */
+    int col_key;          /* column joined on (file, else id) */
+    int by_file;          /* 1: key is a file name/path, 0: an id vs the stem */
+    int col_id, col_name; /* -1 when absent */
+    key_ref *keys;        /* sorted by key */
     size_t n_keys;
     unsigned char *matched; /* per row */
 } join;
@@ -116,7 +116,8 @@ static int join_open(join *j, const ims_ingest_opts *o, ims_error *err)
         if (!strcmp(j->keys[i].key, j->keys[i - 1].key)) {
             size_t a = IMS_MIN(j->keys[i].row, j->keys[i - 1].row);
             size_t b = IMS_MAX(j->keys[i].row, j->keys[i - 1].row);
-            return ims_error_set(err, IMS_EFORMAT, "%s: line %ld: duplicate %s '%s' (also on line %ld)",
+            return ims_error_set(err, IMS_EFORMAT,
+                                 "%s: line %ld: duplicate %s '%s' (also on line %ld)",
                                  o->metadata_csv, j->t.line[b], j->t.header[j->col_key],
                                  j->keys[i].key, j->t.line[a]);
         }
@@ -133,8 +134,8 @@ static void join_close(join *j)
 static long find_key(const join *j, const char *k)
 {
     key_ref probe = {k, 0};
-    const key_ref *hit = j->n_keys ? bsearch(&probe, j->keys, j->n_keys, sizeof *j->keys, cmp_key)
-                                   : NULL;
+    const key_ref *hit =
+        j->n_keys ? bsearch(&probe, j->keys, j->n_keys, sizeof *j->keys, cmp_key) : NULL;
     return hit ? (long)hit->row : -1;
 }
 
@@ -174,10 +175,10 @@ static void report(run *r, const char *kind, const char *path, const char *msg)
 
 /* What the file's row will say about metadata. NULL fields: keep the row's. */
 typedef struct meta_out {
-    char *json;              /* jansson-allocated (free()), or NULL */
+    char *json; /* jansson-allocated (free()), or NULL */
     const char *name, *product_id;
     char stem[1024];
-    long row;                /* CSV row, -1 */
+    long row; /* CSV row, -1 */
 } meta_out;
 
 static int build_meta(run *r, const ims__entry *e, meta_out *m)
@@ -292,8 +293,8 @@ static int mark_seen(run *r, const old_row *o, const ims__entry *e, const meta_o
 
 /* The outcome of checking one file. */
 typedef struct verdict {
-    int status;           /* ACCEPTED, DUPLICATE or REJECTED */
-    int reject;           /* enum ims_reject_reason, when REJECTED */
+    int status; /* ACCEPTED, DUPLICATE or REJECTED */
+    int reject; /* enum ims_reject_reason, when REJECTED */
     char reason[384];
     char sha[65];
     char format[8];
@@ -350,18 +351,24 @@ static void check_image(run *r, const unsigned char *buf, size_t len, verdict *v
         detail += 10;
     switch (rc) {
     case IMS_EFORMAT:
-    case IMS_EUNSUPPORTED: reject(v, IMS_REJECT_UNSUPPORTED, detail); break;
+    case IMS_EUNSUPPORTED:
+        reject(v, IMS_REJECT_UNSUPPORTED, detail);
+        break;
     case IMS_ETOOBIG:
-    case IMS_ENOMEM: reject(v, IMS_REJECT_TOO_BIG, detail); break;
-    case IMS_EIO: reject(v, IMS_REJECT_UNREADABLE, detail); break;
+    case IMS_ENOMEM:
+        reject(v, IMS_REJECT_TOO_BIG, detail);
+        break;
+    case IMS_EIO:
+        reject(v, IMS_REJECT_UNREADABLE, detail);
+        break;
     default:
         reject(v, looks_truncated(buf, len) ? IMS_REJECT_TRUNCATED : IMS_REJECT_CORRUPT, detail);
     }
 }
 
 /* Read a whole regular file into *buf (ims_free). errno-style failure in msg. */
-static int read_file(const char *path, int64_t limit, unsigned char **buf, size_t *len,
-                     char *msg, size_t n_msg)
+static int read_file(const char *path, int64_t limit, unsigned char **buf, size_t *len, char *msg,
+                     size_t n_msg)
 {
     *buf = NULL, *len = 0;
     int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
@@ -511,8 +518,8 @@ static int process(run *r, const ims__entry *e)
         rc = mark_seen(r, &o, e, &m);
         goto done;
     } else {
-        int got = read_file(e->real, IMS_CATALOG_MAX_FILE_BYTES, &buf, &len, v.reason,
-                            sizeof v.reason);
+        int got =
+            read_file(e->real, IMS_CATALOG_MAX_FILE_BYTES, &buf, &len, v.reason, sizeof v.reason);
         char detail[sizeof v.reason];
         snprintf(detail, sizeof detail, "%s", v.reason);
         if (got == 1) {
@@ -642,8 +649,8 @@ static void report_rows_without_image(run *r)
 static int count_accepted(run *r)
 {
     sqlite3_stmt *s;
-    int src = sqlite3_prepare_v2(r->c->db, "SELECT count(*) FROM items WHERE status = 0", -1, &s,
-                                 NULL);
+    int src =
+        sqlite3_prepare_v2(r->c->db, "SELECT count(*) FROM items WHERE status = 0", -1, &s, NULL);
     if (src != SQLITE_OK)
         return ims__cat_dberr(r->c, src, "count", r->err);
     if ((src = sqlite3_step(s)) == SQLITE_ROW)
@@ -700,8 +707,8 @@ int ims_catalog_ingest(ims_catalog *c, const char *dir, const ims_ingest_opts *o
     run r = {.c = c, .o = o, .sum = sum, .err = err};
     r.max_pixels = o && o->max_pixels > 0 ? o->max_pixels : (int64_t)IMS_IMAGE_DEFAULT_MAX_PIXELS;
     ims__scan scan = {0};
-    char *skip[2] = {realpath(c->dir, NULL), o && o->metadata_csv ? realpath(o->metadata_csv, NULL)
-                                                                  : NULL};
+    char *skip[2] = {realpath(c->dir, NULL),
+                     o && o->metadata_csv ? realpath(o->metadata_csv, NULL) : NULL};
     /* phase 1: nothing is written until the CSV and DIR are both read */
     if ((rc = join_open(&r.j, o, err)))
         goto done;

@@ -376,8 +376,7 @@ int ims_catalog_add(ims_catalog *c, const void *bytes, size_t len, const char *f
     rc = ims_catalog_find_sha256(c, sha, &have, &e2);
     if (rc == IMS_OK) {
         *id = have;
-        return ims_error_set(err, IMS_EEXIST, "add: the same image is item %lld",
-                             (long long)have);
+        return ims_error_set(err, IMS_EEXIST, "add: the same image is item %lld", (long long)have);
     }
     if (rc != IMS_ENOTFOUND) {
         if (err)
@@ -409,11 +408,9 @@ int ims_catalog_add(ims_catalog *c, const void *bytes, size_t len, const char *f
     sqlite3_bind_int64(s, 18, 0);
     int src = sqlite3_step(s);
     sqlite3_reset(s);
-    if (src == SQLITE_CONSTRAINT_UNIQUE &&
-        ims_catalog_find_sha256(c, sha, &have, NULL) == IMS_OK) {
+    if (src == SQLITE_CONSTRAINT_UNIQUE && ims_catalog_find_sha256(c, sha, &have, NULL) == IMS_OK) {
         *id = have; /* another handle added the same image since our check */
-        return ims_error_set(err, IMS_EEXIST, "add: the same image is item %lld",
-                             (long long)have);
+        return ims_error_set(err, IMS_EEXIST, "add: the same image is item %lld", (long long)have);
     }
     if (src != SQLITE_DONE)
         return ims__cat_dberr(c, src, "add item", err);

@@ -30,7 +30,7 @@
 #define MAX_DEPTH 64
 
 typedef struct walk {
-    const char *root;     /* realpath of DIR */
+    const char *root; /* realpath of DIR */
     size_t root_len;
     const char *const *skip;
     size_t n_skip;

@@ -15,7 +15,7 @@
 static const char v1_sql[] =
     "CREATE TABLE items("
     " id INTEGER PRIMARY KEY,"
-    " origin INTEGER NOT NULL DEFAULT 0,"            /* 0 ingest, 1 API upload */
+    " origin INTEGER NOT NULL DEFAULT 0," /* 0 ingest, 1 API upload */
     " path TEXT NOT NULL,"
     " category TEXT NOT NULL DEFAULT '',"
     " name TEXT NOT NULL DEFAULT '',"

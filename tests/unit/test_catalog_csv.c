@@ -99,8 +99,8 @@ static void test_malformed(void)
 static void test_utf8(void)
 {
     CHECK(ims__utf8_valid((const unsigned char *)"plain", 5));
-    CHECK(ims__utf8_valid((const unsigned char *)"\xE2\x82\xAC", 3));     /* euro */
-    CHECK(ims__utf8_valid((const unsigned char *)"\xF0\x9F\x8D\x8E", 4)); /* emoji */
+    CHECK(ims__utf8_valid((const unsigned char *)"\xE2\x82\xAC", 3));      /* euro */
+    CHECK(ims__utf8_valid((const unsigned char *)"\xF0\x9F\x8D\x8E", 4));  /* emoji */
     CHECK(!ims__utf8_valid((const unsigned char *)"\xC0\xAF", 2));         /* overlong */
     CHECK(!ims__utf8_valid((const unsigned char *)"\xE0\x80\xAF", 3));     /* overlong */
     CHECK(!ims__utf8_valid((const unsigned char *)"\xF4\x90\x80\x80", 4)); /* > U+10FFFF */

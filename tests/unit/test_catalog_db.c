@@ -187,7 +187,8 @@ static void test_items_and_vectors(void)
     CHECK_RC(ims_catalog_add(c, "aaaa", 4, "jpeg", 10, 20, "x", "y", "z", NULL, &again, &err),
              IMS_EEXIST);
     CHECK_EQ(again, a);
-    CHECK_RC(ims_catalog_add(c, "eeee", 4, "bmp", 1, 1, "", "", "", NULL, &again, &err), IMS_EINVAL);
+    CHECK_RC(ims_catalog_add(c, "eeee", 4, "bmp", 1, 1, "", "", "", NULL, &again, &err),
+             IMS_EINVAL);
     CHECK_RC(ims_catalog_add(c, "eeee", 4, "png", 1, 1, "", "", "", "[1]", &again, &err),
              IMS_EINVAL);
 
@@ -290,9 +291,9 @@ static void test_items_and_vectors(void)
         CHECK(acc[0] == b && acc[1] == d);
     ims_free(acc);
     /* the same image may be added again after a delete: a new item */
-    CHECK_RC(ims_catalog_add(c, "aaaa", 4, "jpeg", 10, 20, "fruit", "apple", "P1", NULL, &again,
-                             &err),
-             IMS_OK);
+    CHECK_RC(
+        ims_catalog_add(c, "aaaa", 4, "jpeg", 10, 20, "fruit", "apple", "P1", NULL, &again, &err),
+        IMS_OK);
     CHECK(again != a);
     ims_catalog_close(c);
 

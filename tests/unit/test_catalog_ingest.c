@@ -228,8 +228,8 @@ static void check_rejected(ims_catalog *c, const char *rel, const char *reason)
     if (ims_catalog_get(c, id, &it, NULL) != IMS_OK)
         return;
     CHECK_MSG(it.status == IMS_ITEM_REJECTED, "%s: status %d", rel, it.status);
-    CHECK_MSG(strncmp(it.reason, reason, strlen(reason)) == 0, "%s: reason '%s', want '%s...'",
-              rel, it.reason, reason);
+    CHECK_MSG(strncmp(it.reason, reason, strlen(reason)) == 0, "%s: reason '%s', want '%s...'", rel,
+              it.reason, reason);
     ims_item_clear(&it);
 }
 
@@ -281,8 +281,11 @@ static void test_first_run(ims_catalog *c)
     char csv[600];
     snprintf(csv, sizeof csv, "%s/meta.csv", tmp);
     reports rep = {0};
-    ims_ingest_opts o = {.metadata_csv = csv, .file_column = "file", .id_column = "sku",
-                         .report = on_report, .ud = &rep};
+    ims_ingest_opts o = {.metadata_csv = csv,
+                         .file_column = "file",
+                         .id_column = "sku",
+                         .report = on_report,
+                         .ud = &rep};
     ims_ingest_summary s;
     ims_error err;
     CHECK_RC(ims_catalog_ingest(c, src, &o, &s, &err), IMS_OK);
