@@ -419,6 +419,28 @@ static void test_bad_csv(ims_catalog *c)
     rmdir(p);
 }
 
+typedef struct reader {
+    ims_catalog *c; /* a second, read-only handle */
+    int calls, failures;
+    size_t last_n;
+} reader;
+
+/* Progress callback: read through the other handle mid-batch. */
+static void read_during_batch(void *ud, int64_t done, int64_t total)
+{
+    reader *r = ud;
+    int64_t *ids;
+    size_t n;
+    (void)done, (void)total;
+    r->calls++;
+    if (ims_catalog_accepted_ids(r->c, &ids, &n, NULL) != IMS_OK) {
+        r->failures++;
+        return;
+    }
+    r->last_n = n;
+    ims_free(ids);
+}
+
 static void test_rerun(ims_catalog *c, unsigned char **ph, size_t *pl)
 {
     char csv[600];
@@ -515,6 +537,23 @@ static void test_rerun(ims_catalog *c, unsigned char **ph, size_t *pl)
     CHECK_RC(ims_catalog_ingest(c, src, NULL, &s, &err), IMS_OK);
     CHECK_EQ(s.accepted, 0);
     check_item(c, "B/sub/p4.jpeg", IMS_ITEM_DELETED, NULL, NULL, NULL);
+
+    /* WAL: a second handle reads the last committed state while this one
+     * is inside an ingest batch (the progress callback runs in it) */
+    put("D/late.jpeg", ph[7], pl[7]);
+    reader rd = {0};
+    CHECK_RC(ims_catalog_open(coll, IMS_CATALOG_READONLY, &rd.c, &err), IMS_OK);
+    ims_ingest_opts o4 = {.progress = read_during_batch, .ud = &rd};
+    CHECK_RC(ims_catalog_ingest(c, src, &o4, &s, &err), IMS_OK);
+    CHECK_EQ(s.accepted, 1);
+    CHECK_EQ(rd.calls, s.scanned);
+    CHECK_EQ(rd.failures, 0);
+    CHECK_EQ(rd.last_n, 5); /* D/late.jpeg is not visible until the batch commits */
+    int64_t *acc;
+    CHECK_RC(ims_catalog_accepted_ids(rd.c, &acc, &n, &err), IMS_OK);
+    CHECK_EQ(n, 6);
+    ims_free(acc);
+    ims_catalog_close(rd.c);
 }
 
 int main(void)
