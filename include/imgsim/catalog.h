@@ -133,6 +133,11 @@ int ims_catalog_accepted_ids(ims_catalog *c, int64_t **ids, size_t *n, ims_error
 int ims_catalog_categories(ims_catalog *c, char ***names, int64_t **counts, size_t *n,
                            ims_error *err);
 void ims_catalog_free_categories(char **names, int64_t *counts, size_t n);
+/* ids of accepted items of one category, ascending; free with ims_free(). */
+int ims_catalog_ids_in_category(ims_catalog *c, const char *category, int64_t **ids, size_t *n,
+                                ims_error *err);
+/* Largest item id ever used (0 when empty). */
+int ims_catalog_max_id(ims_catalog *c, int64_t *id, ims_error *err);
 /* Absolute path of the item's stored image file; free with ims_free(). */
 int ims_catalog_image_path(ims_catalog *c, int64_t id, char **path, ims_error *err);
 

@@ -87,6 +87,119 @@ typedef struct ims_coll_stats {
 } ims_coll_stats;
 void ims_coll_get_stats(ims_coll *c, ims_coll_stats *s);
 
+/* Category names of accepted items with their counts, sorted by name, as
+ * ims_catalog_categories gives them; free with ims_catalog_free_categories. */
+int ims_coll_categories(ims_coll *c, char ***names, int64_t **counts, size_t *n,
+                        ims_error *err);
+
+
+/* ---- the offline pipeline (CLI: finetune, embed-all, index, build) ----------
+ * These work on a collection directory, one process at a time (the catalogue
+ * serialises writers; they are not meant to run beside a server that adds). */
+
+/* Backbones known by name, with their default taps (chosen by measurement:
+ * README's eval table). `model` is a path to a .ism file; its name inside
+ * the file (ims_nn_name) picks the defaults. NULL if unknown. */
+const char *ims_coll_default_taps(const char *model_name);
+
+/* Use `model_ism` with `taps` (comma-separated; NULL: the model's defaults)
+ * as the collection's raw encoder: the backbone is stored in the collection
+ * (backbone.ism, hard link or copy), encoder.ism becomes that backbone, each
+ * tap is L2-normalised and the taps concatenated. Vectors of another
+ * encoder become stale. */
+int ims_coll_set_backbone(const char *dir, const char *model_ism, const char *taps,
+                          ims_error *err);
+
+/* The identity stamped on the vectors the collection's encoder makes. */
+int ims_coll_encoder_stamp(const char *dir, char stamp[65], ims_error *err);
+
+typedef struct ims_pipe_opts {
+    int threads;   /* encoder threads; 0: all CPUs */
+    int batch;     /* images per network run; 0: 16 */
+    int progress;  /* draw progress (TTY bar, or lines) on stderr */
+} ims_pipe_opts;
+
+typedef struct ims_embed_summary {
+    int64_t todo;       /* accepted items lacking a current vector at the start */
+    int64_t done;       /* vectors written by this run */
+    int64_t from_cache; /* of them, computed from cached backbone features */
+    int64_t failed;     /* items whose image could not be read or decoded */
+    int64_t stale_dropped; /* vectors of another encoder removed */
+    double seconds;
+    char stamp[65];     /* the encoder identity the vectors carry */
+} ims_embed_summary;
+
+/* Vectors for every accepted item that lacks a current one; resumable
+ * (vectors are committed per batch), stale vectors recomputed. */
+int ims_coll_embed_all(const char *dir, const ims_pipe_opts *o, ims_embed_summary *sum,
+                       ims_error *err);
+
+typedef struct ims_coll_index_opts {
+    int metric;          /* enum ims_metric; default cosine */
+    int M, ef_construction;
+    int storage;         /* enum ims_storage; default int8 */
+    int keep_float;      /* default 1 (exact float re-rank) */
+    int threads;         /* build threads; 0: all CPUs */
+    int set;             /* bit 0: metric given, bit 1: storage given, bit 2: keep_float given */
+} ims_coll_index_opts;
+
+typedef struct ims_coll_index_summary {
+    int64_t items;
+    int dim;
+    double seconds;
+    int64_t bytes; /* index file size */
+} ims_coll_index_summary;
+
+/* Build <dir>/index.hnsw over the current vectors (all of them: every
+ * accepted item must have a current vector; run embed-all first). */
+int ims_coll_build_index(const char *dir, const ims_coll_index_opts *o,
+                         ims_coll_index_summary *sum, ims_error *err);
+
+typedef struct ims_finetune_opts {
+    const char *model;   /* backbone .ism (NULL: the collection's backbone.ism) */
+    const char *taps;    /* comma-separated (NULL: the backbone's defaults) */
+    int dim;             /* feature layer units (0: 256) */
+    int epochs;          /* at most (0: 200; early stopping on validation) */
+    uint64_t seed;       /* split, initialisation, minibatch order (0: 1) */
+    int threads, batch;  /* backbone pass: as ims_pipe_opts */
+    int progress;
+} ims_finetune_opts;
+
+typedef struct ims_finetune_summary {
+    int trained;            /* 0: nothing to train (message says why): raw taps */
+    char message[256];
+    int64_t items, features_computed;
+    int n_classes, epochs_run;
+    double train_accuracy, val_accuracy;
+    double seconds;
+} ims_finetune_summary;
+
+/* Cache the backbone taps of every accepted item (once per item and
+ * backbone), train the head on the catalogue's categories, and write
+ * encoder.ism = backbone + taps + head. With fewer than two categories of
+ * two or more items, keeps the raw taps (trained = 0). Same seed, same
+ * data: byte-identical encoder.ism. */
+int ims_coll_finetune(const char *dir, const ims_finetune_opts *o, ims_finetune_summary *sum,
+                      ims_error *err);
+
+typedef struct ims_eval_scores {
+    double p1, p5, p10, map;   /* hit = same category; map = mAP@k */
+    double inst_r1, inst_r10;  /* distorted copy finds its original (r10: within k) */
+} ims_eval_scores;
+
+typedef struct ims_eval_result {
+    int k;
+    int64_t items, queries;    /* gallery size, validation queries */
+    ims_eval_scores finetuned, backbone, seed;
+    double classifier_accuracy;
+    double ann_recall;         /* index recall@k vs exact; -1 if no current index */
+    double seconds;
+} ims_eval_result;
+
+/* Held-out retrieval quality of the three encoders (see eval.c). */
+int ims_coll_eval(const char *dir, int k, const ims_pipe_opts *o, ims_eval_result *r,
+                  ims_error *err);
+
 #ifdef __cplusplus
 }
 #endif

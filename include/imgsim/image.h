@@ -59,6 +59,16 @@ int ims_image_load_memory(const void *buf, size_t len, const ims_image_opts *opt
 int ims_image_new(int width, int height, ims_image **out);
 void ims_image_free(ims_image *img);
 
+/* A seeded distorted copy of `in` (for instance-retrieval evaluation):
+ * random crop keeping 70-95% of each side, left-right flip (p = 1/2),
+ * rescale by 0.6-1.4, colour jitter (brightness and contrast x0.8-1.2,
+ * per-channel gain 0.93-1.07) and a JPEG re-encode at quality 50-90, decoded
+ * back. The same seed draws the same parameters everywhere (exact pixels
+ * follow the libvips version). *out is owned by the caller
+ * (ims_image_free). Errors: IMS_EINVAL (image under 8x8), IMS_EUNSUPPORTED
+ * (a libvips failure), IMS_ENOMEM. Thread-safe. */
+int ims_image_distort(const ims_image *in, uint64_t seed, ims_image **out, ims_error *err);
+
 /* ---- preprocessing ------------------------------------------------------
  * A recipe, stored per model in the .ism file. The nsfwjs recipe is
  *   { size 224 (or 299), IMS_RESIZE_BILINEAR_ALIGN_CORNERS, IMS_CROP_STRETCH,

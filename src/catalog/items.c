@@ -258,6 +258,28 @@ int ims_catalog_accepted_ids(ims_catalog *c, int64_t **ids, size_t *n, ims_error
                                 ids, n, err);
 }
 
+int ims_catalog_ids_in_category(ims_catalog *c, const char *category, int64_t **ids, size_t *n,
+                                ims_error *err)
+{
+    IMS_ASSERT(c && category && ids && n);
+    const char *text[1] = {category};
+    return ims__cat_collect_ids(c, "SELECT id FROM items WHERE status = 0 AND category = ?1"
+                                   " ORDER BY id",
+                                text, 1, ids, n, err);
+}
+
+int ims_catalog_max_id(ims_catalog *c, int64_t *id, ims_error *err)
+{
+    IMS_ASSERT(c && id);
+    int64_t *ids = NULL;
+    size_t n = 0;
+    int rc = ims__cat_collect_ids(c, "SELECT coalesce(max(id), 0) FROM items", NULL, 0, &ids,
+                                  &n, err);
+    *id = !rc && n ? ids[0] : 0;
+    ims_free(ids);
+    return rc;
+}
+
 int ims_catalog_categories(ims_catalog *c, char ***names, int64_t **counts, size_t *n,
                            ims_error *err)
 {

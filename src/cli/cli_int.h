@@ -20,6 +20,13 @@ int cmd_embed(int argc, char **argv);
 int cmd_index(int argc, char **argv);
 int cmd_bench_index(int argc, char **argv);
 int cmd_ingest(int argc, char **argv);
+int cmd_finetune(int argc, char **argv);
+int cmd_embed_all(int argc, char **argv);
+int cmd_coll_index(int argc, char **argv); /* `index -c ...` */
+int cmd_build(int argc, char **argv);
+int cmd_query(int argc, char **argv);
+int cmd_eval(int argc, char **argv);
+int cmd_serve(int argc, char **argv);
 
 /* Print "imgsim: <msg>" to stderr and return CLI_FAIL / CLI_USAGE. */
 int cli_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -2,8 +2,8 @@
 /*
  * cmd_index.c — `imgsim index check FILE [--quick] [--json]`: open an index
  * file, verify it (deep by default: every checksum, the graph structure,
- * finite vectors) and print a summary. `imgsim index -c COLLECTION` (build
- * a collection's index) arrives with the catalog module.
+ * finite vectors) and print a summary. `imgsim index -c COLLECTION` builds
+ * a collection's index (cmd_collection.c).
  */
 #include <stdio.h>
 #include <string.h>
@@ -16,7 +16,10 @@ static void usage(FILE *f)
 {
     fprintf(f, "usage: imgsim index check FILE [--quick] [--json]\n"
                "       imgsim index -c COLLECTION [--metric cosine|l2|ip] [--M 16] "
-               "[--ef-construction 200]   (not yet)\n\n"
+               "[--ef-construction 200]\n"
+               "                    [--storage int8|f16|f32] [--no-float] [--threads N]\n\n"
+               "-c: build COLLECTION/index.hnsw over its current vectors (default: cosine,\n"
+               "int8 graph walk with an exact float re-rank; --no-float drops the floats).\n\n"
                "check: verify an index file (header, section checksums, graph links,\n"
                "vectors) and print a summary; exit 0 if sound, 1 if not.\n"
                "  --quick   skip the checksums of the bulk sections (links, vectors)\n"
@@ -92,8 +95,5 @@ int cmd_index(int argc, char **argv)
     }
     if (!strcmp(argv[1], "check"))
         return cmd_check(argc - 1, argv + 1);
-    if (!strcmp(argv[1], "-c"))
-        return cli_fail("index -c: building a collection's index is not implemented yet "
-                        "(needs the catalog); use the library API or bench-index --save");
-    return cli_usage("index: unknown subcommand '%s'", argv[1]);
+    return cmd_coll_index(argc, argv); /* imgsim index -c COLLECTION ... */
 }

@@ -16,8 +16,16 @@ static const struct {
     {"model", cmd_model, "import a TF.js model to .ism; show a model's layers and taps"},
     {"embed", cmd_embed, "encode images to feature vectors (JSON lines or .fvecs)"},
     {"ingest", cmd_ingest, "add a folder of images (+ metadata CSV) to a collection's catalogue"},
-    {"index", cmd_index, "index tools: `index check FILE` verifies an index file"},
+    {"index", cmd_index, "build a collection's index (-c); `index check FILE` verifies one"},
+    {"finetune", cmd_finetune, "train the collection's encoder head on its categories"},
+    {"embed-all", cmd_embed_all, "vectors for every item of a collection (resumable)"},
+    {"build", cmd_build, "ingest + finetune + embed-all + index in one command"},
+    {"query", cmd_query, "most similar items of a collection for images or an item"},
+    {"eval", cmd_eval, "held-out retrieval quality of a collection's encoder"},
     {"bench-index", cmd_bench_index, "recall/QPS benchmark of the HNSW index on .fvecs files"},
+#ifndef IMS_NO_SERVE
+    {"serve", cmd_serve, "HTTP API and web page over a collection"},
+#endif
 };
 
 static void usage(FILE *f)

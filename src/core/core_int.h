@@ -3,6 +3,7 @@
 #ifndef IMS_CORE_INT_H
 #define IMS_CORE_INT_H
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -45,6 +46,17 @@ static inline void ims__put_u64(unsigned char *p, uint64_t v)
 static inline uint64_t ims__get_u64(const unsigned char *p)
 {
     return (uint64_t)ims__get_u32(p) | (uint64_t)ims__get_u32(p + 4) << 32;
+}
+
+/* 1/|x| for L2 normalisation (0 for an all-zero x), summed in double in
+ * index order: the one formula the train module's heads and nn's L2NORM op
+ * share, so both round alike. */
+static inline float ims__inv_l2(const float *x, int64_t n)
+{
+    double s = 0;
+    for (int64_t i = 0; i < n; i++)
+        s += (double)x[i] * x[i];
+    return s > 0 ? (float)(1.0 / sqrt(s)) : 0.0f;
 }
 
 /* SHA-256: streaming context, and the hex digest of one buffer. */

@@ -1,0 +1,144 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * train.h — fine-tuning heads on cached backbone features.
+ *
+ * Input: an n x d matrix of pooled backbone features, the concatenation of
+ * n_taps taps (tap_dims[t] values each, raw as ims_nn_session_run gives
+ * them), and one integer label (category) per row. A head maps such a row to
+ * the final embedding vector (ims_train_apply) and to class probabilities
+ * (ims_train_classify). Every head first L2-normalises each tap and scales
+ * the concatenation by 1/sqrt(n_taps), giving a unit vector u.
+ *
+ * Kinds of head:
+ *   IMS_TRAIN_FUSION (default) — a regularised Fisher discriminant (LDA) z of
+ *     u, whitened for the within-class scatter and L2-normalised, fused with
+ *     u itself: out = [u, w z] / sqrt(1 + w^2) (unit length; cosine score =
+ *     (u.u' + w^2 z.z') / (1 + w^2)). Category structure comes from z,
+ *     instance similarity from u; the LDA shrinkage and the weight w are
+ *     chosen on the validation split (category P@10 under an instance-
+ *     retrieval guard, see train.c). Classifier: LDA's linear rule
+ *     (Gaussian classes with a shared covariance) + softmax.
+ *   IMS_TRAIN_LDA — z alone (out = z): best categories, poor instances.
+ *   IMS_TRAIN_MLP — the seed method: Dense(dim) ReLU + Dense(classes)
+ *     softmax trained with mini-batch Adam, cross-entropy, weight decay and
+ *     early stopping on validation accuracy; the embedding is the ReLU layer.
+ *
+ * Determinism: everything is single-threaded with a fixed summation order
+ * and an own PRNG (splitmix64 of opts.seed): the same inputs and options give
+ * byte-identical heads (ims_train_save) on every run and thread count.
+ *
+ * Thread-safety: a head is immutable after training; apply/classify may be
+ * called from several threads at once.
+ */
+#ifndef IMGSIM_TRAIN_H
+#define IMGSIM_TRAIN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "imgsim/error.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct ims_train_head ims_train_head;
+
+/* Head kinds. On-disk values: frozen, append-only. */
+enum ims_train_kind {
+    IMS_TRAIN_FUSION = 0,
+    IMS_TRAIN_LDA = 1,
+    IMS_TRAIN_MLP = 2,
+};
+
+/* Per-epoch report (MLP) or per-candidate report (LDA/fusion, epoch = the
+ * candidate's index, loss = validation cross-entropy). Return non-zero to
+ * stop training early (the best head so far is kept). */
+typedef int (*ims_train_progress_fn)(void *ud, int epoch, int n_epochs, float loss,
+                                     float train_acc, float val_acc);
+
+/* Largest fusion weight chosen without distorted copies to guard instance
+ * retrieval (measured on the sample data, see bench/finetune_eval.c). */
+#define IMS_TRAIN_W_MAX_BLIND 0.5f
+
+typedef struct ims_train_opts {
+    int kind;           /* enum ims_train_kind (IMS_TRAIN_FUSION) */
+    int dim;            /* MLP: hidden units (256); LDA: max dims (0 = classes - 1) */
+    int epochs;         /* MLP: max epochs (200) */
+    int batch;          /* MLP: mini-batch size (32) */
+    float lr;           /* MLP: Adam learning rate (1e-3) */
+    float weight_decay; /* MLP: L2 penalty on weights (1e-4) */
+    int patience;       /* MLP: epochs without val improvement before stopping (20) */
+    float val_frac;     /* validation fraction for model selection (0.2) */
+    uint64_t seed;      /* split, init and shuffling (0 is a valid seed) */
+    float shrink;       /* LDA: within-class shrinkage in (0,1); <= 0 = choose on val */
+    float weight;       /* FUSION: w; < 0 = choose on val */
+    /* Optional: n x d raw features of distorted copies of the rows (row i a
+     * copy of row i, e.g. ims_image_distort). When given, w is chosen to
+     * maximise validation P@10 while the validation rows' copies still find
+     * their originals (instance recall@10 within 1 point of u alone);
+     * without it, w is capped at IMS_TRAIN_W_MAX_BLIND. */
+    const float *aug;
+    ims_train_progress_fn progress; /* optional */
+    void *progress_ud;
+} ims_train_opts;
+
+/* Fill opts with the defaults above. */
+void ims_train_opts_default(ims_train_opts *opts);
+
+/* Stratified, seeded split of n labelled rows: for each class with >= 2
+ * rows, round(val_frac * count) rows (at least 1, at most count - 1) go to
+ * validation; single-row classes stay in training. is_val[i] (OUT) is 1 for
+ * validation rows. Deterministic for a seed. Returns the number of
+ * validation rows. */
+int ims_train_split(const int *labels, int n, float val_frac, uint64_t seed,
+                    unsigned char *is_val);
+
+/* Train a head. x: n x d row-major (raw pooled taps), tap_dims: n_taps dims
+ * summing to d, labels: n values in [0, n_classes). Training uses all rows:
+ * a validation split (ims_train_split of opts->seed) chooses the
+ * hyper-parameters / epoch, then the final head is refit on all rows
+ * (LDA/fusion) or is the best-epoch MLP. `opts` may be NULL (defaults).
+ * Errors: IMS_EINVAL (bad sizes or labels), IMS_ESTATE ("nothing to
+ * train": fewer than 2 categories with 2+ items; the message says so and
+ * callers should fall back to the raw taps), IMS_ENOMEM. *out is freed with
+ * ims_train_head_free. */
+int ims_train_fit(const float *x, int n, int d, const int *tap_dims, int n_taps,
+                  const int *labels, int n_classes, const ims_train_opts *opts,
+                  ims_train_head **out, ims_error *err);
+void ims_train_head_free(ims_train_head *h);
+
+int ims_train_kind_of(const ims_train_head *h);
+int ims_train_in_dim(const ims_train_head *h);   /* d */
+int ims_train_out_dim(const ims_train_head *h);  /* embedding dim */
+int ims_train_n_classes(const ims_train_head *h);
+int ims_train_n_taps(const ims_train_head *h);
+const int *ims_train_tap_dims(const ims_train_head *h);
+/* Chosen hyper-parameters (for logs and reports). */
+float ims_train_weight(const ims_train_head *h);  /* fusion w (0 if none) */
+float ims_train_shrink(const ims_train_head *h);  /* LDA shrinkage (0 if none) */
+float ims_train_val_acc(const ims_train_head *h); /* validation classifier accuracy */
+
+/* Map n rows of raw features (n x in_dim) to embeddings out (n x out_dim,
+ * unit length unless a row is all zero). */
+void ims_train_apply(const ims_train_head *h, const float *x, int n, float *out);
+/* Class probabilities, n x n_classes. */
+void ims_train_classify(const ims_train_head *h, const float *x, int n, float *probs);
+
+/* Serialise: a self-describing little-endian blob ("IMSHEAD\0", version,
+ * sizes, floats, CRC32 trailer). *buf is ims_malloc'd (caller ims_free's).
+ * Same head -> same bytes. */
+int ims_train_save(const ims_train_head *h, void **buf, size_t *len, ims_error *err);
+/* Parse a blob from ims_train_save. IMS_EFORMAT, IMS_EVERSION, IMS_ECORRUPT
+ * (with the offset), IMS_ENOMEM. */
+int ims_train_load(const void *buf, size_t len, ims_train_head **out, ims_error *err);
+
+/* ---- the seed baseline (eval's "seed" encoder) ---------------------------
+ * One Dense-256 ReLU + softmax head on a single tap: ims_train_fit with
+ * kind IMS_TRAIN_MLP, dim 256 and one tap. This fills such options. */
+void ims_train_opts_seed(ims_train_opts *opts, uint64_t seed);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* IMGSIM_TRAIN_H */

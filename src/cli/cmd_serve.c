@@ -1,0 +1,122 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * cmd_serve.c — `imgsim serve`: the HTTP API and web page over a collection.
+ *
+ *   imgsim serve -c COLLECTION [--listen 127.0.0.1:8080] [--threads N]
+ *                [--sessions N] [--max-body BYTES] [--readonly] [--quiet]
+ *
+ * Settings also come from the environment (options win): IMGSIM_COLLECTION,
+ * IMGSIM_LISTEN, IMGSIM_THREADS, IMGSIM_API_KEY (never printed or logged).
+ *
+ * SIGINT and SIGTERM are blocked before any thread starts (so every thread
+ * inherits the mask) and taken with sigwait() here: the server then stops
+ * accepting, finishes the requests in flight and the command exits 0.
+ */
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli_int.h"
+#include "imgsim/collection.h"
+#include "imgsim/server.h"
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: imgsim serve -c COLLECTION [--listen HOST:PORT] [--threads N]\n"
+            "                    [--sessions N] [--max-body BYTES] [--readonly] [--quiet]\n\n"
+            "Serve the HTTP API (DESIGN.md) and the web page (GET /) for a collection.\n"
+            "Prints the URL it listens on; SIGINT/SIGTERM finish the requests in flight and\n"
+            "exit 0.\n\n"
+            "  -c, --collection DIR  the collection (env IMGSIM_COLLECTION)\n"
+            "  --listen HOST:PORT    address (env IMGSIM_LISTEN; default 127.0.0.1:8080;\n"
+            "                        port 0 picks a free one)\n"
+            "  --threads N           HTTP threads (env IMGSIM_THREADS; default max(8, 2*CPUs))\n"
+            "  --sessions N          parallel encodes (default: number of CPUs)\n"
+            "  --max-body BYTES      request body limit (default 20971520)\n"
+            "  --readonly            refuse adds and deletes\n"
+            "  --quiet               no per-request log line on stderr\n\n"
+            "env IMGSIM_API_KEY: when set, POST /v1/items and DELETE need\n"
+            "'Authorization: Bearer <key>'.\n");
+}
+
+int cmd_serve(int argc, char **argv)
+{
+    const char *dir = getenv("IMGSIM_COLLECTION");
+    const char *listen = getenv("IMGSIM_LISTEN");
+    const char *env_threads = getenv("IMGSIM_THREADS");
+    long threads = 0, sessions = 0, max_body = 0;
+    int readonly = 0, quiet = 0;
+    if (cli_wants_help(argc, argv)) {
+        usage(stdout);
+        return CLI_OK;
+    }
+    if (env_threads && *env_threads && cli_parse_long(env_threads, 1, 1024, &threads))
+        return cli_usage("serve: IMGSIM_THREADS must be 1..1024, not '%s'", env_threads);
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        int needs = !strcmp(a, "-c") || !strcmp(a, "--collection") || !strcmp(a, "--listen") ||
+                    !strcmp(a, "--threads") || !strcmp(a, "--sessions") ||
+                    !strcmp(a, "--max-body");
+        if (needs && i + 1 >= argc)
+            return cli_usage("serve: %s needs a value", a);
+        if (!strcmp(a, "-c") || !strcmp(a, "--collection")) {
+            dir = argv[++i];
+        } else if (!strcmp(a, "--listen")) {
+            listen = argv[++i];
+        } else if (!strcmp(a, "--threads")) {
+            if (cli_parse_long(argv[++i], 1, 1024, &threads))
+                return cli_usage("serve: --threads must be 1..1024, not '%s'", argv[i]);
+        } else if (!strcmp(a, "--sessions")) {
+            if (cli_parse_long(argv[++i], 1, 256, &sessions))
+                return cli_usage("serve: --sessions must be 1..256, not '%s'", argv[i]);
+        } else if (!strcmp(a, "--max-body")) {
+            if (cli_parse_long(argv[++i], 1, 1L << 40, &max_body))
+                return cli_usage("serve: --max-body must be a positive byte count, not '%s'",
+                                 argv[i]);
+        } else if (!strcmp(a, "--readonly")) {
+            readonly = 1;
+        } else if (!strcmp(a, "--quiet")) {
+            quiet = 1;
+        } else {
+            return cli_usage("serve: unknown argument '%s'", a);
+        }
+    }
+    if (!dir || !*dir)
+        return cli_usage("serve: no collection (-c DIR or IMGSIM_COLLECTION)");
+
+    /* before any thread exists, so all of them inherit the mask */
+    sigset_t stop;
+    sigemptyset(&stop);
+    sigaddset(&stop, SIGINT);
+    sigaddset(&stop, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &stop, NULL);
+
+    ims_error err = {0};
+    ims_coll *c = NULL;
+    ims_server *s = NULL;
+    ims_coll_opts co = {.sessions = (int)sessions, .readonly = readonly};
+    int rc = ims_coll_open(dir, &co, &c, &err);
+    if (rc)
+        return cli_fail_err(rc, &err);
+    const char *key = getenv("IMGSIM_API_KEY");
+    ims_server_opts so = {.listen = listen, .threads = (int)threads, .api_key = key,
+                          .max_body = (size_t)max_body, .quiet = quiet};
+    if ((rc = ims_server_start(c, &so, &s, &err))) {
+        ims_coll_close(c);
+        return cli_fail_err(rc, &err);
+    }
+    printf("imgsim: serving %s on %s%s\n", dir, ims_server_url(s),
+           key && *key ? " (writes need the API key)" : "");
+    fflush(stdout);
+
+    int sig = 0;
+    sigwait(&stop, &sig);
+    fprintf(stderr, "imgsim: %s: finishing requests in flight, then exiting\n",
+            sig == SIGINT ? "SIGINT" : "SIGTERM");
+    ims_server_stop(s);
+    ims_coll_close(c);
+    return CLI_OK;
+}

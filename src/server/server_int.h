@@ -1,0 +1,168 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * server_int.h — shared by the files of src/server/: the server and per-request
+ * structs, the route table, metrics and JSON helpers.
+ *
+ * Files: http.c (daemon, request lifecycle, body reading, limits, logging),
+ * routes.c (one handler per endpoint), json.c (items and errors as JSON),
+ * metrics.c (counters and the Prometheus page), web_page.c (generated at
+ * build time from web/index.html).
+ *
+ * Locking: there is none of our own. Metrics are relaxed atomics; the
+ * request struct belongs to the one MHD thread that serves its connection;
+ * `inflight` and `draining` are atomics read by ims_server_stop.
+ */
+#ifndef IMS_SERVER_INT_H
+#define IMS_SERVER_INT_H
+
+#include <microhttpd.h>
+#include <jansson.h>
+#include <pthread.h>
+#include <stdint.h>
+
+#include "imgsim/collection.h"
+#include "imgsim/server.h"
+
+/* Routes, as metric labels. ROUTE_NONE: no such path (404). */
+#define IMS_ROUTES(X)                                                          \
+    X(NONE, "none")                                                            \
+    X(PAGE, "/")                                                               \
+    X(HEALTHZ, "/healthz")                                                     \
+    X(METRICS, "/metrics")                                                     \
+    X(SEARCH, "/v1/search")                                                    \
+    X(ITEMS, "/v1/items")                                                      \
+    X(ITEM, "/v1/items/{id}")                                                  \
+    X(SIMILAR, "/v1/items/{id}/similar")                                       \
+    X(IMAGE, "/v1/images/{id}")                                                \
+    X(CATEGORIES, "/v1/categories")
+
+enum route {
+#define IMS__ROUTE_ENUM(name, label) ROUTE_##name,
+    IMS_ROUTES(IMS__ROUTE_ENUM)
+#undef IMS__ROUTE_ENUM
+    ROUTE__COUNT
+};
+extern const char *const ims__route_label[ROUTE__COUNT];
+
+/* Status codes the server answers with (metrics keep one counter each). */
+#define IMS_STATUSES(X)                                                        \
+    X(200) X(201) X(400) X(401) X(403) X(404) X(405) X(409) X(413) X(415) X(422) \
+    X(500) X(501) X(503)
+#define N_LAT_BUCKETS 12
+extern const double ims__lat_bucket[N_LAT_BUCKETS]; /* upper bounds, seconds */
+
+enum { N_STATUS = 0
+#define IMS__ST_COUNT(code) +1
+       IMS_STATUSES(IMS__ST_COUNT)
+#undef IMS__ST_COUNT
+};
+
+typedef struct ims_metrics {
+    uint64_t requests[ROUTE__COUNT][N_STATUS + 1]; /* last column: other status */
+    uint64_t lat_bucket[ROUTE__COUNT][N_LAT_BUCKETS]; /* non-cumulative counts */
+    uint64_t lat_count[ROUTE__COUNT];
+    uint64_t lat_sum_us[ROUTE__COUNT];
+    uint64_t body_bytes;                         /* request bodies read */
+} ims_metrics;
+
+struct ims_server {
+    struct MHD_Daemon *d;
+    ims_coll *coll;
+    char *api_key;           /* NULL: writes are open */
+    size_t api_key_len;
+    size_t max_body;
+    int drain_timeout_ms;
+    int quiet;
+    int port;
+    char url[96];
+    int inflight;            /* requests begun and not yet completed (atomic) */
+    int draining;            /* set by ims_server_stop (atomic) */
+    ims_metrics m;           /* updated with relaxed atomics */
+    /* encode workers: requests that encode run here, their connection
+     * suspended, so that no MHD thread (and no cheap request it also
+     * serves) waits for an encode */
+    pthread_t *workers;
+    int n_workers;
+    pthread_mutex_t q_mu;    /* guards q_head, q_tail, q_stop */
+    pthread_cond_t q_cv;
+    struct ims_req *q_head, *q_tail;
+    int q_stop;
+};
+
+/* One multipart field being collected. */
+typedef struct field {
+    char *data;
+    size_t len, cap;
+    char content_type[64];
+    int seen;
+} field;
+
+enum body_kind { BODY_NONE = 0, BODY_RAW, BODY_MULTIPART };
+
+/* Per-request state (MHD's con_cls), freed in the completion callback. */
+typedef struct ims_req {
+    ims_server *srv;
+    double t0;
+    char method[8];
+    char path[256];          /* truncated for the log line only */
+    int route;
+    int64_t id;              /* {id} in the path; 0 when none */
+    int status;              /* answered status; 0 until queued */
+    int body_kind;
+    size_t body_total;       /* bytes received so far (all parts) */
+    int too_big;             /* body went over max_body: discarding */
+    int bad_form;            /* the multipart body did not parse */
+    struct MHD_PostProcessor *pp;
+    field raw;               /* raw body, or the multipart "image" part */
+    field metadata, category, name;
+    /* deferred to an encode worker (connection suspended meanwhile) */
+    int deferred;            /* 1 from suspend until the response is queued */
+    struct MHD_Connection *conn;
+    struct MHD_Response *resp; /* the worker's answer, queued on resume */
+    int resp_status;
+    struct ims_req *next;    /* worker queue */
+} ims_req;
+
+/* ---- http.c: answering ---------------------------------------------------- */
+/* Queue a response and record its status; takes ownership of r. On an
+ * encode worker (q->deferred) the response is kept for the resume. */
+enum MHD_Result ims__send(ims_req *q, struct MHD_Connection *conn, int status,
+                          struct MHD_Response *r);
+/* A JSON body (the json_t reference is stolen). */
+enum MHD_Result ims__send_json(ims_req *q, struct MHD_Connection *conn, int status, json_t *j);
+/* {"error":{"code","message"}} with the HTTP status of `status`. */
+enum MHD_Result ims__send_error(ims_req *q, struct MHD_Connection *conn, int status,
+                                const char *message);
+/* An ims_* failure mapped to its HTTP status (EBUSY adds Retry-After). */
+enum MHD_Result ims__send_ims_error(ims_req *q, struct MHD_Connection *conn, int rc,
+                                    const ims_error *err);
+
+/* ---- routes.c ----------------------------------------------------------------- */
+/* Route of a path (ROUTE_NONE if none); *id from {id}, -1 if {id} is not a
+ * positive integer. Writes the allowed methods ("GET, HEAD") to *allow. */
+int ims__route_match(const char *path, int64_t *id, const char **allow);
+/* Whether the route needs the request body (POST routes). */
+int ims__route_is_write(int route, const char *method);
+/* Answer a request whose body (if any) is complete. */
+enum MHD_Result ims__route_dispatch(ims_req *q, struct MHD_Connection *conn);
+
+/* ---- json.c ------------------------------------------------------------------- */
+/* The item as a search result / item object: id, name, category,
+ * product_id, metadata (parsed; {} if invalid), image_url; plus score when
+ * score_valid, and the long fields (sha256, format, size) when full. */
+json_t *ims__json_item(const ims_item *it, int full, int score_valid, float score);
+/* {"error":{"code","message"}} */
+json_t *ims__json_error(const char *code, const char *message);
+/* Short error code of an HTTP status ("not_found"). */
+const char *ims__status_code_name(int status);
+
+/* ---- metrics.c ---------------------------------------------------------------- */
+void ims__metrics_record(ims_server *s, int route, int status, double seconds);
+/* The Prometheus text exposition; free with ims_free(). */
+char *ims__metrics_render(ims_server *s, size_t *len);
+
+/* ---- web_page.c (generated from web/index.html) ------------------------------- */
+extern const unsigned char ims__web_index_html[];
+extern const size_t ims__web_index_html_len;
+
+#endif /* IMS_SERVER_INT_H */

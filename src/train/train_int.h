@@ -1,0 +1,95 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * train_int.h — the head structure and the helpers shared by the train
+ * module's files (split.c, linalg.c, lda.c, mlp.c, head.c, head_io.c).
+ *
+ * A head computes, from one row x of raw pooled taps (d values):
+ *   u   = concat_t(x_t / |x_t|) * in_scale          (in_scale = 1/sqrt(T),
+ *                                                     MLP: sqrt(d/T))
+ *   p   = act(u . P + pb)                            (P: d x k, [in][out])
+ *   emb = normalise( FUSION: [raw_w * u, proj_w * p/|p|]
+ *                    LDA:    p
+ *                    MLP:    p )
+ *   probs = softmax(v . C + cb), v = u (FUSION, LDA) or p (MLP)
+ * The same structure is what nn's encoder writer turns into graph nodes
+ * (ims_train_nn_head), so apply() here and the encoder agree.
+ */
+#ifndef IMS_TRAIN_INT_H
+#define IMS_TRAIN_INT_H
+
+#include "core/core_int.h"
+#include "imgsim/train.h"
+
+struct ims_train_head {
+    int kind;        /* enum ims_train_kind */
+    int d;           /* input dim: sum of tap_dims */
+    int n_taps;
+    int *tap_dims;   /* n_taps */
+    float in_scale;  /* applied to the concatenation of unit taps */
+    int k;           /* projection dim */
+    float *P;        /* d x k */
+    float *pb;       /* k */
+    int relu;        /* ReLU after the projection (MLP) */
+    float raw_w;     /* FUSION: weight of u (1), else 0 */
+    float proj_w;    /* FUSION: weight of the unit projection (w) */
+    int n_classes;
+    int cls_on_proj; /* classifier input: 0 = u, 1 = p */
+    float *C;        /* (cls_on_proj ? k : d) x n_classes */
+    float *cb;       /* n_classes */
+    float shrink;    /* chosen LDA shrinkage (0 = none) */
+    float val_acc;   /* validation accuracy of the classifier */
+    int out_dim;
+};
+
+/* ---- split.c -------------------------------------------------------------- */
+typedef struct ims__rng {
+    uint64_t s;
+} ims__rng;
+uint64_t ims__rng_next(ims__rng *r);
+double ims__rng_uniform(ims__rng *r); /* [0, 1) */
+/* Uniform in [0, n). */
+uint32_t ims__rng_below(ims__rng *r, uint32_t n);
+void ims__rng_shuffle(ims__rng *r, int *a, int n);
+
+/* ---- head.c --------------------------------------------------------------- */
+ims_train_head *ims__head_alloc(int kind, int d, const int *tap_dims, int n_taps, int k,
+                                int n_classes, int cls_on_proj);
+/* u (d floats) from one raw row. */
+void ims__head_unit(const ims_train_head *h, const float *x, float *u);
+
+/* Retrieval quality from a similarity matrix S (n_q x n, row q = query
+ * q_idx[q] against every item): the query itself is excluded, hit = same
+ * label. Outputs (any may be NULL): P@1, P@5, P@10, mAP@10 (AP over the
+ * top 10, normalised by min(10, relevant items)). */
+void ims__retrieval(const float *S, int n_q, int n, const int *q_idx, const int *labels,
+                    double *p1, double *p5, double *p10, double *map10);
+/* Instance recall from S (n_q x n, row q = a distorted copy of item
+ * q_idx[q] against every item, the original included): the fraction of
+ * queries whose original ranks in the top 1 / top 10. */
+void ims__instance_recall(const float *S, int n_q, int n, const int *q_idx, double *r1,
+                          double *r10);
+/* S[q][j] = e[q_idx[q]] . f[j] (e may be a second matrix, e.g. copies:
+ * then q_idx indexes e's rows). */
+void ims__sim(const float *e, const int *q_idx, int n_q, const float *f, int n, int dim,
+              float *S);
+
+/* ---- linalg.c ------------------------------------------------------------- */
+/* In-place Cholesky of the n x n SPD matrix a (lower triangle); -1 if not SPD. */
+int ims__cholesky(double *a, int n);
+/* Solve L L^T X = B for B (n x m, row-major) in place. */
+void ims__cholesky_solve(const double *L, int n, double *B, int m);
+/* Jacobi eigen-decomposition of the symmetric n x n a (destroyed): eigen-
+ * values w (descending), eigenvectors as columns of v (n x n). */
+void ims__eigen_sym(double *a, int n, double *w, double *v);
+
+/* ---- lda.c ---------------------------------------------------------------- */
+/* Fit a shrunk LDA on unit rows u (n x d) of labels: fills h->P, h->pb
+ * (k = h->k directions), h->C and h->cb (the LDA rule on u). */
+int ims__lda_fit(ims_train_head *h, const float *u, int n, const int *labels, float shrink,
+                 ims_error *err);
+
+/* ---- mlp.c ---------------------------------------------------------------- */
+int ims__mlp_fit(ims_train_head *h, const float *u, int n, const int *labels,
+                 const unsigned char *is_val, const ims_train_opts *o, ims_error *err);
+
+#endif /* IMS_TRAIN_INT_H */
