@@ -20,6 +20,24 @@ static const char *cell(const ims__csv *t, size_t row, size_t col)
     return row < t->n_rows && col < t->n_cols ? t->cells[row * t->n_cols + col] : "(none)";
 }
 
+/* Expect IMS_EFORMAT with "line N" and a fragment in the message. */
+static void expect_bad(const char *text, int line, const char *frag)
+{
+    ims__csv t;
+    ims_error err;
+    char want[32];
+    snprintf(want, sizeof want, "line %d:", line);
+    int rc = parse(text, &t, &err);
+    CHECK_RC(rc, IMS_EFORMAT);
+    if (rc == IMS_EFORMAT) {
+        CHECK_MSG(strstr(err.msg, want) != NULL, "want '%s' in: %s", want, err.msg);
+        CHECK_MSG(strstr(err.msg, frag) != NULL, "want '%s' in: %s", frag, err.msg);
+        CHECK_MSG(strncmp(err.msg, "m.csv: ", 7) == 0, "no file name: %s", err.msg);
+    } else {
+        ims__csv_free(&t);
+    }
+}
+
 static void test_quirks(void)
 {
     ims__csv t;
@@ -52,27 +70,18 @@ static void test_quirks(void)
     CHECK_EQ(ims__csv_column(&t, "nope"), -1);
     ims__csv_free(&t);
 
+    /* old Mac line ends (lone CR) count as lines too */
+    CHECK_RC(parse("a,b\r1,2\r\r3,\"x\ry\"\r4,5", &t, &err), IMS_OK);
+    CHECK_EQ(t.n_rows, 3);
+    CHECK_EQ(t.line[0], 2);
+    CHECK_EQ(t.line[1], 4);
+    CHECK_EQ(t.line[2], 6);
+    ims__csv_free(&t);
+    expect_bad("a,b\r1,2\r3\r", 3, "1 fields");
+
     CHECK_RC(parse("only,header\n", &t, &err), IMS_OK);
     CHECK_EQ(t.n_rows, 0);
     ims__csv_free(&t);
-}
-
-/* Expect IMS_EFORMAT with "line N" and a fragment in the message. */
-static void expect_bad(const char *text, int line, const char *frag)
-{
-    ims__csv t;
-    ims_error err;
-    char want[32];
-    snprintf(want, sizeof want, "line %d:", line);
-    int rc = parse(text, &t, &err);
-    CHECK_RC(rc, IMS_EFORMAT);
-    if (rc == IMS_EFORMAT) {
-        CHECK_MSG(strstr(err.msg, want) != NULL, "want '%s' in: %s", want, err.msg);
-        CHECK_MSG(strstr(err.msg, frag) != NULL, "want '%s' in: %s", frag, err.msg);
-        CHECK_MSG(strncmp(err.msg, "m.csv: ", 7) == 0, "no file name: %s", err.msg);
-    } else {
-        ims__csv_free(&t);
-    }
 }
 
 static void test_malformed(void)
