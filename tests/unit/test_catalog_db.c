@@ -233,6 +233,17 @@ static void test_items_and_vectors(void)
         CHECK_STR_EQ(names[1], "veg");
     }
     ims_catalog_free_categories(names, counts, n);
+    int64_t *in_cat, max_id;
+    CHECK_RC(ims_catalog_ids_in_category(c, "fruit", &in_cat, &n, &err), IMS_OK);
+    CHECK_EQ(n, 2);
+    if (n == 2)
+        CHECK(in_cat[0] == a && in_cat[1] == b);
+    ims_free(in_cat);
+    CHECK_RC(ims_catalog_ids_in_category(c, "none", &in_cat, &n, &err), IMS_OK);
+    CHECK_EQ(n, 0);
+    ims_free(in_cat);
+    CHECK_RC(ims_catalog_max_id(c, &max_id, &err), IMS_OK);
+    CHECK_EQ(max_id, d);
 
     /* vectors */
     float v[3 * 4], out[3 * 4];
