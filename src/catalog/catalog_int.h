@@ -101,9 +101,11 @@ const char *ims__format_ext(const char *format);
 /* <collection>/images/<hex[0:2]>/<hex>.<ext> into out; IMS_EINVAL if long. */
 int ims__store_path(ims_catalog *c, const char *sha, const char *format, char *out, size_t n,
                     ims_error *err);
+/* 1 if the file at path exists and its SHA-256 is sha (hex). */
+int ims__file_has_sha(const char *path, const char *sha);
 /* Store content in the image store: hard link from src_path when given
  * (same file system), else an atomic copy of bytes. An existing file with
- * that name is kept (content-addressed). */
+ * that name is kept when it still holds that content, else replaced. */
 int ims__store_image(ims_catalog *c, const char *sha, const char *format, const char *src_path,
                      const void *bytes, size_t len, ims_error *err);
 

@@ -41,8 +41,8 @@ static const char *const stmt_sql[ST__COUNT] = {
                     " ON CONFLICT(key) DO UPDATE SET value = excluded.value",
     [ST_ITEM_GET] = "SELECT id, path, category, name, product_id, metadata, sha256, format,"
                     " width, height, bytes, status, reason, dup_of FROM items WHERE id = ?1",
-    [ST_ITEM_BY_PATH] = "SELECT id, src_size, src_mtime_ns, sha256, status, reject FROM items"
-                        " WHERE origin = 0 AND path = ?1",
+    [ST_ITEM_BY_PATH] = "SELECT id, src_size, src_mtime_ns, sha256, status, reject, format"
+                        " FROM items WHERE origin = 0 AND path = ?1",
     [ST_ITEM_INSERT] =
         "INSERT INTO items(origin, path, category, name, product_id, metadata, sha256, format,"
         " width, height, bytes, status, reject, reason, dup_of, src_size, src_mtime_ns, seen_run)"

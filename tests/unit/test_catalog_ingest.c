@@ -554,6 +554,43 @@ static void test_rerun(ims_catalog *c, unsigned char **ph, size_t *pl)
     CHECK_EQ(n, 6);
     ims_free(acc);
     ims_catalog_close(rd.c);
+
+    /* the kept file of a duplicate rewritten in place (same inode, which
+     * the store may share through a hard link): the promoted duplicate
+     * still gets its original bytes from the store */
+    put("E/k.jpeg", ph[8], pl[8]);
+    put("E/kdup.jpeg", ph[8], pl[8]);
+    CHECK_RC(ims_catalog_ingest(c, src, NULL, &s, &err), IMS_OK);
+    CHECK_EQ(s.accepted, 1);
+    CHECK_EQ(s.duplicates, 1);
+    snprintf(p, sizeof p, "%s/E/k.jpeg", src);
+    f = fopen(p, "r+b");
+    CHECK(f != NULL);
+    if (f) {
+        CHECK(fwrite(ph[9], 1, pl[9], f) == pl[9]);
+        CHECK(ftruncate(fileno(f), (off_t)pl[9]) == 0);
+        fclose(f);
+    }
+    struct timeval tv2[2] = {{1100000000, 0}, {1100000000, 0}};
+    CHECK(utimes(p, tv2) == 0);
+    CHECK_RC(ims_catalog_ingest(c, src, NULL, &s, &err), IMS_OK);
+    CHECK_EQ(s.accepted, 1);
+    check_item(c, "E/kdup.jpeg", IMS_ITEM_ACCEPTED, "E", NULL, NULL);
+    const char *names2[2] = {"E/k.jpeg", "E/kdup.jpeg"};
+    const int which[2] = {9, 8};
+    for (int i = 0; i < 2; i++) {
+        char *img;
+        CHECK_RC(ims_catalog_image_path(c, id_of(names2[i]), &img, &err), IMS_OK);
+        size_t nb = 0;
+        unsigned char *b = img ? slurp(img, &nb) : NULL;
+        char got_h[65] = "", want_h[65];
+        if (b)
+            ims__sha256_hex(b, nb, got_h);
+        ims__sha256_hex(ph[which[i]], pl[which[i]], want_h);
+        CHECK_MSG(!strcmp(got_h, want_h), "%s: stored image has the wrong bytes", names2[i]);
+        free(b);
+        ims_free(img);
+    }
 }
 
 int main(void)
@@ -562,10 +599,10 @@ int main(void)
     const char *data = getenv("IMS_DATA_DIR");
     char food[512];
     snprintf(food, sizeof food, "%s/food", data ? data : "data");
-    unsigned char *ph[8];
-    size_t pl[8];
-    int got = pick_photos(food, 8, ph, pl);
-    if (got < 8)
+    unsigned char *ph[10];
+    size_t pl[10];
+    int got = pick_photos(food, 10, ph, pl);
+    if (got < 10)
         return check_skip("sample photos (scripts/fetch-sample-data) not found");
     snprintf(tmp, sizeof tmp, "/tmp/ims_catalog_ingest_XXXXXX");
     if (!mkdtemp(tmp))
