@@ -46,6 +46,8 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "imgsim/vecs.h"
+
 typedef struct params {
     const char *set;      /* preset name */
     const char *out;      /* output directory */
@@ -441,34 +443,20 @@ static int check_query(const params *p, const float *X, const float *Q, long q, 
 
 static void write_fvecs(const char *path, const float *x, long n, int d)
 {
-    FILE *f = fopen(path, "wb");
-    if (!f)
-        die(strerror(errno), path);
-    for (long i = 0; i < n; i++) {
-        int32_t dim = d;
-        if (fwrite(&dim, 4, 1, f) != 1 || fwrite(x + (size_t)i * d, 4, d, f) != (size_t)d)
-            die("write failed", path);
-    }
-    if (fclose(f))
-        die("close failed", path);
+    ims_error err = {0};
+    if (ims_vecs_write(path, x, (size_t)n, (uint32_t)d, &err))
+        die(err.msg, NULL);
 }
 
 static void write_ivecs(const char *path, const hitem *h, long n, int k)
 {
-    FILE *f = fopen(path, "wb");
-    if (!f)
-        die(strerror(errno), path);
-    int32_t *row = xmalloc(sizeof(int32_t) * (k + 1));
-    row[0] = k;
-    for (long i = 0; i < n; i++) {
-        for (int j = 0; j < k; j++)
-            row[j + 1] = h[(size_t)i * k + j].id;
-        if (fwrite(row, 4, k + 1, f) != (size_t)k + 1)
-            die("write failed", path);
-    }
-    free(row);
-    if (fclose(f))
-        die("close failed", path);
+    int32_t *ids = xmalloc(sizeof(int32_t) * (size_t)n * k);
+    for (size_t i = 0; i < (size_t)n * k; i++)
+        ids[i] = h[i].id;
+    ims_error err = {0};
+    if (ims_vecs_write(path, ids, (size_t)n, (uint32_t)k, &err))
+        die(err.msg, NULL);
+    free(ids);
 }
 
 static void usage(void)

@@ -36,6 +36,11 @@ struct Matrix {
 }
 
 // Reads a TEXMEX file of records (int32 dim, dim x 4-byte values).
+// The C code shares one reader (include/imgsim/vecs.h, src/core/vecs.c);
+// the anchors keep this one on purpose: build.sh compiles them with g++
+// outside CMake against Debian's hnswlib/Annoy/FAISS, and linking
+// libimgsim_core.a would make them depend on a prior imgsim build (and
+// its allocator hooks) just to read a file.
 template <typename T>
 inline std::vector<T> read_vecs(const std::string &path, size_t *n, size_t *d)
 {

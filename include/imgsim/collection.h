@@ -141,6 +141,7 @@ typedef struct ims_coll_index_opts {
     int keep_float;      /* default 1 (exact float re-rank) */
     int threads;         /* build threads; 0: all CPUs */
     int set;             /* bit 0: metric given, bit 1: storage given, bit 2: keep_float given */
+    int if_stale;        /* skip when index.hnsw already holds exactly the current vectors */
 } ims_coll_index_opts;
 
 typedef struct ims_coll_index_summary {
@@ -148,6 +149,7 @@ typedef struct ims_coll_index_summary {
     int dim;
     double seconds;
     int64_t bytes; /* index file size */
+    int skipped;   /* if_stale and already current */
 } ims_coll_index_summary;
 
 /* Build <dir>/index.hnsw over the current vectors (all of them: every
@@ -166,7 +168,8 @@ typedef struct ims_finetune_opts {
 } ims_finetune_opts;
 
 typedef struct ims_finetune_summary {
-    int trained;            /* 0: nothing to train (message says why): raw taps */
+    int trained;            /* 1 trained; 0: nothing to train (message says why): raw
+                               taps; -1: already up to date, nothing done */
     char message[256];
     int64_t items, features_computed;
     int n_classes, epochs_run;

@@ -8,8 +8,9 @@
  *
  * Functions without a handle take an optional `ims_error *err` (may be NULL);
  * on failure they fill it with the code and a one-line message that says what
- * failed and where (file, offset, layer name...). Handles keep their own last
- * message instead (e.g. ims_hnsw_errmsg()).
+ * failed and where (file, offset, layer name...). Calls on an index handle
+ * leave their message in thread-local storage instead, read with
+ * ims_hnsw_errmsg() on the failing thread (index.h).
  */
 #ifndef IMGSIM_ERROR_H
 #define IMGSIM_ERROR_H

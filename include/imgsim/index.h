@@ -12,11 +12,39 @@
  *                                                  insert and query)
  * Callers turn a cosine distance d into a similarity score as 1 - d.
  *
- * Thread-safety: one ims_hnsw may be searched by any number of threads at
- * once while one other thread modifies it (add, delete, update, compact,
- * save); the handle serialises them with a readers-writer lock. The error
- * message of a handle (ims_hnsw_errmsg) belongs to the last failing call of
- * any thread: read it from the thread that failed before others fail.
+ * Thread-safety
+ * -------------
+ * One handle is meant to be shared: searched by many threads while one
+ * thread adds and deletes. Every call below on the same handle is safe from
+ * any thread, except ims_hnsw_free/ims_hnsw_close. The handle serialises
+ * calls with a writer-preferring readers-writer lock:
+ *   readers (any number at once, and at once with each other):
+ *     ims_hnsw_search, ims_hnsw_count, ims_hnsw_contains,
+ *     ims_hnsw_get_vector, ims_hnsw_get_info, ims_hnsw_check, ims_hnsw_save
+ *   writers (exclusive: one at a time, and never alongside a reader):
+ *     ims_hnsw_add, ims_hnsw_add_batch, ims_hnsw_delete, ims_hnsw_update,
+ *     ims_hnsw_compact
+ * A writer waits for the readers in progress; while it waits, new readers
+ * wait behind it (glibc; other C libraries use their default policy), so
+ * a stream of searches cannot starve inserts (a search may thus block for
+ * the duration of one write call; add_batch and compact are long ones). Every reader sees the index either before or after a
+ * whole write call, never half of one. Writers may be called from several
+ * threads: they run one after the other.
+ *   - ims_hnsw_free / ims_hnsw_close: no call on h may be in progress or
+ *     follow, on any thread (the caller joins its threads first).
+ *   - ims_hnsw_new, ims_hnsw_open, ims_hnsw_open_buffer, ims_flat_search
+ *     and the name functions share no state: safe from any thread.
+ *   - A filter (ims_search_opts.filter) runs on the searching thread while
+ *     that thread holds the shared lock: it must not call any function on
+ *     the same handle (a writer waiting in between would deadlock it), and
+ *     it must be thread-safe itself if several searches share it.
+ *   - Error messages are per thread: ims_hnsw_errmsg() returns the message
+ *     of the calling thread's own last failed call on any handle, so one
+ *     thread's failure never overwrites another's message. Calls that take
+ *     an ims_error * fill that record instead (the caller owns it).
+ *   - The distance kernels are chosen when a handle is created or opened
+ *     (ims_init() reads IMS_SIMD once); ims_cpu_set_level() affects handles
+ *     created after it and ims_flat_search, and must not race with them.
  */
 #ifndef IMGSIM_INDEX_H
 #define IMGSIM_INDEX_H
@@ -108,10 +136,16 @@ int ims_hnsw_new(const ims_hnsw_params *p, ims_hnsw **out, ims_error *err);
  * thread may use h. */
 void ims_hnsw_free(ims_hnsw *h);
 
-/* Last error message of h: owned by h, valid until its next failing call. */
+/* The message of the calling thread's last failed call on any index handle
+ * (h only has to be non-NULL; NULL gives "no index"; "no error" if this
+ * thread has had no failure). Successful calls leave it unchanged. The
+ * string is in thread-local storage: valid until this thread's next failed
+ * index call or its exit; do not free it. Thread-safe. Example:
+ *     if (ims_hnsw_add(h, id, vec) != IMS_OK)
+ *         fprintf(stderr, "add: %s\n", ims_hnsw_errmsg(h));  // this thread's */
 const char *ims_hnsw_errmsg(ims_hnsw *h);
 
-/* ---- writing (one writer at a time; searches may run alongside) ------------ */
+/* ---- writing (exclusive: one writer at a time, readers wait; see above) ----- */
 
 /* Add one vector (n_dims floats) under a new id. Errors: IMS_EEXIST (id is
  * live; use ims_hnsw_update), IMS_EINVAL (NaN/Inf, or zero vector for
@@ -152,7 +186,7 @@ int ims_hnsw_update(ims_hnsw *h, uint64_t id, const float *vec);
  * index is unchanged). */
 int ims_hnsw_compact(ims_hnsw *h);
 
-/* ---- searching (any number of threads) ------------------------------------- */
+/* ---- searching (any number of threads at once, shared lock) ---------------- */
 
 /* The k nearest admitted live items of `query` (n_dims floats), ascending by
  * distance, into hits[0..*n_hits). *n_hits < k when fewer items qualify.
@@ -164,14 +198,18 @@ int ims_hnsw_search(ims_hnsw *h, const float *query, size_t k, const ims_search_
 
 /* Exact (brute-force) k-NN over a plain row-major float matrix: ground truth
  * and the right tool for small collections. ids may be NULL (ids = row
- * numbers). Thread-safe. Errors: IMS_EINVAL, IMS_ENOMEM. */
+ * numbers). Thread-safe (no handle, no shared state; no message either:
+ * the code says what failed). Errors: IMS_EINVAL, IMS_ENOMEM. */
 int ims_flat_search(int metric, uint32_t n_dims, const float *base, size_t n,
                     const uint64_t *ids, const float *query, size_t k, ims_hit *hits,
                     size_t *n_hits /* OUT */);
 
 /* ---- files ------------------------------------------------------------------ */
 
-/* Write h to path atomically (temp file, fsync, rename). Errors: IMS_EIO. */
+/* Write h to path atomically (temp file, fsync, rename). Takes the shared
+ * lock: searches go on, writers wait until the file is written. Two saves
+ * to the same path at once are not supported (they share the temp name).
+ * Errors: IMS_EIO. */
 int ims_hnsw_save(ims_hnsw *h, const char *path);
 
 /* Open an index file: mmap it privately (copy-on-write), check header, section
@@ -198,7 +236,7 @@ void ims_hnsw_close(ims_hnsw *h);
  * and where). Takes the read lock. */
 int ims_hnsw_check(ims_hnsw *h, int deep);
 
-/* ---- introspection ---------------------------------------------------------- */
+/* ---- introspection (readers: shared lock; name functions: no state) -------- */
 
 void ims_hnsw_get_info(ims_hnsw *h, ims_hnsw_info *out);
 uint64_t ims_hnsw_count(ims_hnsw *h); /* live items */

@@ -63,9 +63,9 @@ enum ims__stmt {
 
 struct ims_catalog {
     sqlite3 *db;
-    char *dir;                  /* collection directory (as given) */
-    char *db_path;              /* <dir>/catalog.sqlite */
-    int readonly;               /* IMS_CATALOG_READONLY */
+    char *dir;                   /* collection directory (as given) */
+    char *db_path;               /* <dir>/catalog.sqlite */
+    int readonly;                /* IMS_CATALOG_READONLY */
     sqlite3_stmt *st[ST__COUNT]; /* see ims__cat_stmt */
 };
 
@@ -86,8 +86,11 @@ int ims__cat_writable(ims_catalog *c, ims_error *err);
 /* ---- schema (schema.c) ---- */
 #define IMS__CATALOG_VERSION 1 /* the user_version this build writes */
 typedef struct ims__migration {
-    int to_version;   /* user_version after this step */
-    const char *sql;  /* statements run inside the migration transaction */
+    int to_version;  /* user_version after this step */
+    const char *sql; /* statements run first inside the migration transaction */
+    /* then, optionally, C code for what SQL cannot do (rewriting BLOBs,
+     * JSON...): same transaction; returns IMS_OK or an error (err set) */
+    int (*fn)(sqlite3 *db, const char *db_path, ims_error *err);
 } ims__migration;
 extern const ims__migration ims__catalog_migrations[];
 extern const int ims__catalog_n_migrations;
@@ -96,27 +99,28 @@ extern const int ims__catalog_n_migrations;
 /* File extension of a format name ("jpeg" -> "jpg"); NULL if unknown. */
 const char *ims__format_ext(const char *format);
 /* <collection>/images/<hex[0:2]>/<hex>.<ext> into out; IMS_EINVAL if long. */
-int ims__store_path(ims_catalog *c, const char *sha, const char *format, char *out,
-                    size_t n, ims_error *err);
+int ims__store_path(ims_catalog *c, const char *sha, const char *format, char *out, size_t n,
+                    ims_error *err);
+/* 1 if the file at path exists and its SHA-256 is sha (hex). */
+int ims__file_has_sha(const char *path, const char *sha);
 /* Store content in the image store: hard link from src_path when given
  * (same file system), else an atomic copy of bytes. An existing file with
- * that name is kept (content-addressed). */
+ * that name is kept when it still holds that content, else replaced. */
 int ims__store_image(ims_catalog *c, const char *sha, const char *format, const char *src_path,
                      const void *bytes, size_t len, ims_error *err);
 
 /* ---- CSV (csv.c) ---- */
 typedef struct ims__csv {
     size_t n_cols, n_rows;
-    char **header;    /* n_cols names */
-    char **cells;     /* n_rows * n_cols, row-major, NUL-terminated UTF-8 */
-    long *line;       /* n_rows: the line each row starts on (1-based) */
+    char **header; /* n_cols names */
+    char **cells;  /* n_rows * n_cols, row-major, NUL-terminated UTF-8 */
+    long *line;    /* n_rows: the line each row starts on (1-based) */
 } ims__csv;
 /* Parse the whole file (strict RFC 4180, BOM, CRLF, UTF-8 checked, equal
  * field counts, unique non-empty header). IMS_EFORMAT naming the line;
  * IMS_EIO; IMS_ENOMEM. */
 int ims__csv_read(const char *path, ims__csv *out, ims_error *err);
-int ims__csv_parse(const void *buf, size_t len, const char *where, ims__csv *out,
-                   ims_error *err);
+int ims__csv_parse(const void *buf, size_t len, const char *where, ims__csv *out, ims_error *err);
 /* Column index of name, or -1. */
 int ims__csv_column(const ims__csv *t, const char *name);
 void ims__csv_free(ims__csv *t);
@@ -145,8 +149,8 @@ typedef struct ims__scan {
 /* Walk dir (recursively, names starting with '.' skipped, directory
  * symlinks not followed, `skip_real` paths — the collection itself, the
  * CSV — left out), sorted by rel. */
-int ims__scan_dir(const char *dir, const char *const *skip_real, size_t n_skip,
-                  ims__scan *out, ims_error *err);
+int ims__scan_dir(const char *dir, const char *const *skip_real, size_t n_skip, ims__scan *out,
+                  ims_error *err);
 void ims__scan_free(ims__scan *s);
 
 #endif /* IMS_CATALOG_INT_H */

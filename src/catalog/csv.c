@@ -12,10 +12,10 @@
  * is not valid UTF-8 or holds a NUL byte, the header has an empty or a
  * repeated name, or a row has another number of fields than the header.
  *
- * Line numbers: the buffer is fed to libcsv one physical line at a time,
- * so the callbacks know the line they fire on; a record's first line is
- * its last line minus the line breaks inside its quoted fields. Errors say
- * "<file>: line N: what".
+ * Line numbers: the buffer is fed to libcsv one physical line (ended by
+ * LF, CRLF or a lone CR) at a time, so the callbacks know the line they
+ * fire on; a record's first line is its last line minus the line breaks
+ * inside its quoted fields. Errors say "<file>: line N: what".
  */
 #include <errno.h>
 #include <string.h>
@@ -64,12 +64,12 @@ int ims__utf8_valid(const unsigned char *s, size_t n)
 typedef struct pstate {
     const char *where;
     ims__csv *t;
-    long line;            /* physical line being fed (1-based) */
-    long breaks;          /* line breaks inside this record's fields so far */
-    char **rec;           /* fields of the record being read */
+    long line;   /* physical line being fed (1-based) */
+    long breaks; /* line breaks inside this record's fields so far */
+    char **rec;  /* fields of the record being read */
     size_t n_rec, cap_rec;
     size_t cap_cells, cap_rows;
-    int rc;               /* first error */
+    int rc; /* first error */
     ims_error *err;
 } pstate;
 
@@ -91,7 +91,7 @@ static void on_field(void *s, size_t len, void *ud)
         return;
     const unsigned char *b = s ? s : (const unsigned char *)"";
     for (size_t i = 0; i < len; i++)
-        p->breaks += b[i] == '\n';
+        p->breaks += b[i] == '\n' || (b[i] == '\r' && (i + 1 == len || b[i + 1] != '\n'));
     if (memchr(b, 0, len)) {
         fail(p, IMS_EFORMAT, p->line, "%sNUL byte in a field", "");
         return;
@@ -197,6 +197,16 @@ static void on_record(int ch, void *ud)
     free_rec(p);
 }
 
+/* The end of the first physical line: LF, or a CR not followed by LF
+ * (old Mac files; libcsv ends records there too). NULL if none. */
+static const unsigned char *line_end(const unsigned char *b, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (b[i] == '\n' || (b[i] == '\r' && i + 1 < n && b[i + 1] != '\n'))
+            return b + i;
+    return NULL;
+}
+
 int ims__csv_parse(const void *buf, size_t len, const char *where, ims__csv *out, ims_error *err)
 {
     memset(out, 0, sizeof *out);
@@ -212,13 +222,12 @@ int ims__csv_parse(const void *buf, size_t len, const char *where, ims__csv *out
     while (off < len && !p.rc) {
         if (cp.pstate == 0) /* libcsv's ROW_NOT_BEGUN: a record may start on this line */
             rec_start = p.line;
-        const unsigned char *nl = memchr(b + off, '\n', len - off);
+        const unsigned char *nl = line_end(b + off, len - off);
         size_t n = nl ? (size_t)(nl - (b + off)) + 1 : len - off;
         if (csv_parse(&cp, b + off, n, on_field, on_record, &p) != n && !p.rc) {
             int e = csv_error(&cp);
             fail(&p, e == CSV_ENOMEM ? IMS_ENOMEM : IMS_EFORMAT, p.line,
-                 e == CSV_EPARSE ? "%smalformed quoted field (stray or unescaped quote)"
-                                 : "%s",
+                 e == CSV_EPARSE ? "%smalformed quoted field (stray or unescaped quote)" : "%s",
                  e == CSV_EPARSE ? "" : csv_strerror(e));
         }
         off += n;

@@ -17,6 +17,10 @@
  *      schema.c run in one IMMEDIATE transaction (re-checked inside it, so
  *      two processes opening an old file at once migrate it once).
  *
+ * Read-only: a handle on a directory it cannot write opens the file as
+ * immutable (no -shm/-wal can be created there); copy a collection after
+ * its writers have closed, so that the WAL is checkpointed into the file.
+ *
  * Statements are prepared once per handle and cached (ims__cat_stmt); every
  * value is bound, never formatted into SQL. A handle is used by one thread
  * at a time (SQLITE_OPEN_NOMUTEX); more threads open more handles.
@@ -37,8 +41,8 @@ static const char *const stmt_sql[ST__COUNT] = {
                     " ON CONFLICT(key) DO UPDATE SET value = excluded.value",
     [ST_ITEM_GET] = "SELECT id, path, category, name, product_id, metadata, sha256, format,"
                     " width, height, bytes, status, reason, dup_of FROM items WHERE id = ?1",
-    [ST_ITEM_BY_PATH] = "SELECT id, src_size, src_mtime_ns, sha256, status, reject FROM items"
-                        " WHERE origin = 0 AND path = ?1",
+    [ST_ITEM_BY_PATH] = "SELECT id, src_size, src_mtime_ns, sha256, status, reject, format"
+                        " FROM items WHERE origin = 0 AND path = ?1",
     [ST_ITEM_INSERT] =
         "INSERT INTO items(origin, path, category, name, product_id, metadata, sha256, format,"
         " width, height, bytes, status, reject, reason, dup_of, src_size, src_mtime_ns, seen_run)"
@@ -67,16 +71,32 @@ int ims__cat_dberr(ims_catalog *c, int src, const char *what, ims_error *err)
 {
     int code;
     switch (src & 0xff) {
-    case SQLITE_NOMEM: code = IMS_ENOMEM; break;
+    case SQLITE_NOMEM:
+        code = IMS_ENOMEM;
+        break;
     case SQLITE_BUSY:
-    case SQLITE_LOCKED: code = IMS_EBUSY; break;
+    case SQLITE_LOCKED:
+        code = IMS_EBUSY;
+        break;
     case SQLITE_CORRUPT:
-    case SQLITE_NOTADB: code = IMS_ECORRUPT; break;
-    case SQLITE_READONLY: code = IMS_ESTATE; break;
-    case SQLITE_FULL: code = IMS_EFULL; break;
-    case SQLITE_CONSTRAINT: code = IMS_EINVAL; break;
-    case SQLITE_TOOBIG: code = IMS_ETOOBIG; break;
-    default: code = IMS_EIO; break;
+    case SQLITE_NOTADB:
+        code = IMS_ECORRUPT;
+        break;
+    case SQLITE_READONLY:
+        code = IMS_ESTATE;
+        break;
+    case SQLITE_FULL:
+        code = IMS_EFULL;
+        break;
+    case SQLITE_CONSTRAINT:
+        code = IMS_EINVAL;
+        break;
+    case SQLITE_TOOBIG:
+        code = IMS_ETOOBIG;
+        break;
+    default:
+        code = IMS_EIO;
+        break;
     }
     const char *msg = c && c->db ? sqlite3_errmsg(c->db) : sqlite3_errstr(src);
     return ims_error_set(err, code, "%s: %s: %s", c && c->db_path ? c->db_path : "catalog", what,
@@ -102,8 +122,8 @@ int ims__cat_stmt(ims_catalog *c, int which, sqlite3_stmt **out, ims_error *err)
     sqlite3_stmt *s = c->st[which];
     *out = NULL;
     if (!s) {
-        int rc = sqlite3_prepare_v3(c->db, stmt_sql[which], -1, SQLITE_PREPARE_PERSISTENT, &s,
-                                    NULL);
+        int rc =
+            sqlite3_prepare_v3(c->db, stmt_sql[which], -1, SQLITE_PREPARE_PERSISTENT, &s, NULL);
         if (rc != SQLITE_OK)
             return ims__cat_dberr(c, rc, "prepare", err);
         c->st[which] = s;
@@ -184,6 +204,24 @@ static int sniff(const char *path, int *exists, ims_error *err)
     return IMS_OK;
 }
 
+/* "file:<path, percent-escaped>?immutable=1"; NULL on ENOMEM. */
+static char *immutable_uri(const char *path)
+{
+    size_t n = strlen(path);
+    char *u = ims_malloc(n * 3 + sizeof "file:?immutable=1");
+    if (!u)
+        return NULL;
+    char *o = u + sprintf(u, "file:");
+    for (const unsigned char *p = (const unsigned char *)path; *p; p++) {
+        if (*p == '%' || *p == '?' || *p == '#' || *p < 0x21 || *p > 0x7e)
+            o += sprintf(o, "%%%02X", *p);
+        else
+            *o++ = (char)*p;
+    }
+    strcpy(o, "?immutable=1");
+    return u;
+}
+
 /* Step 4: run the migrations from `from` up to IMS__CATALOG_VERSION. */
 static int migrate(ims_catalog *c, ims_error *err)
 {
@@ -209,13 +247,15 @@ static int migrate(ims_catalog *c, ims_error *err)
         const ims__migration *m = &ims__catalog_migrations[i];
         if (m->to_version <= ver)
             continue;
-        src = sqlite3_exec(c->db, m->sql, NULL, NULL, NULL);
+        src = m->sql ? sqlite3_exec(c->db, m->sql, NULL, NULL, NULL) : SQLITE_OK;
         if (src != SQLITE_OK) {
             char what[64];
             snprintf(what, sizeof what, "migration to schema v%d", m->to_version);
             rc = ims__cat_dberr(c, src, what, err);
             goto fail;
         }
+        if (m->fn && (rc = m->fn(c->db, c->db_path, err)))
+            goto fail;
         ver = m->to_version;
     }
     char sql[96];
@@ -314,9 +354,20 @@ int ims_catalog_open(const char *collection, int flags, ims_catalog **out, ims_e
                            c->db_path);
         goto fail;
     }
-    int oflags = SQLITE_OPEN_NOMUTEX | (c->readonly ? SQLITE_OPEN_READONLY
-                                                     : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
-    int src = sqlite3_open_v2(c->db_path, &c->db, oflags, NULL);
+    int oflags = SQLITE_OPEN_NOMUTEX |
+                 (c->readonly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
+    char *uri = NULL;
+    if (c->readonly && access(collection, W_OK) != 0) {
+        /* a read-only directory: WAL cannot make its -shm file, so open
+         * the (cleanly closed) copy as immutable */
+        if (!(uri = immutable_uri(c->db_path))) {
+            rc = ims_error_set(err, IMS_ENOMEM, "%s: out of memory", collection);
+            goto fail;
+        }
+        oflags |= SQLITE_OPEN_URI;
+    }
+    int src = sqlite3_open_v2(uri ? uri : c->db_path, &c->db, oflags, NULL);
+    ims_free(uri);
     if (src != SQLITE_OK) {
         rc = ims__cat_dberr(c, src, "cannot open", err);
         goto fail;

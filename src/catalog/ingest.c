@@ -47,12 +47,12 @@ typedef struct key_ref {
 } key_ref;
 
 typedef struct join {
-    int on;                 /* a CSV was given */
+    int on; /* a CSV was given */
     ims__csv t;
-    int col_key;            /* column joined on (file, else id) */
-    int by_file;            /* 1: key is a file name/path, 0: an id vs the stem */
-    int col_id, col_name;   /* -1 when absent */
-    key_ref *keys;          /* sorted by key */
+    int col_key;          /* column joined on (file, else id) */
+    int by_file;          /* 1: key is a file name/path, 0: an id vs the stem */
+    int col_id, col_name; /* -1 when absent */
+    key_ref *keys;        /* sorted by key */
     size_t n_keys;
     unsigned char *matched; /* per row */
 } join;
@@ -116,7 +116,8 @@ static int join_open(join *j, const ims_ingest_opts *o, ims_error *err)
         if (!strcmp(j->keys[i].key, j->keys[i - 1].key)) {
             size_t a = IMS_MIN(j->keys[i].row, j->keys[i - 1].row);
             size_t b = IMS_MAX(j->keys[i].row, j->keys[i - 1].row);
-            return ims_error_set(err, IMS_EFORMAT, "%s: line %ld: duplicate %s '%s' (also on line %ld)",
+            return ims_error_set(err, IMS_EFORMAT,
+                                 "%s: line %ld: duplicate %s '%s' (also on line %ld)",
                                  o->metadata_csv, j->t.line[b], j->t.header[j->col_key],
                                  j->keys[i].key, j->t.line[a]);
         }
@@ -133,8 +134,8 @@ static void join_close(join *j)
 static long find_key(const join *j, const char *k)
 {
     key_ref probe = {k, 0};
-    const key_ref *hit = j->n_keys ? bsearch(&probe, j->keys, j->n_keys, sizeof *j->keys, cmp_key)
-                                   : NULL;
+    const key_ref *hit =
+        j->n_keys ? bsearch(&probe, j->keys, j->n_keys, sizeof *j->keys, cmp_key) : NULL;
     return hit ? (long)hit->row : -1;
 }
 
@@ -161,6 +162,7 @@ typedef struct run {
     const ims_ingest_opts *o;
     ims_ingest_summary *sum;
     join j;
+    const char *root; /* realpath of DIR */
     int64_t run_no;
     int64_t max_pixels;
     ims_error *err;
@@ -174,10 +176,10 @@ static void report(run *r, const char *kind, const char *path, const char *msg)
 
 /* What the file's row will say about metadata. NULL fields: keep the row's. */
 typedef struct meta_out {
-    char *json;              /* jansson-allocated (free()), or NULL */
+    char *json; /* jansson-allocated (free()), or NULL */
     const char *name, *product_id;
     char stem[1024];
-    long row;                /* CSV row, -1 */
+    long row; /* CSV row, -1 */
 } meta_out;
 
 static int build_meta(run *r, const ims__entry *e, meta_out *m)
@@ -233,6 +235,7 @@ typedef struct old_row {
     int have;
     int64_t id, size, mtime_ns;
     char sha[65];
+    char format[8];
     int status, reject;
 } old_row;
 
@@ -255,6 +258,8 @@ static int lookup_old(run *r, const char *rel, old_row *o)
         snprintf(o->sha, sizeof o->sha, "%s", sha ? sha : "");
         o->status = sqlite3_column_int(s, 4);
         o->reject = sqlite3_column_type(s, 5) == SQLITE_NULL ? -1 : sqlite3_column_int(s, 5);
+        const char *fmt = (const char *)sqlite3_column_text(s, 6);
+        snprintf(o->format, sizeof o->format, "%s", fmt ? fmt : "");
     } else if (src != SQLITE_DONE) {
         rc = ims__cat_dberr(r->c, src, "look up path", r->err);
     }
@@ -292,8 +297,8 @@ static int mark_seen(run *r, const old_row *o, const ims__entry *e, const meta_o
 
 /* The outcome of checking one file. */
 typedef struct verdict {
-    int status;           /* ACCEPTED, DUPLICATE or REJECTED */
-    int reject;           /* enum ims_reject_reason, when REJECTED */
+    int status; /* ACCEPTED, DUPLICATE or REJECTED */
+    int reject; /* enum ims_reject_reason, when REJECTED */
     char reason[384];
     char sha[65];
     char format[8];
@@ -350,18 +355,24 @@ static void check_image(run *r, const unsigned char *buf, size_t len, verdict *v
         detail += 10;
     switch (rc) {
     case IMS_EFORMAT:
-    case IMS_EUNSUPPORTED: reject(v, IMS_REJECT_UNSUPPORTED, detail); break;
+    case IMS_EUNSUPPORTED:
+        reject(v, IMS_REJECT_UNSUPPORTED, detail);
+        break;
     case IMS_ETOOBIG:
-    case IMS_ENOMEM: reject(v, IMS_REJECT_TOO_BIG, detail); break;
-    case IMS_EIO: reject(v, IMS_REJECT_UNREADABLE, detail); break;
+    case IMS_ENOMEM:
+        reject(v, IMS_REJECT_TOO_BIG, detail);
+        break;
+    case IMS_EIO:
+        reject(v, IMS_REJECT_UNREADABLE, detail);
+        break;
     default:
         reject(v, looks_truncated(buf, len) ? IMS_REJECT_TRUNCATED : IMS_REJECT_CORRUPT, detail);
     }
 }
 
 /* Read a whole regular file into *buf (ims_free). errno-style failure in msg. */
-static int read_file(const char *path, int64_t limit, unsigned char **buf, size_t *len,
-                     char *msg, size_t n_msg)
+static int read_file(const char *path, int64_t limit, unsigned char **buf, size_t *len, char *msg,
+                     size_t n_msg)
 {
     *buf = NULL, *len = 0;
     int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
@@ -485,6 +496,20 @@ static void tally(run *r, const ims__entry *e, const meta_out *m, const verdict 
     note_without_row(r, e, m);
 }
 
+/* A file rewritten in place while the store held a hard link of it: the
+ * stored copy of the old content now holds the new bytes. Unlink it, so
+ * it is never served under the old hash; a duplicate promoted in the
+ * finish phase stores that content again from its own file. */
+static void unshare_store(run *r, const old_row *o, const ims__entry *e)
+{
+    char path[4096];
+    struct stat a, b;
+    if (ims__store_path(r->c, o->sha, o->format, path, sizeof path, NULL) == IMS_OK &&
+        stat(path, &a) == 0 && stat(e->real, &b) == 0 && a.st_dev == b.st_dev &&
+        a.st_ino == b.st_ino)
+        unlink(path);
+}
+
 static int process(run *r, const ims__entry *e)
 {
     old_row o;
@@ -511,8 +536,8 @@ static int process(run *r, const ims__entry *e)
         rc = mark_seen(r, &o, e, &m);
         goto done;
     } else {
-        int got = read_file(e->real, IMS_CATALOG_MAX_FILE_BYTES, &buf, &len, v.reason,
-                            sizeof v.reason);
+        int got =
+            read_file(e->real, IMS_CATALOG_MAX_FILE_BYTES, &buf, &len, v.reason, sizeof v.reason);
         char detail[sizeof v.reason];
         snprintf(detail, sizeof detail, "%s", v.reason);
         if (got == 1) {
@@ -531,6 +556,8 @@ static int process(run *r, const ims__entry *e)
                 rc = mark_seen(r, &o, e, &m);
                 goto done;
             }
+            if (live && o.status == IMS_ITEM_ACCEPTED)
+                unshare_store(r, &o, e);
             check_image(r, buf, len, &v);
         }
     }
@@ -592,6 +619,42 @@ static int mark_vanished(run *r)
     return IMS_OK;
 }
 
+/* After the repair step of item id: when it was promoted to accepted,
+ * make sure the store holds its content (it may not, see unshare_store),
+ * copying it from its own file. */
+static int restore_promoted(run *r, int64_t id)
+{
+    ims_item it;
+    char store[4096], src[4096], msg[128];
+    int rc = ims_catalog_get(r->c, id, &it, r->err);
+    if (rc)
+        return rc;
+    if (it.status != IMS_ITEM_ACCEPTED || /* re-pointed, not promoted */
+        ims__store_path(r->c, it.sha256, it.format, store, sizeof store, NULL) ||
+        ims__file_has_sha(store, it.sha256))
+        goto done;
+    unlink(store);
+    snprintf(src, sizeof src, "%s/%s", r->root, it.path);
+    char *real = realpath(src, NULL);
+    unsigned char *b = NULL;
+    size_t n = 0;
+    if (real && !strncmp(real, r->root, strlen(r->root)) &&
+        read_file(real, IMS_CATALOG_MAX_FILE_BYTES, &b, &n, msg, sizeof msg) == 0) {
+        char h[65];
+        ims__sha256_hex(b, n, h);
+        if (!strcmp(h, it.sha256))
+            rc = ims__store_image(r->c, it.sha256, it.format, NULL, b, n, r->err);
+    }
+    if (!rc && !ims__file_has_sha(store, it.sha256))
+        ims_log(IMS_LOG_WARN, "%s: item %lld: its image content is no longer available", r->c->dir,
+                (long long)id);
+    ims_free(b);
+    free(real);
+done:
+    ims_item_clear(&it);
+    return rc;
+}
+
 /* Duplicates whose kept item lost that content: re-point or promote. */
 static int repair_duplicates(run *r)
 {
@@ -620,6 +683,8 @@ static int repair_duplicates(run *r)
         sqlite3_bind_int64(s, 1, ids[i]);
         if ((src = sqlite3_step(s)) != SQLITE_DONE)
             rc = ims__cat_dberr(r->c, src, "repair duplicates", r->err);
+        else
+            rc = restore_promoted(r, ids[i]);
     }
     sqlite3_finalize(s);
     ims_free(ids);
@@ -642,8 +707,8 @@ static void report_rows_without_image(run *r)
 static int count_accepted(run *r)
 {
     sqlite3_stmt *s;
-    int src = sqlite3_prepare_v2(r->c->db, "SELECT count(*) FROM items WHERE status = 0", -1, &s,
-                                 NULL);
+    int src =
+        sqlite3_prepare_v2(r->c->db, "SELECT count(*) FROM items WHERE status = 0", -1, &s, NULL);
     if (src != SQLITE_OK)
         return ims__cat_dberr(r->c, src, "count", r->err);
     if ((src = sqlite3_step(s)) == SQLITE_ROW)
@@ -665,19 +730,16 @@ static int next_run(run *r)
     return ims_catalog_set_meta(r->c, "ingest_run", buf, r->err);
 }
 
-static int finish(run *r, const char *dir)
+static int finish(run *r)
 {
     int rc;
-    char *abs = realpath(dir, NULL);
     if ((rc = ims__cat_exec(r->c, "BEGIN IMMEDIATE", r->err)) || (rc = mark_vanished(r)) ||
         (rc = repair_duplicates(r)) ||
-        (rc = ims_catalog_set_meta(r->c, "ingest_dir", abs ? abs : dir, r->err)) ||
+        (rc = ims_catalog_set_meta(r->c, "ingest_dir", r->root, r->err)) ||
         (rc = count_accepted(r)) || (rc = ims__cat_exec(r->c, "COMMIT", r->err))) {
         sqlite3_exec(r->c->db, "ROLLBACK", NULL, NULL, NULL);
-        free(abs);
         return rc;
     }
-    free(abs);
     report_rows_without_image(r);
     return IMS_OK;
 }
@@ -700,14 +762,20 @@ int ims_catalog_ingest(ims_catalog *c, const char *dir, const ims_ingest_opts *o
     run r = {.c = c, .o = o, .sum = sum, .err = err};
     r.max_pixels = o && o->max_pixels > 0 ? o->max_pixels : (int64_t)IMS_IMAGE_DEFAULT_MAX_PIXELS;
     ims__scan scan = {0};
-    char *skip[2] = {realpath(c->dir, NULL), o && o->metadata_csv ? realpath(o->metadata_csv, NULL)
-                                                                  : NULL};
+    char *root = NULL;
+    char *skip[2] = {realpath(c->dir, NULL),
+                     o && o->metadata_csv ? realpath(o->metadata_csv, NULL) : NULL};
     /* phase 1: nothing is written until the CSV and DIR are both read */
     if ((rc = join_open(&r.j, o, err)))
         goto done;
     sum->csv_rows = (int64_t)r.j.t.n_rows;
     if ((rc = ims__scan_dir(dir, (const char *const *)skip, 2, &scan, err)))
         goto done;
+    if (!(root = realpath(dir, NULL))) {
+        rc = ims_error_set_errno(err, IMS_EIO, errno, "%s", dir);
+        goto done;
+    }
+    r.root = root;
     sum->scanned = (int64_t)scan.n;
     /* phase 2 */
     for (size_t i = 0; i < scan.n || i == 0; i += BATCH_FILES) {
@@ -727,11 +795,12 @@ int ims_catalog_ingest(ims_catalog *c, const char *dir, const ims_ingest_opts *o
             break;
     }
     /* phase 3 */
-    rc = finish(&r, dir);
+    rc = finish(&r);
     goto done;
 rollback:
     sqlite3_exec(c->db, "ROLLBACK", NULL, NULL, NULL);
 done:
+    free(root);
     free(skip[0]);
     free(skip[1]);
     ims__scan_free(&scan);

@@ -9,7 +9,10 @@
  * the ingested sources when possible (no copy of a large photo library), so
  * a source file rewritten *in place* would change the stored bytes too; a
  * source replaced by a new file (what editors and cp to a new name do) does
- * not. Elsewhere the bytes are copied atomically (temp, fsync, rename).
+ * not. Against the former, ingest unlinks a stored file that shares the
+ * inode of a source it sees rewritten, a promoted duplicate re-stores its
+ * content, and a stored file is re-hashed before it is reused.
+ * Elsewhere the bytes are copied atomically (temp, fsync, rename).
  */
 #include <errno.h>
 #include <string.h>
@@ -115,6 +118,24 @@ static int write_bytes(FILE *f, void *ud)
     return fwrite(b->p, 1, b->n, f) == b->n ? 0 : IMS_EIO;
 }
 
+int ims__file_has_sha(const char *path, const char *sha)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return 0;
+    ims__sha256_ctx ctx;
+    ims__sha256_init(&ctx);
+    unsigned char buf[65536];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof buf, f)) > 0)
+        ims__sha256_update(&ctx, buf, n);
+    int ok = !ferror(f);
+    fclose(f);
+    char h[65];
+    ims__sha256_final_hex(&ctx, h);
+    return ok && !strcmp(h, sha);
+}
+
 int ims__store_image(ims_catalog *c, const char *sha, const char *format, const char *src_path,
                      const void *bytes, size_t len, ims_error *err)
 {
@@ -123,20 +144,19 @@ int ims__store_image(ims_catalog *c, const char *sha, const char *format, const 
     if (rc)
         return rc;
     struct stat st;
-    if (stat(path, &st) == 0 && S_ISREG(st.st_mode) && (size_t)st.st_size == len)
-        return IMS_OK;
+    if (stat(path, &st) == 0) {
+        if (S_ISREG(st.st_mode) && (size_t)st.st_size == len && ims__file_has_sha(path, sha))
+            return IMS_OK;
+        unlink(path); /* a torn copy, or a hard link whose source was rewritten */
+    }
     snprintf(dir, sizeof dir, "%s/images", c->dir);
     if (mkdir(dir, 0777) != 0 && errno != EEXIST)
         return ims_error_set_errno(err, IMS_EIO, errno, "%s: cannot create", dir);
     snprintf(dir, sizeof dir, "%s/images/%.2s", c->dir, sha);
     if (mkdir(dir, 0777) != 0 && errno != EEXIST)
         return ims_error_set_errno(err, IMS_EIO, errno, "%s: cannot create", dir);
-    if (src_path) {
-        if (link(src_path, path) == 0)
-            return IMS_OK;
-        if (errno == EEXIST)
-            unlink(path); /* wrong size: a torn earlier copy; replace it */
-    }
+    if (src_path && link(src_path, path) == 0)
+        return IMS_OK;
     bytes_ud b = {bytes, len};
     return ims__write_atomic(path, write_bytes, &b, err);
 }
@@ -263,8 +283,9 @@ int ims_catalog_ids_in_category(ims_catalog *c, const char *category, int64_t **
 {
     IMS_ASSERT(c && category && ids && n);
     const char *text[1] = {category};
-    return ims__cat_collect_ids(c, "SELECT id FROM items WHERE status = 0 AND category = ?1"
-                                   " ORDER BY id",
+    return ims__cat_collect_ids(c,
+                                "SELECT id FROM items WHERE status = 0 AND category = ?1"
+                                " ORDER BY id",
                                 text, 1, ids, n, err);
 }
 
@@ -273,8 +294,8 @@ int ims_catalog_max_id(ims_catalog *c, int64_t *id, ims_error *err)
     IMS_ASSERT(c && id);
     int64_t *ids = NULL;
     size_t n = 0;
-    int rc = ims__cat_collect_ids(c, "SELECT coalesce(max(id), 0) FROM items", NULL, 0, &ids,
-                                  &n, err);
+    int rc =
+        ims__cat_collect_ids(c, "SELECT coalesce(max(id), 0) FROM items", NULL, 0, &ids, &n, err);
     *id = !rc && n ? ids[0] : 0;
     ims_free(ids);
     return rc;
@@ -398,8 +419,7 @@ int ims_catalog_add(ims_catalog *c, const void *bytes, size_t len, const char *f
     rc = ims_catalog_find_sha256(c, sha, &have, &e2);
     if (rc == IMS_OK) {
         *id = have;
-        return ims_error_set(err, IMS_EEXIST, "add: the same image is item %lld",
-                             (long long)have);
+        return ims_error_set(err, IMS_EEXIST, "add: the same image is item %lld", (long long)have);
     }
     if (rc != IMS_ENOTFOUND) {
         if (err)
@@ -431,6 +451,10 @@ int ims_catalog_add(ims_catalog *c, const void *bytes, size_t len, const char *f
     sqlite3_bind_int64(s, 18, 0);
     int src = sqlite3_step(s);
     sqlite3_reset(s);
+    if (src == SQLITE_CONSTRAINT_UNIQUE && ims_catalog_find_sha256(c, sha, &have, NULL) == IMS_OK) {
+        *id = have; /* another handle added the same image since our check */
+        return ims_error_set(err, IMS_EEXIST, "add: the same image is item %lld", (long long)have);
+    }
     if (src != SQLITE_DONE)
         return ims__cat_dberr(c, src, "add item", err);
     *id = sqlite3_last_insert_rowid(c->db);

@@ -30,7 +30,7 @@
 #define MAX_DEPTH 64
 
 typedef struct walk {
-    const char *root;     /* realpath of DIR */
+    const char *root; /* realpath of DIR */
     size_t root_len;
     const char *const *skip;
     size_t n_skip;
@@ -99,7 +99,7 @@ static int add_link(walk *w, const char *abs, const char *rel)
     int in = inside(w, real);
     if (!in) {
         char note[PATH_MAX + 64];
-        snprintf(note, sizeof note, "symbolic link to %s, outside the directory", real);
+        snprintf(note, sizeof note, "symbolic link to %s", real);
         free(real);
         return add(w, rel, NULL, ENT_OUTSIDE, ok ? &st : NULL, note);
     }

@@ -5,16 +5,17 @@
  * Each step takes the database from user_version (to_version - 1) to
  * to_version and runs inside the one transaction db.c opens for the whole
  * upgrade, so a crash mid-migration leaves the old version intact. To add
- * v2: append { 2, "ALTER TABLE ...;" } and bump IMS__CATALOG_VERSION; never
- * edit a step that has shipped. On-disk enum values (status, reject, origin)
- * are frozen, append-only.
+ * v2: append { 2, "ALTER TABLE ...;", NULL } and bump IMS__CATALOG_VERSION;
+ * never edit a step that has shipped. A change SQL cannot express
+ * (re-encoding vectors, say) adds a C function: { 2, "ALTER ...", v2_fn }.
+ * On-disk enum values (status, reject, origin) are frozen, append-only.
  */
 #include "catalog/catalog_int.h"
 
 static const char v1_sql[] =
     "CREATE TABLE items("
     " id INTEGER PRIMARY KEY,"
-    " origin INTEGER NOT NULL DEFAULT 0,"            /* 0 ingest, 1 API upload */
+    " origin INTEGER NOT NULL DEFAULT 0," /* 0 ingest, 1 API upload */
     " path TEXT NOT NULL,"
     " category TEXT NOT NULL DEFAULT '',"
     " name TEXT NOT NULL DEFAULT '',"
@@ -51,7 +52,7 @@ static const char v1_sql[] =
     "CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;";
 
 const ims__migration ims__catalog_migrations[] = {
-    {1, v1_sql},
+    {1, v1_sql, NULL},
 };
 const int ims__catalog_n_migrations =
     (int)(sizeof ims__catalog_migrations / sizeof ims__catalog_migrations[0]);

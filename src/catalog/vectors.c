@@ -144,8 +144,8 @@ int ims_catalog_get_vectors(ims_catalog *c, const char *kind, const char *stamp,
     return rc;
 }
 
-int ims_catalog_missing_vectors(ims_catalog *c, const char *kind, const char *stamp,
-                                int64_t **ids, size_t *n, ims_error *err)
+int ims_catalog_missing_vectors(ims_catalog *c, const char *kind, const char *stamp, int64_t **ids,
+                                size_t *n, ims_error *err)
 {
     IMS_ASSERT(c && kind && stamp && ids && n);
     const char *const args[] = {kind, stamp};

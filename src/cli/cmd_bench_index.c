@@ -16,6 +16,7 @@
 
 #include "cli_int.h"
 #include "imgsim/index.h"
+#include "imgsim/vecs.h"
 
 static double thread_cpu(void)
 {
@@ -36,62 +37,15 @@ static void usage(FILE *f)
             "--cpu-qps     also print queries per CPU-second (steadier on a loaded host)\n");
 }
 
-/* Read a TEXMEX file: records of (int32 dim, dim x 4-byte values). */
+/* Read a TEXMEX file (imgsim/vecs.h); 0 or CLI_FAIL with the message printed. */
 static int read_vecs(const char *path, const char *what, int *dim_out, size_t *n_out,
                      void **data_out)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return cli_fail("%s: cannot open: %s", path, strerror(errno));
-    struct stat st;
-    if (fstat(fileno(f), &st) != 0 || st.st_size < 4) {
-        fclose(f);
-        return cli_fail("%s: empty or unreadable %s file", path, what);
-    }
-    unsigned char hdr[4];
-    if (fread(hdr, 1, 4, f) != 4) {
-        fclose(f);
-        return cli_fail("%s: read failed", path);
-    }
-    int32_t d = (int32_t)((uint32_t)hdr[0] | (uint32_t)hdr[1] << 8 | (uint32_t)hdr[2] << 16 |
-                          (uint32_t)hdr[3] << 24);
-    if (d < 1 || d > IMS_HNSW_MAX_DIM) {
-        fclose(f);
-        return cli_fail("%s: offset 0: dimension %d not in 1..%d (not a %s file?)", path, d,
-                        IMS_HNSW_MAX_DIM, what);
-    }
-    size_t rec = 4 + 4 * (size_t)d, size = (size_t)st.st_size;
-    if (size % rec) {
-        fclose(f);
-        return cli_fail("%s: size %zu is not a multiple of the record size %zu (dim %d): "
-                        "truncated or not a %s file",
-                        path, size, rec, d, what);
-    }
-    size_t n = size / rec;
-    char *data = malloc(n * 4 * (size_t)d);
-    char *buf = malloc(rec);
-    if (!data || !buf) {
-        free(data), free(buf), fclose(f);
-        return cli_fail("%s: out of memory for %zu x %d", path, n, d);
-    }
-    rewind(f);
-    for (size_t i = 0; i < n; i++) {
-        if (fread(buf, 1, rec, f) != rec) {
-            free(data), free(buf), fclose(f);
-            return cli_fail("%s: read failed at record %zu", path, i);
-        }
-        int32_t di;
-        memcpy(&di, buf, 4);
-        if (di != d) {
-            free(data), free(buf), fclose(f);
-            return cli_fail("%s: offset %zu: record %zu has dimension %d, expected %d", path,
-                            i * rec, i, di, d);
-        }
-        memcpy(data + i * 4 * (size_t)d, buf + 4, 4 * (size_t)d);
-    }
-    free(buf);
-    fclose(f);
-    *dim_out = d, *n_out = n, *data_out = data;
+    ims_error err = {0};
+    uint32_t d;
+    if (ims_vecs_read(path, what, IMS_HNSW_MAX_DIM, &d, n_out, data_out, &err))
+        return cli_fail("%s", err.msg);
+    *dim_out = (int)d;
     return 0;
 }
 
@@ -170,13 +124,13 @@ int cmd_bench_index(int argc, char **argv)
         }
         free(dup);
     }
-    int dq, dt, db = 0;
+    int dq = 0, dt = 0, db = 0;
     size_t nq, nt, nb = 0;
     void *Q = NULL, *T = NULL, *B = NULL;
     if (read_vecs(query_p, "fvecs", &dq, &nq, &Q))
         return CLI_FAIL;
     if (read_vecs(truth_p, "ivecs", &dt, &nt, &T)) {
-        free(Q);
+        ims_free(Q);
         return CLI_FAIL;
     }
     int rc = CLI_FAIL;
@@ -232,7 +186,7 @@ int cmd_bench_index(int argc, char **argv)
         printf("build: %zu x %d %s M=%ld ef_construction=%ld storage=%s%s threads=%d: %.2f s\n",
                nb, db, ims_metric_name(metric), M, efc, ims_storage_name(storage),
                keep_float ? "+float" : "", n_thr, t_build);
-        free(B);
+        ims_free(B);
         B = NULL;
     }
     ims_hnsw_info in;
@@ -290,6 +244,6 @@ int cmd_bench_index(int argc, char **argv)
     rc = CLI_OK;
 done:
     ims_hnsw_close(h);
-    free(Q), free(T), free(B);
+    ims_free(Q), ims_free(T), ims_free(B);
     return rc;
 }

@@ -165,7 +165,7 @@ static int run_finetune(const pipe_args *a)
     rc = ims_coll_finetune(a->coll, &o, &s, &err);
     if (rc)
         return cli_fail_err(rc, &err);
-    if (!s.trained)
+    if (s.trained <= 0)
         fprintf(stderr, "finetune: %s\n", s.message);
     else
         fprintf(stderr,
@@ -243,7 +243,7 @@ int cmd_embed_all(int argc, char **argv)
 
 /* ---- index -c ------------------------------------------------------------------- */
 
-static int run_index(const pipe_args *a)
+static int run_index(const pipe_args *a, int if_stale)
 {
     ims_coll_index_opts o = {.metric = a->metric,
                              .M = (int)a->M,
@@ -251,13 +251,16 @@ static int run_index(const pipe_args *a)
                              .storage = a->storage,
                              .keep_float = !a->no_float,
                              .threads = (int)a->threads,
-                             .set = a->set & 7};
+                             .set = a->set & 7,
+                             .if_stale = if_stale};
     ims_coll_index_summary s;
     ims_error err = {0};
     int rc = ims_coll_build_index(a->coll, &o, &s, &err);
     if (rc)
         return cli_fail_err(rc, &err);
-    if (a->json)
+    if (s.skipped)
+        fprintf(stderr, "index: up to date (%lld items)\n", (long long)s.items);
+    else if (a->json)
         printf("{\"items\":%lld,\"dim\":%d,\"seconds\":%.3f,\"bytes\":%lld}\n",
                (long long)s.items, s.dim, s.seconds, (long long)s.bytes);
     else
@@ -271,7 +274,7 @@ int cmd_coll_index(int argc, char **argv)
     pipe_args a;
     int rc = parse("index", argc, argv, A_COLL | A_INDEX | A_ENCODE | A_JSON, &a);
     if (rc < 0)
-        rc = run_index(&a);
+        rc = run_index(&a, 0);
     free(a.images);
     return rc;
 }
@@ -353,7 +356,7 @@ int cmd_build(int argc, char **argv)
     }
     double t0 = ims_now();
     if ((rc = run_ingest_step(&a)) || (rc = run_finetune(&a)) || (rc = run_embed_all(&a)) ||
-        (rc = run_index(&a)))
+        (rc = run_index(&a, 1)))
         goto done;
     fprintf(stderr, "build: %s ready in %.1f s (imgsim query -c %s IMAGE, imgsim serve -c %s)\n",
             a.coll, ims_now() - t0, a.coll, a.coll);

@@ -83,8 +83,7 @@ static void json_str(FILE *f, const char *s)
     fputc('"', f);
 }
 
-static void print_json(const char *coll, const char *dir, const ims_ingest_summary *s,
-                       double secs)
+static void print_json(const char *coll, const char *dir, const ims_ingest_summary *s, double secs)
 {
     printf("{\"collection\":");
     json_str(stdout, coll);
@@ -95,8 +94,7 @@ static void print_json(const char *coll, const char *dir, const ims_ingest_summa
            (long long)s->scanned, (long long)s->accepted, (long long)s->unchanged,
            (long long)s->duplicates, (long long)s->rejected);
     for (int i = 0; i < IMS_REJECT__COUNT; i++)
-        printf("%s\"%s\":%lld", i ? "," : "", ims_reject_reason_key(i),
-               (long long)s->by_reason[i]);
+        printf("%s\"%s\":%lld", i ? "," : "", ims_reject_reason_key(i), (long long)s->by_reason[i]);
     printf("},\"vanished\":%lld,\"csv_rows\":%lld,\"rows_without_image\":%lld,"
            "\"images_without_row\":%lld,\"total_accepted\":%lld,\"seconds\":%.3f}\n",
            (long long)s->vanished, (long long)s->csv_rows, (long long)s->rows_without_image,

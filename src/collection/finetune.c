@@ -99,6 +99,69 @@ static int write_blob(FILE *f, void *ud)
     return fwrite(b->p, 1, b->n, f) == b->n ? 0 : -1;
 }
 
+/* A digest of everything a fine-tune depends on: the backbone's bytes,
+ * the options, and every accepted item with its category. */
+static int finetune_digest(const char *dir, const char *model, const ims_finetune_opts *o,
+                           char hex[65], ims_error *err)
+{
+    ims_catalog *cat = NULL;
+    int64_t *ids = NULL;
+    size_t n = 0;
+    char mhex[65], buf[512];
+    int rc = coll_sha256_file(model, mhex, err);
+    if (!rc)
+        rc = ims_catalog_open(dir, IMS_CATALOG_CREATE, &cat, err);
+    if (!rc)
+        rc = ims_catalog_accepted_ids(cat, &ids, &n, err);
+    if (rc)
+        goto done;
+    ims__sha256_ctx s;
+    ims__sha256_init(&s);
+    int len = snprintf(buf, sizeof buf, "%s|%s|%d|%d|%llu|", mhex, o->taps ? o->taps : "",
+                       o->dim, o->epochs, (unsigned long long)o->seed);
+    ims__sha256_update(&s, buf, (size_t)len);
+    for (size_t i = 0; i < n && !rc; i++) {
+        ims_item it;
+        if ((rc = ims_catalog_get(cat, ids[i], &it, err)))
+            break;
+        len = snprintf(buf, sizeof buf, "%lld:", (long long)ids[i]);
+        ims__sha256_update(&s, buf, (size_t)len);
+        ims__sha256_update(&s, it.category, strlen(it.category) + 1);
+        ims_item_clear(&it);
+    }
+    ims__sha256_final_hex(&s, hex);
+done:
+    ims_free(ids);
+    ims_catalog_close(cat);
+    return rc;
+}
+
+/* 1 when the collection's encoder came from a fine-tune with this digest. */
+static int up_to_date(const char *dir, const char *digest)
+{
+    ims_catalog *cat = NULL;
+    char *have = NULL, *mode = NULL, *for_stamp = NULL;
+    coll_encoder e = {0};
+    int ok = 0;
+    if (ims_catalog_open(dir, IMS_CATALOG_READONLY, &cat, NULL))
+        return 0;
+    if (!ims_catalog_get_meta(cat, "finetune_digest", &have, NULL) && have &&
+        !strcmp(have, digest) && !ims_catalog_get_meta(cat, "head", &mode, NULL) && mode &&
+        !coll_encoder_open(dir, cat, &e, NULL)) {
+        if (!strcmp(mode, "none"))
+            ok = 1;
+        else if (!ims_catalog_get_meta(cat, "head_encoder_stamp", &for_stamp, NULL) &&
+                 for_stamp && !strcmp(for_stamp, e.stamp))
+            ok = 1;
+    }
+    coll_encoder_close(&e);
+    ims_free(have);
+    ims_free(mode);
+    ims_free(for_stamp);
+    ims_catalog_close(cat);
+    return ok;
+}
+
 int ims_coll_finetune(const char *dir, const ims_finetune_opts *o, ims_finetune_summary *sum,
                       ims_error *err)
 {
@@ -122,6 +185,15 @@ int ims_coll_finetune(const char *dir, const ims_finetune_opts *o, ims_finetune_
     int rc;
     if (!bbp || !encp || !headp) {
         rc = ims_error_set(err, IMS_ENOMEM, "out of memory");
+        goto done;
+    }
+    char digest[65];
+    if ((rc = finetune_digest(dir, o->model ? o->model : bbp, o, digest, err)))
+        goto done;
+    if (up_to_date(dir, digest)) {
+        snprintf(sum->message, sizeof sum->message, "encoder up to date (same backbone, "
+                                                    "options and items)");
+        sum->trained = -1;
         goto done;
     }
     /* 1. the raw backbone becomes the encoder until a head is trained */
@@ -162,7 +234,7 @@ int ims_coll_finetune(const char *dir, const ims_finetune_opts *o, ims_finetune_
     if (rc == IMS_ESTATE) { /* nothing to train: keep the raw taps */
         snprintf(sum->message, sizeof sum->message, "nothing to train (%.180s): raw taps",
                  terr.msg);
-        rc = IMS_OK;
+        rc = ims_catalog_set_meta(cat, "finetune_digest", digest, err);
         goto done;
     }
     if (rc) {
@@ -201,6 +273,8 @@ int ims_coll_finetune(const char *dir, const ims_finetune_opts *o, ims_finetune_
     snprintf(seed, sizeof seed, "%llu", (unsigned long long)to.seed);
     if (!rc)
         rc = ims_catalog_set_meta(cat, "finetune_seed", seed, err);
+    if (!rc)
+        rc = ims_catalog_set_meta(cat, "finetune_digest", digest, err);
     coll_encoder_close(&enc);
     if (rc)
         goto done;

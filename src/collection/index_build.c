@@ -54,6 +54,22 @@ int ims_coll_build_index(const char *dir, const ims_coll_index_opts *o,
     }
     if ((rc = ims_catalog_accepted_ids(cat, &ids, &n, err)))
         goto done;
+    char want[128];
+    snprintf(want, sizeof want, "%s %zu %lld", enc.stamp, n, n ? (long long)ids[n - 1] : 0LL);
+    struct stat st;
+    if (o->if_stale && !stat(path, &st) && (stat(log, &st) || st.st_size == 0)) {
+        char *have = NULL;
+        if ((rc = ims_catalog_get_meta(cat, "index_digest", &have, err)))
+            goto done;
+        int same = have && !strcmp(have, want);
+        ims_free(have);
+        if (same) {
+            sum->skipped = 1;
+            sum->items = (int64_t)n;
+            sum->dim = enc.dim;
+            goto done;
+        }
+    }
     ims_hnsw_params p = {
         .metric = (o->set & 1) ? o->metric : IMS_METRIC_COSINE,
         .n_dims = (uint32_t)enc.dim,
@@ -92,9 +108,9 @@ int ims_coll_build_index(const char *dir, const ims_coll_index_opts *o,
         rc = ims_error_set(err, IMS_EIO, "%s: cannot remove the replayed log", log);
         goto done;
     }
-    if ((rc = ims_catalog_set_meta(cat, "index_stamp", enc.stamp, err)))
+    if ((rc = ims_catalog_set_meta(cat, "index_stamp", enc.stamp, err)) ||
+        (rc = ims_catalog_set_meta(cat, "index_digest", want, err)))
         goto done;
-    struct stat st;
     sum->items = (int64_t)n;
     sum->dim = enc.dim;
     sum->bytes = stat(path, &st) ? 0 : (int64_t)st.st_size;

@@ -6,6 +6,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "imgsim/imgsim.h"
 
@@ -57,6 +58,59 @@ static inline float ims__inv_l2(const float *x, int64_t n)
     for (int64_t i = 0; i < n; i++)
         s += (double)x[i] * x[i];
     return s > 0 ? (float)(1.0 / sqrt(s)) : 0.0f;
+}
+
+/* IEEE 754 binary16 <-> binary32. ims__f32_to_f16 rounds to nearest even
+ * (overflow to Inf, NaN stays NaN); ims__f16_to_f32 is exact, subnormals,
+ * Inf and NaN payloads included. Inline: the f16 distance loops and the
+ * weight importer call them per element. */
+static inline uint16_t ims__f32_to_f16(float f)
+{
+    uint32_t x;
+    memcpy(&x, &f, 4);
+    uint32_t sign = (x >> 16) & 0x8000u;
+    uint32_t e = (x >> 23) & 0xff, m = x & 0x7fffffu;
+    if (e == 0xff) /* Inf / NaN */
+        return (uint16_t)(sign | 0x7c00u | (m ? 0x200u : 0));
+    int ee = (int)e - 127 + 15;
+    if (ee >= 31)
+        return (uint16_t)(sign | 0x7c00u);
+    if (ee <= 0) { /* subnormal half or zero */
+        if (ee < -10)
+            return (uint16_t)sign;
+        m |= 0x800000u;
+        uint32_t shift = (uint32_t)(14 - ee);
+        uint32_t hm = m >> shift, rem = m & ((1u << shift) - 1), half = 1u << (shift - 1);
+        if (rem > half || (rem == half && (hm & 1)))
+            hm++;
+        return (uint16_t)(sign | hm);
+    }
+    uint32_t hm = m >> 13, rem = m & 0x1fffu;
+    uint32_t h = sign | ((uint32_t)ee << 10) | hm;
+    if (rem > 0x1000u || (rem == 0x1000u && (hm & 1)))
+        h++; /* may carry into the exponent: still correct (rounds to Inf at the top) */
+    return (uint16_t)h;
+}
+
+static inline float ims__f16_to_f32(uint16_t h)
+{
+    uint32_t sign = (uint32_t)(h & 0x8000u) << 16, e = (h >> 10) & 0x1f, m = h & 0x3ffu, x;
+    if (e == 0) {
+        if (m == 0)
+            x = sign;
+        else { /* subnormal: normalise */
+            e = 127 - 15 + 1;
+            while (!(m & 0x400u))
+                m <<= 1, e--;
+            x = sign | (e << 23) | ((m & 0x3ffu) << 13);
+        }
+    } else if (e == 31)
+        x = sign | 0x7f800000u | (m << 13);
+    else
+        x = sign | ((e - 15 + 127) << 23) | (m << 13);
+    float f;
+    memcpy(&f, &x, 4);
+    return f;
 }
 
 /* SHA-256: streaming context, and the hex digest of one buffer. */

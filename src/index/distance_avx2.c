@@ -176,5 +176,14 @@ static void f16_decode(const uint16_t *c, float *out, size_t n)
         out[i] = ims__f16_to_f32(c[i]);
 }
 
-const ims__kernels ims__kernels_avx2 = {l2_f32, ip_f32, l2_f16, ip_f16,
-                                        l2_u8,  ip_u8,  f16_encode, f16_decode};
+const ims__index_kernels ims__index_kernels_avx2 = {
+    .name = "avx2",
+    .l2_f32 = l2_f32,
+    .ip_f32 = ip_f32,
+    .l2_f16 = l2_f16,
+    .ip_f16 = ip_f16,
+    .l2_u8 = l2_u8,
+    .ip_u8 = ip_u8,
+    .f16_encode = f16_encode,
+    .f16_decode = f16_decode,
+};

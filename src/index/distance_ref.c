@@ -1,65 +1,16 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * distance_ref.c — portable distance kernels (the oracle of every SIMD
- * variant), IEEE half conversion, and run-time kernel dispatch.
+ * variant) and run-time kernel dispatch. IEEE half conversion is shared
+ * with the model importer: core_int.h.
  *
  * The loops are written with four independent partial sums so that gcc can
  * vectorise them without -ffast-math reassociation; results therefore differ
  * from a strict left-to-right sum only by rounding.
  */
 #include <math.h>
-#include <string.h>
 
 #include "index_int.h"
-
-uint16_t ims__f32_to_f16(float f)
-{
-    uint32_t x;
-    memcpy(&x, &f, 4);
-    uint32_t sign = (x >> 16) & 0x8000u;
-    uint32_t e = (x >> 23) & 0xff, m = x & 0x7fffffu;
-    if (e == 0xff) /* Inf / NaN */
-        return (uint16_t)(sign | 0x7c00u | (m ? 0x200u : 0));
-    int ee = (int)e - 127 + 15;
-    if (ee >= 31)
-        return (uint16_t)(sign | 0x7c00u);
-    if (ee <= 0) { /* subnormal half or zero */
-        if (ee < -10)
-            return (uint16_t)sign;
-        m |= 0x800000u;
-        uint32_t shift = (uint32_t)(14 - ee);
-        uint32_t hm = m >> shift, rem = m & ((1u << shift) - 1), half = 1u << (shift - 1);
-        if (rem > half || (rem == half && (hm & 1)))
-            hm++;
-        return (uint16_t)(sign | hm);
-    }
-    uint32_t hm = m >> 13, rem = m & 0x1fffu;
-    uint32_t h = sign | ((uint32_t)ee << 10) | hm;
-    if (rem > 0x1000u || (rem == 0x1000u && (hm & 1)))
-        h++; /* may carry into the exponent: still correct (rounds to Inf at the top) */
-    return (uint16_t)h;
-}
-
-float ims__f16_to_f32(uint16_t h)
-{
-    uint32_t sign = (uint32_t)(h & 0x8000u) << 16, e = (h >> 10) & 0x1f, m = h & 0x3ffu, x;
-    if (e == 0) {
-        if (m == 0)
-            x = sign;
-        else { /* subnormal: normalise */
-            e = 127 - 15 + 1;
-            while (!(m & 0x400u))
-                m <<= 1, e--;
-            x = sign | (e << 23) | ((m & 0x3ffu) << 13);
-        }
-    } else if (e == 31)
-        x = sign | 0x7f800000u | (m << 13);
-    else
-        x = sign | ((e - 15 + 127) << 23) | (m << 13);
-    float f;
-    memcpy(&f, &x, 4);
-    return f;
-}
 
 static float l2_f32(const float *a, const float *b, size_t n)
 {
@@ -146,23 +97,26 @@ static void f16_decode(const uint16_t *c, float *out, size_t n)
         out[i] = ims__f16_to_f32(c[i]);
 }
 
-const ims__kernels ims__kernels_ref = {l2_f32, ip_f32, l2_f16, ip_f16,
-                                       l2_u8,  ip_u8,  f16_encode, f16_decode};
+const ims__index_kernels ims__index_kernels_ref = {
+    .name = "ref",
+    .l2_f32 = l2_f32,
+    .ip_f32 = ip_f32,
+    .l2_f16 = l2_f16,
+    .ip_f16 = ip_f16,
+    .l2_u8 = l2_u8,
+    .ip_u8 = ip_u8,
+    .f16_encode = f16_encode,
+    .f16_decode = f16_decode,
+};
 
-const ims__kernels *ims__kernels_for(int level)
+/* The dispatch rule, shared with src/nn/kernels/dispatch.c: the best level
+ * <= `level` that this build has and this CPU supports; never NULL. */
+const ims__index_kernels *ims__index_kernels_for(int level)
 {
 #ifdef IMS_HAVE_AVX2
-    if (level == IMS_CPU_AVX2 && ims_cpu_detect() >= IMS_CPU_AVX2)
-        return &ims__kernels_avx2;
+    if (level >= IMS_CPU_AVX2 && ims_cpu_detect() >= IMS_CPU_AVX2)
+        return &ims__index_kernels_avx2;
 #endif
-    return level == IMS_CPU_REF ? &ims__kernels_ref : NULL;
-}
-
-const ims__kernels *ims__index_kernels(void)
-{
-#ifdef IMS_HAVE_AVX2
-    if (ims_cpu_level() >= IMS_CPU_AVX2)
-        return &ims__kernels_avx2;
-#endif
-    return &ims__kernels_ref;
+    (void)level;
+    return &ims__index_kernels_ref;
 }

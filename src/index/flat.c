@@ -27,7 +27,7 @@ int ims_flat_search(int metric, uint32_t n_dims, const float *base, size_t n,
         n_dims > IMS_HNSW_MAX_DIM || k == 0 || !query || !hits || (n && !base) ||
         n > UINT32_MAX)
         return IMS_EINVAL;
-    const ims__kernels *K = ims__index_kernels();
+    const ims__index_kernels *K = ims__index_kernels_for(ims_cpu_level());
     ims__heap W = {0};
     if (ims__heap_reserve(&W, IMS_MIN(k, n) + 1))
         return IMS_ENOMEM;

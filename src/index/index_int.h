@@ -35,7 +35,8 @@
  *   max_level (held through a whole insertion whose level exceeds
  *   max_level, as in hnswlib), and atomics for nothing else: slots, levels,
  *   ids and codes of the batch are written before the threads start.
- * - errmsg is guarded by err_lock; the scratch pool by pool_lock; the lazy
+ * - The error message is per thread (hnsw_error.c), not in the handle,
+ *   so it needs no lock. The scratch pool is guarded by pool_lock; the lazy
  *   build of the id map (first use after open, possibly under the shared
  *   lock) by map_lock, published with a release store of map_ready.
  * - During add_batch the handle may temporarily carry float copies
@@ -111,7 +112,8 @@ enum {
 
 /* ---- distance kernels ----------------------------------------------------- */
 
-typedef struct ims__kernels {
+typedef struct ims__index_kernels {
+    const char *name; /* ims_cpu_level_name() of the table's level */
     float (*l2_f32)(const float *a, const float *b, size_t n);   /* sum (a-b)^2 */
     float (*ip_f32)(const float *a, const float *b, size_t n);   /* sum a*b */
     float (*l2_f16)(const float *q, const uint16_t *c, size_t n);
@@ -120,19 +122,20 @@ typedef struct ims__kernels {
     float (*ip_u8)(const float *w, const uint8_t *c, size_t n);               /* sum w*c */
     void (*f16_encode)(const float *x, uint16_t *out, size_t n);
     void (*f16_decode)(const uint16_t *c, float *out, size_t n);
-} ims__kernels;
+} ims__index_kernels;
 
-extern const ims__kernels ims__kernels_ref;
+/* One table per level, named ims__index_kernels_<level> (as the nn module's
+ * ims__nn_kernels_<level>). */
+extern const ims__index_kernels ims__index_kernels_ref;
 #ifdef IMS_HAVE_AVX2
-extern const ims__kernels ims__kernels_avx2;
+extern const ims__index_kernels ims__index_kernels_avx2;
 #endif
-/* The kernels of one level, NULL if not built or not supported here. */
-const ims__kernels *ims__kernels_for(int level);
-/* The kernels for the CPU level in force (ims_cpu_level()). */
-const ims__kernels *ims__index_kernels(void);
-
-uint16_t ims__f32_to_f16(float f);
-float ims__f16_to_f32(uint16_t h);
+/* The table for `level`, by the rule both modules follow: the best level
+ * <= `level` that this build has and this CPU supports (ims_cpu_detect());
+ * never NULL, since ref always exists. The kernels in force are
+ * ims__index_kernels_for(ims_cpu_level()); a caller that needs exactly one
+ * level (a test) compares the table's name with ims_cpu_level_name(). */
+const ims__index_kernels *ims__index_kernels_for(int level);
 
 /* ---- queries prepared for distance evaluation against codes --------------- */
 
@@ -177,7 +180,7 @@ struct ims_hnsw {
     uint64_t seed;
     double mult;           /* 1 / ln(M), level generation */
     size_t code_size;      /* bytes per stored vector */
-    const ims__kernels *k;
+    const ims__index_kernels *k;
 
     /* graph and data */
     uint32_t n_nodes;      /* slots in use */
@@ -215,22 +218,35 @@ struct ims_hnsw {
 
     /* concurrency */
     pthread_rwlock_t rw;
-    pthread_mutex_t ep_lock, pool_lock, err_lock;
+    pthread_mutex_t ep_lock, pool_lock;
     ims__scratch *pool;
-
-    char errmsg[IMS_ERROR_MSG_MAX];
 };
 
-/* set h's message, return code */
+/* hnsw_error.c: set the calling thread's message (h is unused: messages are
+ * per thread, see ims_hnsw_errmsg), return code */
 int ims__hnsw_err(ims_hnsw *h, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
-/* hnsw_build.c */
-void ims__rwlock_init(pthread_rwlock_t *rw); /* writer-preferring: no writer starvation */
+/* handle.c */
+/* A zeroed handle with its locks initialised (the rwlock writer-preferring,
+ * so that a busy stream of searches cannot starve a writer), empty graph;
+ * NULL when out of memory. Free with ims_hnsw_free(). */
+ims_hnsw *ims__hnsw_handle_new(void);
 int ims__hnsw_reserve(ims_hnsw *h, size_t n_slots);
+int ims__hnsw_alloc_core(ims_hnsw *h);
+void ims__hnsw_release_data(ims_hnsw *h);
+void ims__mark_dirty(ims_hnsw *h, int sec);
+/* Aligned allocation for big arrays (2 MiB aligned and THP-advised from 8 MiB). */
+void *ims__alloc_big(size_t bytes);
+
+/* scratch.c */
 ims__scratch *ims__scratch_get(ims_hnsw *h);
 void ims__scratch_put(ims_hnsw *h, ims__scratch *s);
 void ims__scratch_free(ims__scratch *s);
 int ims__heap_reserve(ims__heap *hp, size_t n);
+
+/* idmap.c */
+/* Grow the map to hold at least n live keys (rehashing, dropping tombstones). */
+int ims__map_reserve(ims_hnsw *h, size_t n);
 int ims__map_put(ims_hnsw *h, uint64_t id, uint32_t slot);
 uint32_t ims__map_get(const ims_hnsw *h, uint64_t id);
 void ims__map_del(ims_hnsw *h, uint64_t id);
@@ -238,13 +254,12 @@ int ims__map_rebuild(ims_hnsw *h);
 /* Build the map on first use after open (open stays O(small sections));
  * safe under the shared lock. IMS_ECORRUPT if a live id appears twice. */
 int ims__map_ensure(ims_hnsw *h);
-int ims__hnsw_alloc_core(ims_hnsw *h);
-void ims__hnsw_release_data(ims_hnsw *h);
+
+/* hnsw_build.c */
 int ims__random_level(const ims_hnsw *h, uint32_t slot);
 int ims__validate_vec(ims_hnsw *h, const float *v);
 int ims__hnsw_add_locked(ims_hnsw *h, size_t n, const uint64_t *ids, const float *vecs,
                          int n_threads);
-void ims__mark_dirty(ims_hnsw *h, int sec);
 
 /* hnsw_insert.c */
 int ims__hnsw_insert(ims_hnsw *h, uint32_t q, ims__scratch *s, int parallel);

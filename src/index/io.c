@@ -20,6 +20,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -200,53 +202,49 @@ int ims_hnsw_save(ims_hnsw *h, const char *path)
 
 /* ---- open ------------------------------------------------------------------ */
 
-#define CORRUPT(off, ...)                                                          \
-    do {                                                                           \
-        char m_[300];                                                              \
-        snprintf(m_, sizeof m_, __VA_ARGS__);                                      \
-        rc = ims_error_set(err, IMS_ECORRUPT, "%s: corrupt index at offset %llu: %s", \
-                           label, (unsigned long long)(off), m_);                   \
-        goto fail;                                                                 \
-    } while (0)
+/* Open proceeds in phases, one function each, every one reading only what
+ * the previous ones validated: parse_header (fixed header, checksum),
+ * parse_sections (section table, small-section CRCs), map_arrays (arrays
+ * into the image, quantiser), parse_nodes (levels, flags, upper links,
+ * entry point). Each returns IMS_OK or sets err (IMS_ECORRUPT with the
+ * offset) and returns its code; parse frees the handle on failure. */
 
-/* Parse a file image at base (size bytes, writable, 64-aligned). On success
- * the handle owns base (is_mmap says how to release it). */
-static int parse(unsigned char *base, size_t size, int is_mmap, const char *label,
-                 ims_hnsw **out, ims_error *err)
+/* set err to a corruption at file offset off; returns IMS_ECORRUPT */
+static int corrupt(ims_error *err, const char *label, uint64_t off, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static int corrupt(ims_error *err, const char *label, uint64_t off, const char *fmt, ...)
 {
-    int rc;
-    *out = NULL;
-    ims_init(); /* idempotent: CPU detection picks the distance kernels */
-    ims_hnsw *h = ims_calloc(1, sizeof *h);
-    if (!h) {
-        if (is_mmap)
-            munmap(base, size);
-        else
-            ims_aligned_free(base);
-        return ims_error_set(err, IMS_ENOMEM, "%s: out of memory", label);
-    }
-    h->backing = base, h->backing_size = size, h->backing_is_mmap = is_mmap;
-    h->entry = IMS__NONE;
-    ims__rwlock_init(&h->rw);
-    pthread_mutex_init(&h->ep_lock, NULL);
-    pthread_mutex_init(&h->pool_lock, NULL);
-    pthread_mutex_init(&h->err_lock, NULL);
-    pthread_mutex_init(&h->map_lock, NULL);
+    char m[300];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(m, sizeof m, fmt, ap);
+    va_end(ap);
+    return ims_error_set(err, IMS_ECORRUPT, "%s: corrupt index at offset %llu: %s", label,
+                         (unsigned long long)off, m);
+}
 
-    if (size < 8 || memcmp(base, IMS__HNSW_MAGIC, 8) != 0) {
-        rc = ims_error_set(err, IMS_EFORMAT, "%s: not an imgsim HNSW index (bad magic)", label);
-        goto fail;
-    }
+#define CORRUPT(off, ...) return corrupt(err, label, (off), __VA_ARGS__)
+
+/* Header fields that are not kept in the handle as they are. */
+typedef struct file_hdr {
+    uint32_t header_size, n_sec, max_level;
+    uint64_t n_nodes, n_deleted, entry;
+} file_hdr;
+
+/* Magic, versions, header size and checksum, then the fixed fields into h. */
+static int parse_header(ims_hnsw *h, const unsigned char *base, size_t size, const char *label,
+                        file_hdr *fh, ims_error *err)
+{
+    if (size < 8 || memcmp(base, IMS__HNSW_MAGIC, 8) != 0)
+        return ims_error_set(err, IMS_EFORMAT, "%s: not an imgsim HNSW index (bad magic)", label);
     if (size < 20)
         CORRUPT(size, "truncated header (%zu bytes)", size);
     uint32_t version = ims__get_u32(base + 8), min_reader = ims__get_u32(base + 12);
-    if (min_reader > IMS__HNSW_VERSION) {
-        rc = ims_error_set(err, IMS_EVERSION,
-                           "%s: index format version %u needs a reader of version >= %u "
-                           "(this one reads up to %u)",
-                           label, version, min_reader, IMS__HNSW_VERSION);
-        goto fail;
-    }
+    if (min_reader > IMS__HNSW_VERSION)
+        return ims_error_set(err, IMS_EVERSION,
+                             "%s: index format version %u needs a reader of version >= %u "
+                             "(this one reads up to %u)",
+                             label, version, min_reader, IMS__HNSW_VERSION);
     uint32_t header_size = ims__get_u32(base + 16);
     if (size < IMS__HNSW_FIXED_HEADER + 4)
         CORRUPT(size, "truncated header (%zu bytes)", size);
@@ -294,18 +292,25 @@ static int parse(unsigned char *base, size_t size, int is_mmap, const char *labe
     if (n_nodes == 0 ? entry != UINT64_MAX || max_level != UINT32_MAX
                      : entry >= n_nodes || max_level > IMS__MAX_LEVEL)
         CORRUPT(72, "entry point %llu / max level %u", (unsigned long long)entry, max_level);
+    *fh = (file_hdr){header_size, n_sec, max_level, n_nodes, n_deleted, entry};
     ims__hnsw_alloc_core(h); /* M0, code_size, kernels */
-    size_t N = (size_t)n_nodes;
+    return IMS_OK;
+}
 
-    /* section table */
+/* The section table: bounds and sizes of each known section, presence of
+ * the required ones, and the CRCs of the small ones. */
+static int parse_sections(ims_hnsw *h, const unsigned char *base, size_t size, const char *label,
+                          const file_hdr *fh, ims_error *err)
+{
+    size_t N = (size_t)fh->n_nodes;
     uint64_t want[IMS__SEC_MAX + 1] = {0};
     want[IMS__SEC_IDS] = N * 8, want[IMS__SEC_LEVELS] = N, want[IMS__SEC_FLAGS] = N;
-    want[IMS__SEC_LINKS0] = (uint64_t)N * 4u * (1 + M0);
+    want[IMS__SEC_LINKS0] = (uint64_t)N * 4u * (1 + h->M0);
     want[IMS__SEC_CODES] = (uint64_t)N * h->code_size;
     want[IMS__SEC_QUANT] = 8u * h->n_dims;
     want[IMS__SEC_FLOATS] = (uint64_t)N * 4u * h->n_dims;
     int seen[IMS__SEC_MAX + 1] = {0};
-    for (uint32_t i = 0; i < n_sec; i++) {
+    for (uint32_t i = 0; i < fh->n_sec; i++) {
         const unsigned char *e = base + IMS__HNSW_FIXED_HEADER + 24 * i;
         uint32_t kind = ims__get_u32(e), crc = ims__get_u32(e + 4);
         uint64_t off = ims__get_u64(e + 8), sz = ims__get_u64(e + 16);
@@ -315,7 +320,7 @@ static int parse(unsigned char *base, size_t size, int is_mmap, const char *labe
         if (seen[kind])
             CORRUPT(eo, "section %s twice", sec_name((int)kind));
         seen[kind] = 1;
-        if (off % 64 || off < header_size || off > size || sz > size - off)
+        if (off % 64 || off < fh->header_size || off > size || sz > size - off)
             CORRUPT(eo + 8, "section %s at %llu size %llu outside the file (%zu bytes)%s",
                     sec_name((int)kind), (unsigned long long)off, (unsigned long long)sz, size,
                     off <= size && sz > size - off ? ": truncated" : "");
@@ -339,8 +344,13 @@ static int parse(unsigned char *base, size_t size, int is_mmap, const char *labe
         if (seen[k] && ims__crc32c(0, base + h->sec_off[k], h->sec_size[k]) != h->sec_crc[k])
             CORRUPT(h->sec_off[k], "section %s checksum mismatch", sec_name(k));
     }
+    return IMS_OK;
+}
 
-    /* data arrays point into the mapping */
+/* Point the data arrays into the image; check the quantiser; allocate the
+ * per-slot arrays that are not in the file (upper pointers, spin locks). */
+static int map_arrays(ims_hnsw *h, unsigned char *base, const char *label, size_t N, ims_error *err)
+{
     h->ids = (uint64_t *)(void *)(base + h->sec_off[IMS__SEC_IDS]);
     h->levels = base + h->sec_off[IMS__SEC_LEVELS];
     h->flags = base + h->sec_off[IMS__SEC_FLAGS];
@@ -361,16 +371,23 @@ static int parse(unsigned char *base, size_t size, int is_mmap, const char *labe
     h->capacity = (uint32_t)N;
     h->upper = ims_calloc(N ? N : 1, sizeof *h->upper);
     h->locks = ims_calloc(N ? N : 1, 1);
-    if (!h->upper || !h->locks) {
-        rc = ims_error_set(err, IMS_ENOMEM, "%s: out of memory", label);
-        goto fail;
-    }
+    if (!h->upper || !h->locks)
+        return ims_error_set(err, IMS_ENOMEM, "%s: out of memory", label);
+    return IMS_OK;
+}
+
+/* Per slot: level, flags, upper-layer link lists (bounds of every link);
+ * then the deleted count and the entry point against the header. */
+static int parse_nodes(ims_hnsw *h, unsigned char *base, const char *label, const file_hdr *fh,
+                       ims_error *err)
+{
+    size_t N = h->n_nodes;
     uint64_t n_del = 0, upos = 0, usz = h->sec_size[IMS__SEC_UPPER];
     unsigned char *ub = base + h->sec_off[IMS__SEC_UPPER];
     size_t ublock = 4u * (1 + h->M);
     for (size_t i = 0; i < N; i++) {
         uint8_t l = h->levels[i];
-        if (l > IMS__MAX_LEVEL || l > max_level)
+        if (l > IMS__MAX_LEVEL || l > fh->max_level)
             CORRUPT(h->sec_off[IMS__SEC_LEVELS] + i, "level %u of slot %zu", l, i);
         if (h->flags[i] & ~IMS__FLAG_DELETED)
             CORRUPT(h->sec_off[IMS__SEC_FLAGS] + i, "flags 0x%x of slot %zu", h->flags[i], i);
@@ -395,21 +412,53 @@ static int parse(unsigned char *base, size_t size, int is_mmap, const char *labe
     if (upos != usz)
         CORRUPT(h->sec_off[IMS__SEC_UPPER] + upos, "upper links: %llu bytes left over",
                 (unsigned long long)(usz - upos));
-    if (n_del != n_deleted)
+    if (n_del != fh->n_deleted)
         CORRUPT(64, "%llu deleted slots, header says %llu", (unsigned long long)n_del,
-                (unsigned long long)n_deleted);
+                (unsigned long long)fh->n_deleted);
     h->n_deleted = (uint32_t)n_del;
     if (N) {
-        h->entry = (uint32_t)entry, h->max_level = (int)max_level;
-        if (h->levels[entry] != max_level)
-            CORRUPT(72, "entry point level %u != max level %u", h->levels[entry], max_level);
+        h->entry = (uint32_t)fh->entry, h->max_level = (int)fh->max_level;
+        if (h->levels[fh->entry] != fh->max_level)
+            CORRUPT(72, "entry point level %u != max level %u", h->levels[fh->entry],
+                    fh->max_level);
+    }
+    return IMS_OK;
+}
+
+#undef CORRUPT
+
+/* Parse a file image at base (size bytes, writable, 64-aligned). On success
+ * the handle owns base (is_mmap says how to release it); on failure base is
+ * released. */
+static int parse(unsigned char *base, size_t size, int is_mmap, const char *label, ims_hnsw **out,
+                 ims_error *err)
+{
+    *out = NULL;
+    ims_init(); /* idempotent: CPU detection picks the distance kernels */
+    ims_hnsw *h = ims__hnsw_handle_new();
+    if (!h) {
+        if (is_mmap)
+            munmap(base, size);
+        else
+            ims_aligned_free(base);
+        return ims_error_set(err, IMS_ENOMEM, "%s: out of memory", label);
+    }
+    h->backing = base, h->backing_size = size, h->backing_is_mmap = is_mmap;
+    file_hdr fh = {0};
+    int rc = parse_header(h, base, size, label, &fh, err);
+    if (!rc)
+        rc = parse_sections(h, base, size, label, &fh, err);
+    if (!rc)
+        rc = map_arrays(h, base, label, (size_t)fh.n_nodes, err);
+    if (!rc)
+        rc = parse_nodes(h, base, label, &fh, err);
+    if (rc) {
+        ims_hnsw_free(h);
+        return rc;
     }
     h->map_ready = 0; /* built on first use: see ims__map_ensure */
     *out = h;
     return IMS_OK;
-fail:
-    ims_hnsw_free(h);
-    return rc;
 }
 
 int ims_hnsw_open_buffer(const void *buf, size_t size, ims_hnsw **out, ims_error *err)

@@ -200,16 +200,6 @@ static double attr_f(const gnode *N, const char *key, double def)
     return json_is_number(f) ? json_number_value(f) : def;
 }
 
-static ims__node proto_of(uint32_t op)
-{
-    ims__node n;
-    memset(&n, 0, sizeof n);
-    n.op = op;
-    n.kh = n.kw = n.sh = n.sw = n.dh = n.dw = 1;
-    n.weight = n.bias = -1;
-    return n;
-}
-
 static int add_node(gctx *c, gnode *N, const ims__node *proto, const uint32_t *in,
                     uint32_t n_in, int rank)
 {
@@ -399,7 +389,7 @@ static int do_placeholder(gctx *c, gnode *N)
         return GFAIL(IMS_EUNSUPPORTED, N, "input must have 3 channels (got %lld)", d[3]);
     c->g->pp.height = (int)d[1];
     c->g->pp.width = (int)d[2];
-    ims__node p = proto_of(IMS_OP_INPUT);
+    ims__node p = ims__tfjs_proto(IMS_OP_INPUT);
     return add_node(c, N, &p, NULL, 0, 4);
 }
 
@@ -413,7 +403,7 @@ static int do_conv(gctx *c, gnode *N, int depthwise, int fused)
     if (!k)
         return rc;
     const ims__node *xn = &c->g->nodes[x->node];
-    ims__node p = proto_of(depthwise ? IMS_OP_DWCONV2D : IMS_OP_CONV2D);
+    ims__node p = ims__tfjs_proto(depthwise ? IMS_OP_DWCONV2D : IMS_OP_CONV2D);
     if ((rc = nhwc_pair(c, N, "strides", 1, &p.sh, &p.sw)) ||
         (rc = nhwc_pair(c, N, "dilations", 1, &p.dh, &p.dw)))
         return rc;
@@ -459,7 +449,7 @@ static int do_matmul(gctx *c, gnode *N, int fused)
     int64_t in_n = xn->c, cout = k->shape[tb ? 0 : 1];
     if (cout < 1 || cout > IMS_NN_MAX_DIM * 64)
         return GFAIL(IMS_EUNSUPPORTED, N, "too many outputs");
-    ims__node p = proto_of(IMS_OP_DENSE);
+    ims__node p = ims__tfjs_proto(IMS_OP_DENSE);
     p.c = (int32_t)cout;
     float *dst;
     if ((rc = ims__graph_add_weights(c->g, tb ? NULL : k->data, (uint64_t)k->n, &p.weight, &dst)))
@@ -492,7 +482,7 @@ static int do_act(gctx *c, gnode *N)
         N->node = x->node, N->rank = x->rank, N->exclusive = 1;
         return IMS_OK;
     }
-    ims__node p = proto_of(IMS_OP_ACT);
+    ims__node p = ims__tfjs_proto(IMS_OP_ACT);
     p.act = act, p.act_max = act_max;
     uint32_t in = x->node;
     return add_node(c, N, &p, &in, 1, x->rank);
@@ -513,7 +503,7 @@ static int do_binary(gctx *c, gnode *N)
         if (!is_add)
             return GFAIL(IMS_EUNSUPPORTED, N, "%s of two tensors is not supported", N->op);
         uint32_t in[2] = {a->node, b->node};
-        ims__node p = proto_of(IMS_OP_ADD);
+        ims__node p = ims__tfjs_proto(IMS_OP_ADD);
         return add_node(c, N, &p, in, 2, a->rank);
     }
     if (a->is_const && b->is_const)
@@ -527,7 +517,7 @@ static int do_binary(gctx *c, gnode *N)
     if (n != 1 && n != C)
         return GFAIL(IMS_EUNSUPPORTED, N, "constant with %lld values does not broadcast over %lld "
                                           "channels", (long long)n, (long long)C);
-    ims__node p = proto_of(IMS_OP_AFFINE);
+    ims__node p = ims__tfjs_proto(IMS_OP_AFFINE);
     float *s, *t;
     if (!strcmp(N->op, "Mul")) {
         if ((rc = ims__graph_add_weights(c->g, k->w->data, (uint64_t)n, &p.weight, NULL)))
@@ -557,13 +547,13 @@ static int do_pool(gctx *c, gnode *N, int avg)
     if (!x)
         return rc;
     const ims__node *xn = &c->g->nodes[x->node];
-    ims__node p = proto_of(avg ? IMS_OP_AVGPOOL : IMS_OP_MAXPOOL);
+    ims__node p = ims__tfjs_proto(avg ? IMS_OP_AVGPOOL : IMS_OP_MAXPOOL);
     if ((rc = nhwc_pair(c, N, "ksize", -1, &p.kh, &p.kw)) ||
         (rc = nhwc_pair(c, N, "strides", 1, &p.sh, &p.sw)) ||
         (rc = resolve_padding(c, N, xn, &p)))
         return rc;
     if (avg && p.kh == xn->h && p.kw == xn->w && !p.pad_t && !p.pad_b && !p.pad_l && !p.pad_r)
-        p = proto_of(IMS_OP_GAP); /* one window over the whole input */
+        p = ims__tfjs_proto(IMS_OP_GAP); /* one window over the whole input */
     uint32_t in = x->node;
     return add_node(c, N, &p, &in, 1, 4);
 }
@@ -584,7 +574,7 @@ static int do_squeeze(gctx *c, gnode *N)
             return GFAIL(IMS_EUNSUPPORTED, N, "option 'squeeze_dims' may only name H and W");
     if (x->rank != 4 || xn->h != 1 || xn->w != 1)
         return GFAIL(IMS_EUNSUPPORTED, N, "only a [N,1,1,C] input can be squeezed");
-    ims__node p = proto_of(IMS_OP_RESHAPE);
+    ims__node p = ims__tfjs_proto(IMS_OP_RESHAPE);
     uint32_t in = x->node;
     return add_node(c, N, &p, &in, 1, 2);
 }
@@ -598,7 +588,7 @@ static int do_mean(gctx *c, gnode *N)
         return rc;
     if (x->rank != 4 || ax->n != 2 || ax->data[0] != 1 || ax->data[1] != 2)
         return GFAIL(IMS_EUNSUPPORTED, N, "only a mean over axes [1, 2] is supported");
-    ims__node p = proto_of(IMS_OP_GAP);
+    ims__node p = ims__tfjs_proto(IMS_OP_GAP);
     uint32_t in = x->node;
     return add_node(c, N, &p, &in, 1, attr_b(N, "keep_dims") ? 4 : 2);
 }
@@ -616,7 +606,7 @@ static int do_pad(gctx *c, gnode *N)
     for (int k = 2; k < 6; k++)
         if (q[k] < 0 || q[k] > IMS_NN_MAX_DIM)
             return GFAIL(IMS_EUNSUPPORTED, N, "padding out of range");
-    ims__node p = proto_of(IMS_OP_PAD);
+    ims__node p = ims__tfjs_proto(IMS_OP_PAD);
     p.pad_t = (int32_t)q[2], p.pad_b = (int32_t)q[3], p.pad_l = (int32_t)q[4];
     p.pad_r = (int32_t)q[5];
     uint32_t in = x->node;
@@ -643,7 +633,7 @@ static int do_concat(gctx *c, gnode *N)
     }
     if (ax->n != 1 || !(ax->data[0] == -1 || ax->data[0] == rank - 1))
         return GFAIL(IMS_EUNSUPPORTED, N, "concatenation along a non-channel axis");
-    ims__node p = proto_of(IMS_OP_CONCAT);
+    ims__node p = ims__tfjs_proto(IMS_OP_CONCAT);
     return add_node(c, N, &p, in, (uint32_t)(n - 1), rank);
 }
 
@@ -679,7 +669,7 @@ static int translate(gctx *c, gnode *N)
         gnode *x = tensor_input(c, N, 0, &rc);
         if (!x)
             return rc;
-        ims__node p = proto_of(IMS_OP_SOFTMAX);
+        ims__node p = ims__tfjs_proto(IMS_OP_SOFTMAX);
         uint32_t in = x->node;
         return add_node(c, N, &p, &in, 1, 2);
     }

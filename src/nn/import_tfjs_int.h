@@ -42,6 +42,10 @@ int ims__tfjs_weights_read(json_t *manifest, const char *dir, ims__tfjs_weights 
                            ims_error *err);
 void ims__tfjs_weights_free(ims__tfjs_weights *ws);
 
+/* A node of kind op with neutral fields: 1x1 kernel, unit strides and
+ * dilations, no weight or bias (-1); the translators fill in the rest. */
+ims__node ims__tfjs_proto(uint32_t op);
+
 /* Translators: fill g (already initialised) from the parsed model.json. */
 int ims__tfjs_import_layers(json_t *topology, ims__tfjs_weights *ws, ims__graph *g,
                             ims_error *err);

@@ -222,22 +222,12 @@ static int add_node(ctx *c, const layer *L, const ims__node *proto, const char *
     return rc;
 }
 
-static ims__node proto_of(uint32_t op)
-{
-    ims__node n;
-    memset(&n, 0, sizeof n);
-    n.op = op;
-    n.kh = n.kw = n.sh = n.sw = n.dh = n.dw = 1;
-    n.weight = n.bias = -1;
-    return n;
-}
-
 /* Turn a pending padding into a PAD node (named after the padding layer). */
 static int materialise(ctx *c, layer *src)
 {
     if (src->v.state != LV_PAD)
         return IMS_OK;
-    ims__node p = proto_of(IMS_OP_PAD);
+    ims__node p = ims__tfjs_proto(IMS_OP_PAD);
     p.pad_t = src->v.pad[0], p.pad_b = src->v.pad[1];
     p.pad_l = src->v.pad[2], p.pad_r = src->v.pad[3];
     uint32_t idx;
@@ -297,7 +287,7 @@ static int apply_act(ctx *c, layer *L, layer *src, uint32_t act, float act_max)
     uint32_t in;
     if ((rc = input_node(c, L, 0, &src, &in)))
         return rc;
-    ims__node p = proto_of(IMS_OP_ACT);
+    ims__node p = ims__tfjs_proto(IMS_OP_ACT);
     p.act = act, p.act_max = act_max;
     uint32_t idx;
     if ((rc = add_node(c, L, &p, L->name, &in, 1, &idx)))
@@ -322,7 +312,7 @@ static int do_input(ctx *c, layer *L, json_t *shape)
         return FAIL(IMS_EUNSUPPORTED, L, "input must have 3 channels (got %lld)", (long long)ch);
     c->g->pp.height = (int)h;
     c->g->pp.width = (int)w;
-    ims__node p = proto_of(IMS_OP_INPUT);
+    ims__node p = ims__tfjs_proto(IMS_OP_INPUT);
     uint32_t idx;
     int rc = add_node(c, L, &p, L->name, NULL, 0, &idx);
     if (rc)
@@ -396,7 +386,7 @@ static int do_conv(ctx *c, layer *L, int depthwise)
     if (groups && json_integer_value(groups) != 1)
         return FAIL(IMS_EUNSUPPORTED, L, "option 'groups' = %lld is not supported",
                     (long long)json_integer_value(groups));
-    ims__node p = proto_of(depthwise ? IMS_OP_DWCONV2D : IMS_OP_CONV2D);
+    ims__node p = ims__tfjs_proto(depthwise ? IMS_OP_DWCONV2D : IMS_OP_CONV2D);
     int same, softmax;
     if ((rc = get_pair(c, L, "kernel_size", -1, &p.kh, &p.kw)) ||
         (rc = get_pair(c, L, "strides", 1, &p.sh, &p.sw)) ||
@@ -477,7 +467,7 @@ static int do_dense(ctx *c, layer *L)
         return FAIL(IMS_EUNSUPPORTED, L,
                     "Dense on a spatial input (%dx%dx%d) is not supported; flatten first", x->h,
                     x->w, x->c);
-    ims__node p = proto_of(IMS_OP_DENSE);
+    ims__node p = ims__tfjs_proto(IMS_OP_DENSE);
     int softmax;
     if ((rc = parse_act(c, L, json_string_value(cfg(L, "activation")), &p.act, &p.act_max,
                         &softmax)))
@@ -506,7 +496,7 @@ static int do_dense(ctx *c, layer *L)
         snprintf(lin, sizeof lin, "%s/linear", L->name);
         if ((rc = add_node(c, L, &p, lin, &in, 1, &idx)))
             return rc;
-        ims__node s = proto_of(IMS_OP_SOFTMAX);
+        ims__node s = ims__tfjs_proto(IMS_OP_SOFTMAX);
         if ((rc = add_node(c, L, &s, L->name, &idx, 1, &idx)))
             return rc;
     } else if ((rc = add_node(c, L, &p, L->name, &in, 1, &idx))) {
@@ -563,7 +553,7 @@ static int do_batchnorm(ctx *c, layer *L)
         set_node(L, i, src->v.rank);
         return IMS_OK;
     }
-    ims__node p = proto_of(IMS_OP_AFFINE);
+    ims__node p = ims__tfjs_proto(IMS_OP_AFFINE);
     float *s, *t;
     if ((rc = ims__graph_add_weights(c->g, NULL, (uint64_t)C, &p.weight, NULL)) ||
         (rc = ims__graph_add_weights(c->g, NULL, (uint64_t)C, &p.bias, NULL)))
@@ -610,7 +600,7 @@ static int do_softmax_node(ctx *c, layer *L, layer *src)
         return rc;
     if (c->g->nodes[in].h != 1 || c->g->nodes[in].w != 1)
         return FAIL(IMS_EUNSUPPORTED, L, "softmax over a spatial input is not supported");
-    ims__node p = proto_of(IMS_OP_SOFTMAX);
+    ims__node p = ims__tfjs_proto(IMS_OP_SOFTMAX);
     uint32_t idx;
     if ((rc = add_node(c, L, &p, L->name, &in, 1, &idx)))
         return rc;
@@ -656,7 +646,7 @@ static int do_merge(ctx *c, layer *L, int concat)
             return FAIL(IMS_EUNSUPPORTED, L, "option 'axis' = %lld is not supported (channel axis "
                                              "only)", (long long)axis);
     }
-    ims__node p = proto_of(concat ? IMS_OP_CONCAT : IMS_OP_ADD);
+    ims__node p = ims__tfjs_proto(concat ? IMS_OP_CONCAT : IMS_OP_ADD);
     uint32_t idx;
     int rc = add_node(c, L, &p, L->name, in, (uint32_t)n, &idx);
     if (rc)
@@ -674,7 +664,7 @@ static int do_pool(ctx *c, layer *L, int avg)
         return rc;
     if (src->v.rank != 4)
         return FAIL(IMS_EUNSUPPORTED, L, "input is not spatial");
-    ims__node p = proto_of(avg ? IMS_OP_AVGPOOL : IMS_OP_MAXPOOL);
+    ims__node p = ims__tfjs_proto(avg ? IMS_OP_AVGPOOL : IMS_OP_MAXPOOL);
     int same;
     if ((rc = get_pair(c, L, "pool_size", 2, &p.kh, &p.kw)) ||
         (rc = get_pair(c, L, "strides", -1, &p.sh, &p.sw)) || (rc = get_padding(c, L, &same)))
@@ -687,7 +677,7 @@ static int do_pool(ctx *c, layer *L, int avg)
         ims__tf_same_pad(x->w, p.kw, p.sw, 1, &p.pad_l, &p.pad_r);
     }
     if (avg && p.kh == x->h && p.kw == x->w && !p.pad_t && !p.pad_b && !p.pad_l && !p.pad_r)
-        p = proto_of(IMS_OP_GAP); /* one window over the whole input: a global average */
+        p = ims__tfjs_proto(IMS_OP_GAP); /* one window over the whole input: a global average */
     uint32_t idx;
     if ((rc = add_node(c, L, &p, L->name, &in, 1, &idx)))
         return rc;
@@ -704,7 +694,7 @@ static int do_simple(ctx *c, layer *L, uint32_t op, int rank)
         return rc;
     if (op == IMS_OP_GAP && ((rc = check_channels_last(c, L)) || src->v.rank != 4))
         return rc ? rc : FAIL(IMS_EUNSUPPORTED, L, "input is not spatial");
-    ims__node p = proto_of(op);
+    ims__node p = ims__tfjs_proto(op);
     uint32_t idx;
     if ((rc = add_node(c, L, &p, L->name, &in, 1, &idx)))
         return rc;

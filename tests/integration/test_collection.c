@@ -288,7 +288,8 @@ static void test_stale_and_resume(int distinct)
     snprintf(c3, sizeof c3, "%s/c3", g_tmp);
     const char *slow = SLOW_BUILD ? "mobilenet_v2" : "inception_v3";
     /* c2: ingest + a first encoder, then a backbone change */
-    CHECK_EQ(sh("'%s' build -c '%s' '%s' --model '%s/mobilenet_v2.ism' --no-finetune 2>/dev/null",
+    CHECK_EQ(sh("'%s' build -c '%s' '%s' --model '%s/mobilenet_v2.ism' --taps block_10_project_BN"
+                " --no-finetune 2>/dev/null",
                 g_cli, c2, g_photos, g_models),
              0);
     ims_error err;

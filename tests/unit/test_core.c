@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* test_core.c — error table, allocation hooks, CPU level, CRC, atomic writes. */
 #include <errno.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -8,6 +9,7 @@
 #include "check.h"
 #include "core/core_int.h"
 #include "imgsim/imgsim.h"
+#include "imgsim/vecs.h"
 
 static long n_allocs, fail_at;
 static void *t_malloc(size_t n, void *ud)
@@ -54,9 +56,89 @@ static void test_sha256_self(void)
     CHECK_STR_EQ(hex, "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0");
 }
 
+static void test_half(void)
+{
+    /* round trip of every half value (NaN payloads aside) */
+    int bad = 0;
+    for (uint32_t v = 0; v < 65536; v++) {
+        uint16_t hv = (uint16_t)v;
+        float f = ims__f16_to_f32(hv);
+        if (f != f)
+            continue;
+        if (ims__f32_to_f16(f) != hv)
+            bad++;
+    }
+    CHECK_EQ(bad, 0);
+    CHECK_EQ(ims__f32_to_f16(1.0f), 0x3c00);
+    CHECK_EQ(ims__f32_to_f16(-2.0f), 0xc000);
+    CHECK_EQ(ims__f32_to_f16(65520.0f), 0x7c00); /* rounds to Inf */
+    CHECK_EQ(ims__f32_to_f16(1e-8f), 0);
+    CHECK(ims__f16_to_f32(0x3555) > 0.333f && ims__f16_to_f32(0x3555) < 0.3334f);
+    /* decoding against the definition: (-1)^s 2^(e-15) (1 + m/1024), subnormals
+     * 2^-14 m/1024 (what the weight importer computed before sharing this) */
+    int bad_dec = 0;
+    for (uint32_t v = 0; v < 65536; v++) {
+        uint32_t e = (v >> 10) & 31, m = v & 1023;
+        if (e == 31)
+            continue;
+        double want = e ? ldexp(1024.0 + m, (int)e - 25) : ldexp((double)m, -24);
+        if (v & 0x8000)
+            want = -want;
+        if ((double)ims__f16_to_f32((uint16_t)v) != want)
+            bad_dec++;
+    }
+    CHECK_EQ(bad_dec, 0);
+    CHECK(isinf(ims__f16_to_f32(0x7c00)) && isnan(ims__f16_to_f32(0x7e00)));
+}
+
+static void test_vecs(void)
+{
+    char dir[] = "/tmp/ims_vecs_XXXXXX", path[64], bad[80];
+    CHECK(mkdtemp(dir) != NULL);
+    snprintf(path, sizeof path, "%s/a.fvecs", dir);
+    float x[3 * 5];
+    for (int i = 0; i < 15; i++)
+        x[i] = (float)i * 0.5f - 2;
+    ims_error err = {0};
+    CHECK_RC(ims_vecs_write(path, x, 3, 5, &err), IMS_OK);
+    uint32_t d = 0;
+    size_t n = 0;
+    void *data = NULL;
+    CHECK_RC(ims_vecs_read(path, "fvecs", 4096, &d, &n, &data, &err), IMS_OK);
+    CHECK_EQ(d, 5);
+    CHECK_EQ(n, 3);
+    CHECK(data && memcmp(data, x, sizeof x) == 0);
+    ims_free(data);
+    /* a dimension above max_dim, a truncated file, a record of another dim */
+    CHECK_RC(ims_vecs_read(path, "fvecs", 4, &d, &n, &data, &err), IMS_ECORRUPT);
+    CHECK(strstr(err.msg, "offset 0") != NULL);
+    CHECK(data == NULL);
+    FILE *f = fopen(path, "rb");
+    unsigned char raw[3 * 24];
+    CHECK_EQ(fread(raw, 1, sizeof raw, f), sizeof raw);
+    fclose(f);
+    snprintf(bad, sizeof bad, "%s/t.fvecs", dir);
+    f = fopen(bad, "wb");
+    fwrite(raw, 1, sizeof raw - 3, f);
+    fclose(f);
+    CHECK_RC(ims_vecs_read(bad, "fvecs", 4096, &d, &n, &data, &err), IMS_ECORRUPT);
+    CHECK(strstr(err.msg, "not a multiple") != NULL);
+    raw[24] = 4, raw[48] = 6; /* records 1 and 2 claim dims 4 and 6: same total size */
+    f = fopen(bad, "wb");
+    fwrite(raw, 1, sizeof raw, f);
+    fclose(f);
+    CHECK_RC(ims_vecs_read(bad, "fvecs", 4096, &d, &n, &data, &err), IMS_ECORRUPT);
+    CHECK(strstr(err.msg, "offset 24: record 1 has dimension 4") != NULL);
+    CHECK_RC(ims_vecs_read("/nonexistent/x.fvecs", "fvecs", 4096, &d, &n, &data, &err), IMS_EIO);
+    CHECK_RC(ims_vecs_write(path, x, 1, 0, &err), IMS_EINVAL);
+    remove(bad), remove(path), rmdir(dir);
+}
+
 int main(void)
 {
     ims_init();
+    test_half();
+    test_vecs();
 
     /* error table */
     CHECK_STR_EQ(ims_errname(IMS_ECORRUPT), "IMS_ECORRUPT");

@@ -1,5 +1,7 @@
 /* SPDX-License-Identifier: MIT */
-/* dispatch.c — the kernel table for a CPU level (see kernels.h). */
+/* dispatch.c — the kernel table for a CPU level (see kernels.h). The rule is
+ * the index module's (src/index/distance_ref.c): the best level <= `level`
+ * that this build has and this CPU supports; never NULL. */
 #include "imgsim/imgsim.h"
 #include "kernels.h"
 

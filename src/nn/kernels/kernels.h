@@ -39,7 +39,7 @@ static inline const float *ims__dw_row(const ims__dw_args *a, int iy)
 }
 
 typedef struct ims__nn_kernels {
-    const char *name;
+    const char *name; /* ims_cpu_level_name() of the table's level */
     /* y[r*ld + j] = act(y[r*ld + j] + bias[j]) for r < rows, j < c (bias may be NULL). */
     void (*bias_act)(float *y, int64_t rows, int c, int ld, const float *bias, int act,
                      float act_max);
@@ -67,8 +67,12 @@ typedef struct ims__nn_kernels {
 
 #define IMS_PANEL 16 /* columns per packed-B panel */
 
-/* The table for a CPU level (IMS_CPU_REF always exists; a level this build
- * or CPU lacks falls back to the best one below it). */
+/* The table for `level`, by the rule both kernel modules follow (the index
+ * has ims__index_kernels_for): the best level <= `level` that this build
+ * has and this CPU supports (ims_cpu_detect()); never NULL, since ref
+ * always exists. The kernels in force are ims__nn_kernels_for(
+ * ims_cpu_level()); a caller that needs exactly one level (a test)
+ * compares the table's name with ims_cpu_level_name(level). */
 const ims__nn_kernels *ims__nn_kernels_for(int level);
 
 extern const ims__nn_kernels ims__nn_kernels_ref;
