@@ -18,10 +18,10 @@
 #include <unistd.h>
 
 typedef struct http_resp {
-    int status;     /* 0: no response (connection failed or cut) */
-    char *head;     /* status line + headers, NUL-terminated */
-    char *body;     /* NUL-terminated too */
-    size_t len;     /* body length */
+    int status; /* 0: no response (connection failed or cut) */
+    char *head; /* status line + headers, NUL-terminated */
+    char *body; /* NUL-terminated too */
+    size_t len; /* body length */
 } http_resp;
 
 static void http_resp_free(http_resp *r)
@@ -35,7 +35,8 @@ static void http_resp_free(http_resp *r)
 static int http_header(const http_resp *r, const char *name, char *out, size_t n)
 {
     size_t ln = strlen(name);
-    for (const char *p = r->head ? strstr(r->head, "\r\n") : NULL; p && p[2]; p = strstr(p + 2, "\r\n")) {
+    for (const char *p = r->head ? strstr(r->head, "\r\n") : NULL; p && p[2];
+         p = strstr(p + 2, "\r\n")) {
         const char *h = p + 2;
         if (!strncasecmp(h, name, ln) && h[ln] == ':') {
             h += ln + 1;
@@ -113,17 +114,17 @@ static void http_read(int fd, http_resp *r)
 
 /* One request; extra_headers ("Name: value\r\n"...) may be NULL. Sends
  * Content-Length when body is not NULL. Returns r->status. */
-static int http_request(int port, const char *method, const char *path,
-                        const char *extra_headers, const void *body, size_t len, http_resp *r)
+static int http_request(int port, const char *method, const char *path, const char *extra_headers,
+                        const void *body, size_t len, http_resp *r)
 {
     memset(r, 0, sizeof *r);
     int fd = http_connect(port);
     if (fd < 0)
         return 0;
     char head[4096];
-    int n = snprintf(head, sizeof head,
-                     "%s %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n%s", method,
-                     path, extra_headers ? extra_headers : "");
+    int n =
+        snprintf(head, sizeof head, "%s %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n%s",
+                 method, path, extra_headers ? extra_headers : "");
     if (body)
         n += snprintf(head + n, sizeof head - (size_t)n, "Content-Length: %zu\r\n", len);
     n += snprintf(head + n, sizeof head - (size_t)n, "\r\n");

@@ -32,16 +32,16 @@ extern "C" {
 typedef struct ims_server ims_server;
 
 typedef struct ims_server_opts {
-    const char *listen;      /* "HOST:PORT" (IPv4 address or "localhost"); NULL: "127.0.0.1:8080";
+    const char *listen;   /* "HOST:PORT" (IPv4 address or "localhost"); NULL: "127.0.0.1:8080";
                                 port 0 picks a free port (see ims_server_port) */
-    int threads;             /* answering threads; 0: max(8, 2 * CPUs) */
-    const char *api_key;     /* non-empty: writes need "Authorization: Bearer <key>" (copied) */
-    size_t max_body;         /* request body limit in bytes; 0: 20 MB */
-    int timeout_s;           /* idle/slow connection timeout; 0: 30 */
-    int max_connections;     /* open connections at most; 0: 512 (MHD splits it evenly
+    int threads;          /* answering threads; 0: max(8, 2 * CPUs) */
+    const char *api_key;  /* non-empty: writes need "Authorization: Bearer <key>" (copied) */
+    size_t max_body;      /* request body limit in bytes; 0: 20 MB */
+    int timeout_s;        /* idle/slow connection timeout; 0: 30 */
+    int max_connections;  /* open connections at most; 0: 512 (MHD splits it evenly
                                 among the threads, so each thread takes its share) */
-    int drain_timeout_ms;    /* ims_server_stop waits this long for in-flight requests; 0: 30000 */
-    int quiet;               /* 1: no per-request log line on stderr */
+    int drain_timeout_ms; /* ims_server_stop waits this long for in-flight requests; 0: 30000 */
+    int quiet;            /* 1: no per-request log line on stderr */
 } ims_server_opts;
 
 /* Start answering on o->listen. The model is already loaded (ims_coll_open),

@@ -24,22 +24,21 @@
 
 static void usage(FILE *f)
 {
-    fprintf(f,
-            "usage: imgsim serve -c COLLECTION [--listen HOST:PORT] [--threads N]\n"
-            "                    [--sessions N] [--max-body BYTES] [--readonly] [--quiet]\n\n"
-            "Serve the HTTP API (DESIGN.md) and the web page (GET /) for a collection.\n"
-            "Prints the URL it listens on; SIGINT/SIGTERM finish the requests in flight and\n"
-            "exit 0.\n\n"
-            "  -c, --collection DIR  the collection (env IMGSIM_COLLECTION)\n"
-            "  --listen HOST:PORT    address (env IMGSIM_LISTEN; default 127.0.0.1:8080;\n"
-            "                        port 0 picks a free one)\n"
-            "  --threads N           HTTP threads (env IMGSIM_THREADS; default max(8, 2*CPUs))\n"
-            "  --sessions N          parallel encodes (default: number of CPUs)\n"
-            "  --max-body BYTES      request body limit (default 20971520)\n"
-            "  --readonly            refuse adds and deletes\n"
-            "  --quiet               no per-request log line on stderr\n\n"
-            "env IMGSIM_API_KEY: when set, POST /v1/items and DELETE need\n"
-            "'Authorization: Bearer <key>'.\n");
+    fprintf(f, "usage: imgsim serve -c COLLECTION [--listen HOST:PORT] [--threads N]\n"
+               "                    [--sessions N] [--max-body BYTES] [--readonly] [--quiet]\n\n"
+               "Serve the HTTP API (DESIGN.md) and the web page (GET /) for a collection.\n"
+               "Prints the URL it listens on; SIGINT/SIGTERM finish the requests in flight and\n"
+               "exit 0.\n\n"
+               "  -c, --collection DIR  the collection (env IMGSIM_COLLECTION)\n"
+               "  --listen HOST:PORT    address (env IMGSIM_LISTEN; default 127.0.0.1:8080;\n"
+               "                        port 0 picks a free one)\n"
+               "  --threads N           HTTP threads (env IMGSIM_THREADS; default max(8, 2*CPUs))\n"
+               "  --sessions N          parallel encodes (default: number of CPUs)\n"
+               "  --max-body BYTES      request body limit (default 20971520)\n"
+               "  --readonly            refuse adds and deletes\n"
+               "  --quiet               no per-request log line on stderr\n\n"
+               "env IMGSIM_API_KEY: when set, POST /v1/items and DELETE need\n"
+               "'Authorization: Bearer <key>'.\n");
 }
 
 int cmd_serve(int argc, char **argv)
@@ -58,8 +57,7 @@ int cmd_serve(int argc, char **argv)
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         int needs = !strcmp(a, "-c") || !strcmp(a, "--collection") || !strcmp(a, "--listen") ||
-                    !strcmp(a, "--threads") || !strcmp(a, "--sessions") ||
-                    !strcmp(a, "--max-body");
+                    !strcmp(a, "--threads") || !strcmp(a, "--sessions") || !strcmp(a, "--max-body");
         if (needs && i + 1 >= argc)
             return cli_usage("serve: %s needs a value", a);
         if (!strcmp(a, "-c") || !strcmp(a, "--collection")) {
@@ -102,8 +100,11 @@ int cmd_serve(int argc, char **argv)
     if (rc)
         return cli_fail_err(rc, &err);
     const char *key = getenv("IMGSIM_API_KEY");
-    ims_server_opts so = {.listen = listen, .threads = (int)threads, .api_key = key,
-                          .max_body = (size_t)max_body, .quiet = quiet};
+    ims_server_opts so = {.listen = listen,
+                          .threads = (int)threads,
+                          .api_key = key,
+                          .max_body = (size_t)max_body,
+                          .quiet = quiet};
     if ((rc = ims_server_start(c, &so, &s, &err))) {
         ims_coll_close(c);
         return cli_fail_err(rc, &err);

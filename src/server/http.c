@@ -97,17 +97,33 @@ enum MHD_Result ims__send_ims_error(ims_req *q, struct MHD_Connection *conn, int
 {
     int status;
     switch (rc) {
-    case IMS_EINVAL: status = 400; break;
-    case IMS_ENOTFOUND: status = 404; break;
-    case IMS_EEXIST: status = 409; break;
-    case IMS_ESTATE: status = 403; break; /* e.g. a read-only collection */
-    case IMS_EUNSUPPORTED: status = 415; break;
+    case IMS_EINVAL:
+        status = 400;
+        break;
+    case IMS_ENOTFOUND:
+        status = 404;
+        break;
+    case IMS_EEXIST:
+        status = 409;
+        break;
+    case IMS_ESTATE:
+        status = 403;
+        break; /* e.g. a read-only collection */
+    case IMS_EUNSUPPORTED:
+        status = 415;
+        break;
     case IMS_EFORMAT:
     case IMS_ECORRUPT:
-    case IMS_ETOOBIG: status = 422; break; /* not an image, truncated, decompression bomb */
+    case IMS_ETOOBIG:
+        status = 422;
+        break; /* not an image, truncated, decompression bomb */
     case IMS_EBUSY:
-    case IMS_ENOMEM: status = 503; break;
-    default: status = 500; break;
+    case IMS_ENOMEM:
+        status = 503;
+        break;
+    default:
+        status = 500;
+        break;
     }
     const char *msg = err && err->code == rc && err->msg[0] ? err->msg : ims_strerror(rc);
     json_t *j = ims__json_error(ims__status_code_name(status), msg);
@@ -212,7 +228,8 @@ static int consume(ims_req *q, const char *data, size_t size)
 /* Constant-time check of "Bearer <key>" (time depends on the key's length only). */
 static int auth_ok(const ims_server *s, struct MHD_Connection *conn)
 {
-    const char *h = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
+    const char *h =
+        MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
     if (!h || strncasecmp(h, "Bearer ", 7))
         return 0;
     const unsigned char *given = (const unsigned char *)h + 7;
@@ -275,8 +292,8 @@ static enum MHD_Result begin(ims_req *q, struct MHD_Connection *conn)
     if (strcmp(q->method, "POST"))
         return MHD_YES; /* GET, HEAD, DELETE: no body wanted (any sent is dropped) */
 
-    const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
-                                                 MHD_HTTP_HEADER_CONTENT_LENGTH);
+    const char *cl =
+        MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
     if (cl) {
         char *end;
         unsigned long long n = strtoull(cl, &end, 10);
@@ -288,8 +305,8 @@ static enum MHD_Result begin(ims_req *q, struct MHD_Connection *conn)
             return ims__send_error(q, conn, 413, msg);
         }
     }
-    const char *ct = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
-                                                 MHD_HTTP_HEADER_CONTENT_TYPE);
+    const char *ct =
+        MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
     int bt = body_type(ct);
     if (bt < 0) {
         snprintf(msg, sizeof msg,
@@ -359,9 +376,8 @@ static void workers_stop(ims_server *s)
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
-                                  const char *method, const char *version,
-                                  const char *upload_data, size_t *upload_data_size,
-                                  void **con_cls)
+                                  const char *method, const char *version, const char *upload_data,
+                                  size_t *upload_data_size, void **con_cls)
 {
     ims_server *s = cls;
     ims_req *q = *con_cls;
@@ -489,9 +505,9 @@ int ims_server_start(ims_coll *c, const ims_server_opts *o, ims_server **out, im
     if (!c)
         return ims_error_set(err, IMS_EINVAL, "server: no collection");
     if (parse_listen(listen, &sa))
-        return ims_error_set(err, IMS_EINVAL,
-                             "server: bad listen address '%s' (want IPV4:PORT, e.g. 127.0.0.1:8080)",
-                             listen);
+        return ims_error_set(
+            err, IMS_EINVAL,
+            "server: bad listen address '%s' (want IPV4:PORT, e.g. 127.0.0.1:8080)", listen);
     ims_server *s = ims_calloc(1, sizeof *s);
     if (!s)
         return ims_error_set(err, IMS_ENOMEM, "server: out of memory");
@@ -535,13 +551,10 @@ int ims_server_start(ims_coll *c, const ims_server_opts *o, ims_server **out, im
         {MHD_OPTION_END, 0, NULL},
     };
     s->d = MHD_start_daemon(flags, ntohs(sa.sin_port), NULL, NULL, on_request, s,
-                            MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
-                            MHD_OPTION_ARRAY, pool,
-                            MHD_OPTION_CONNECTION_TIMEOUT, timeout,
-                            MHD_OPTION_CONNECTION_LIMIT, limit,
-                            MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
-                            MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1,
-                            MHD_OPTION_END);
+                            MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa, MHD_OPTION_ARRAY, pool,
+                            MHD_OPTION_CONNECTION_TIMEOUT, timeout, MHD_OPTION_CONNECTION_LIMIT,
+                            limit, MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
+                            MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1, MHD_OPTION_END);
     if (!s->d) {
         server_free(s);
         return ims_error_set(err, IMS_EIO,
@@ -556,15 +569,9 @@ int ims_server_start(ims_coll *c, const ims_server_opts *o, ims_server **out, im
     return IMS_OK;
 }
 
-int ims_server_port(const ims_server *s)
-{
-    return s->port;
-}
+int ims_server_port(const ims_server *s) { return s->port; }
 
-const char *ims_server_url(const ims_server *s)
-{
-    return s->url;
-}
+const char *ims_server_url(const ims_server *s) { return s->url; }
 
 void ims_server_stop(ims_server *s)
 {

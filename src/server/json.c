@@ -48,17 +48,29 @@ json_t *ims__json_error(const char *code, const char *message)
 const char *ims__status_code_name(int status)
 {
     switch (status) {
-    case 400: return "bad_request";
-    case 401: return "unauthorized";
-    case 403: return "forbidden";
-    case 404: return "not_found";
-    case 405: return "method_not_allowed";
-    case 409: return "exists";
-    case 413: return "payload_too_large";
-    case 415: return "unsupported_media_type";
-    case 422: return "unprocessable_image";
-    case 501: return "not_implemented";
-    case 503: return "busy";
-    default: return status >= 500 ? "internal" : "error";
+    case 400:
+        return "bad_request";
+    case 401:
+        return "unauthorized";
+    case 403:
+        return "forbidden";
+    case 404:
+        return "not_found";
+    case 405:
+        return "method_not_allowed";
+    case 409:
+        return "exists";
+    case 413:
+        return "payload_too_large";
+    case 415:
+        return "unsupported_media_type";
+    case 422:
+        return "unprocessable_image";
+    case 501:
+        return "not_implemented";
+    case 503:
+        return "busy";
+    default:
+        return status >= 500 ? "internal" : "error";
     }
 }

@@ -134,9 +134,9 @@ char *ims__metrics_render(ims_server *s, size_t *len)
         "# TYPE imgsim_encodes_total counter\nimgsim_encodes_total %lld\n"
         "# HELP imgsim_encode_seconds_total Time spent encoding images.\n"
         "# TYPE imgsim_encode_seconds_total counter\nimgsim_encode_seconds_total %.6f\n",
-        __atomic_load_n(&s->inflight, __ATOMIC_RELAXED),
-        (unsigned long long)LOAD(&s->m.body_bytes), (long long)st.items,
-        (long long)st.indexed, st.dim, (long long)st.encodes, st.encode_seconds);
+        __atomic_load_n(&s->inflight, __ATOMIC_RELAXED), (unsigned long long)LOAD(&s->m.body_bytes),
+        (long long)st.items, (long long)st.indexed, st.dim, (long long)st.encodes,
+        st.encode_seconds);
     if (b.oom) {
         ims_free(b.p);
         return NULL;

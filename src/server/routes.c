@@ -205,10 +205,7 @@ static enum MHD_Result do_delete(ims_req *q, struct MHD_Connection *conn)
     return ims__send_json(q, conn, 200, j);
 }
 
-static void free_image(void *p)
-{
-    ims_free(p);
-}
+static void free_image(void *p) { ims_free(p); }
 
 static enum MHD_Result do_image(ims_req *q, struct MHD_Connection *conn)
 {
@@ -265,8 +262,8 @@ static enum MHD_Result do_add(ims_req *q, struct MHD_Connection *conn)
     }
     int64_t id = 0;
     ims_error err = {0};
-    int rc = ims_coll_add(q->srv->coll, q->raw.data, q->raw.len, category, name, metadata, &id,
-                          &err);
+    int rc =
+        ims_coll_add(q->srv->coll, q->raw.data, q->raw.len, category, name, metadata, &id, &err);
     if (rc == IMS_EEXIST) {
         json_t *j = ims__json_error("exists", err.msg[0] ? err.msg : "item already exists");
         json_object_set_new(json_object_get(j, "error"), "id", json_integer(id));
@@ -308,8 +305,8 @@ static enum MHD_Result do_categories(ims_req *q, struct MHD_Connection *conn)
         return ims__send_ims_error(q, conn, rc, &err);
     json_t *arr = json_array();
     for (size_t i = 0; arr && i < n; i++)
-        json_array_append_new(arr, json_pack("{s:s,s:I}", "name", names[i], "count",
-                                             (json_int_t)counts[i]));
+        json_array_append_new(
+            arr, json_pack("{s:s,s:I}", "name", names[i], "count", (json_int_t)counts[i]));
     ims_catalog_free_categories(names, counts, n);
     return ims__send_json(q, conn, 200, json_pack("{s:o*}", "categories", arr));
 }
@@ -320,8 +317,8 @@ static enum MHD_Result do_healthz(ims_req *q, struct MHD_Connection *conn)
     ims_coll_get_stats(q->srv->coll, &st);
     return ims__send_json(q, conn, 200,
                           json_pack("{s:s,s:I,s:I,s:i,s:s}", "status", "ok", "items",
-                                    (json_int_t)st.items, "indexed", (json_int_t)st.indexed,
-                                    "dim", st.dim, "model", st.model));
+                                    (json_int_t)st.items, "indexed", (json_int_t)st.indexed, "dim",
+                                    st.dim, "model", st.model));
 }
 
 static enum MHD_Result do_metrics(ims_req *q, struct MHD_Connection *conn)
@@ -354,16 +351,25 @@ static enum MHD_Result do_page(ims_req *q, struct MHD_Connection *conn)
 enum MHD_Result ims__route_dispatch(ims_req *q, struct MHD_Connection *conn)
 {
     switch (q->route) {
-    case ROUTE_PAGE: return do_page(q, conn);
-    case ROUTE_HEALTHZ: return do_healthz(q, conn);
-    case ROUTE_METRICS: return do_metrics(q, conn);
-    case ROUTE_CATEGORIES: return do_categories(q, conn);
-    case ROUTE_SEARCH: return do_search(q, conn);
-    case ROUTE_ITEMS: return do_add(q, conn);
+    case ROUTE_PAGE:
+        return do_page(q, conn);
+    case ROUTE_HEALTHZ:
+        return do_healthz(q, conn);
+    case ROUTE_METRICS:
+        return do_metrics(q, conn);
+    case ROUTE_CATEGORIES:
+        return do_categories(q, conn);
+    case ROUTE_SEARCH:
+        return do_search(q, conn);
+    case ROUTE_ITEMS:
+        return do_add(q, conn);
     case ROUTE_ITEM:
         return strcmp(q->method, "DELETE") ? do_get_item(q, conn) : do_delete(q, conn);
-    case ROUTE_SIMILAR: return do_similar(q, conn);
-    case ROUTE_IMAGE: return do_image(q, conn);
-    default: return ims__send_error(q, conn, 404, "no such route");
+    case ROUTE_SIMILAR:
+        return do_similar(q, conn);
+    case ROUTE_IMAGE:
+        return do_image(q, conn);
+    default:
+        return ims__send_error(q, conn, 404, "no such route");
     }
 }

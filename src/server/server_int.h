@@ -15,8 +15,8 @@
 #ifndef IMS_SERVER_INT_H
 #define IMS_SERVER_INT_H
 
-#include <microhttpd.h>
 #include <jansson.h>
+#include <microhttpd.h>
 #include <pthread.h>
 #include <stdint.h>
 
@@ -24,6 +24,7 @@
 #include "imgsim/server.h"
 
 /* Routes, as metric labels. ROUTE_NONE: no such path (404). */
+// clang-format off
 #define IMS_ROUTES(X)                                                          \
     X(NONE, "none")                                                            \
     X(PAGE, "/")                                                               \
@@ -42,48 +43,49 @@ enum route {
 #undef IMS__ROUTE_ENUM
     ROUTE__COUNT
 };
-extern const char *const ims__route_label[ROUTE__COUNT];
 
 /* Status codes the server answers with (metrics keep one counter each). */
 #define IMS_STATUSES(X)                                                        \
-    X(200) X(201) X(400) X(401) X(403) X(404) X(405) X(409) X(413) X(415) X(422) \
-    X(500) X(501) X(503)
-#define N_LAT_BUCKETS 12
-extern const double ims__lat_bucket[N_LAT_BUCKETS]; /* upper bounds, seconds */
+    X(200) X(201) X(400) X(401) X(403) X(404) X(405) X(409) X(413) X(415)      \
+    X(422) X(500) X(501) X(503)
 
 enum { N_STATUS = 0
 #define IMS__ST_COUNT(code) +1
        IMS_STATUSES(IMS__ST_COUNT)
 #undef IMS__ST_COUNT
 };
+// clang-format on
+extern const char *const ims__route_label[ROUTE__COUNT];
+#define N_LAT_BUCKETS 12
+extern const double ims__lat_bucket[N_LAT_BUCKETS]; /* upper bounds, seconds */
 
 typedef struct ims_metrics {
-    uint64_t requests[ROUTE__COUNT][N_STATUS + 1]; /* last column: other status */
+    uint64_t requests[ROUTE__COUNT][N_STATUS + 1];    /* last column: other status */
     uint64_t lat_bucket[ROUTE__COUNT][N_LAT_BUCKETS]; /* non-cumulative counts */
     uint64_t lat_count[ROUTE__COUNT];
     uint64_t lat_sum_us[ROUTE__COUNT];
-    uint64_t body_bytes;                         /* request bodies read */
+    uint64_t body_bytes; /* request bodies read */
 } ims_metrics;
 
 struct ims_server {
     struct MHD_Daemon *d;
     ims_coll *coll;
-    char *api_key;           /* NULL: writes are open */
+    char *api_key; /* NULL: writes are open */
     size_t api_key_len;
     size_t max_body;
     int drain_timeout_ms;
     int quiet;
     int port;
     char url[96];
-    int inflight;            /* requests begun and not yet completed (atomic) */
-    int draining;            /* set by ims_server_stop (atomic) */
-    ims_metrics m;           /* updated with relaxed atomics */
+    int inflight;  /* requests begun and not yet completed (atomic) */
+    int draining;  /* set by ims_server_stop (atomic) */
+    ims_metrics m; /* updated with relaxed atomics */
     /* encode workers: requests that encode run here, their connection
      * suspended, so that no MHD thread (and no cheap request it also
      * serves) waits for an encode */
     pthread_t *workers;
     int n_workers;
-    pthread_mutex_t q_mu;    /* guards q_head, q_tail, q_stop */
+    pthread_mutex_t q_mu; /* guards q_head, q_tail, q_stop */
     pthread_cond_t q_cv;
     struct ims_req *q_head, *q_tail;
     int q_stop;
@@ -104,23 +106,23 @@ typedef struct ims_req {
     ims_server *srv;
     double t0;
     char method[8];
-    char path[256];          /* truncated for the log line only */
+    char path[256]; /* truncated for the log line only */
     int route;
-    int64_t id;              /* {id} in the path; 0 when none */
-    int status;              /* answered status; 0 until queued */
+    int64_t id; /* {id} in the path; 0 when none */
+    int status; /* answered status; 0 until queued */
     int body_kind;
-    size_t body_total;       /* bytes received so far (all parts) */
-    int too_big;             /* body went over max_body: discarding */
-    int bad_form;            /* the multipart body did not parse */
+    size_t body_total; /* bytes received so far (all parts) */
+    int too_big;       /* body went over max_body: discarding */
+    int bad_form;      /* the multipart body did not parse */
     struct MHD_PostProcessor *pp;
-    field raw;               /* raw body, or the multipart "image" part */
+    field raw; /* raw body, or the multipart "image" part */
     field metadata, category, name;
     /* deferred to an encode worker (connection suspended meanwhile) */
-    int deferred;            /* 1 from suspend until the response is queued */
+    int deferred; /* 1 from suspend until the response is queued */
     struct MHD_Connection *conn;
     struct MHD_Response *resp; /* the worker's answer, queued on resume */
     int resp_status;
-    struct ims_req *next;    /* worker queue */
+    struct ims_req *next; /* worker queue */
 } ims_req;
 
 /* ---- http.c: answering ---------------------------------------------------- */

@@ -161,7 +161,9 @@ static fake_item *find(ims_coll *c, int64_t id)
 static int cmp_hit(const void *a, const void *b)
 {
     const ims_coll_hit *x = a, *y = b;
-    return x->score < y->score ? 1 : x->score > y->score ? -1 : (x->item.id > y->item.id) - (x->item.id < y->item.id);
+    return x->score < y->score   ? 1
+           : x->score > y->score ? -1
+                                 : (x->item.id > y->item.id) - (x->item.id < y->item.id);
 }
 
 /* Top k among live items (except `skip`), under the lock. */
@@ -194,9 +196,8 @@ static int topk(ims_coll *c, const float *v, int k, const char *category, int64_
     return IMS_OK;
 }
 
-int ims_coll_search_image(ims_coll *c, const void *bytes, size_t len, int k,
-                          const char *category, ims_coll_hit **hits, size_t *n,
-                          int64_t *self_id, ims_error *err)
+int ims_coll_search_image(ims_coll *c, const void *bytes, size_t len, int k, const char *category,
+                          ims_coll_hit **hits, size_t *n, int64_t *self_id, ims_error *err)
 {
     char fmt[8], h[65];
     int rc;
@@ -219,8 +220,8 @@ int ims_coll_search_image(ims_coll *c, const void *bytes, size_t len, int k,
     return rc;
 }
 
-int ims_coll_similar(ims_coll *c, int64_t id, int k, const char *category,
-                     ims_coll_hit **hits, size_t *n, ims_error *err)
+int ims_coll_similar(ims_coll *c, int64_t id, int k, const char *category, ims_coll_hit **hits,
+                     size_t *n, ims_error *err)
 {
     int rc;
     pthread_mutex_lock(&c->mu);
@@ -264,8 +265,8 @@ int ims_coll_image(ims_coll *c, int64_t id, void **bytes, size_t *len, char form
     return rc;
 }
 
-int ims_coll_add(ims_coll *c, const void *bytes, size_t len, const char *category,
-                 const char *name, const char *metadata, int64_t *id, ims_error *err)
+int ims_coll_add(ims_coll *c, const void *bytes, size_t len, const char *category, const char *name,
+                 const char *metadata, int64_t *id, ims_error *err)
 {
     char fmt[8] = "", h[65];
     int rc;
@@ -342,8 +343,7 @@ static int cmp_str(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-int ims_coll_categories(ims_coll *c, char ***names, int64_t **counts, size_t *n,
-                        ims_error *err)
+int ims_coll_categories(ims_coll *c, char ***names, int64_t **counts, size_t *n, ims_error *err)
 {
     (void)err;
     pthread_mutex_lock(&c->mu);

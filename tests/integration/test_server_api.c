@@ -23,7 +23,7 @@
 
 #define MAX_BODY (256 * 1024)
 
-static const unsigned char jpeg1[] = {0xff, 0xd8, 0xff, 0xe0, 'J', 'F', 'I', 'F', 0x10, 0x20,
+static const unsigned char jpeg1[] = {0xff, 0xd8, 0xff, 0xe0, 'J',  'F',  'I',  'F',  0x10, 0x20,
                                       0x30, 0x40, 0x50, 0x60, 0x70, 0x80, 0x90, 0xa0, 0xff, 0xd9};
 
 /* A fake JPEG of n bytes whose content depends on seed. */
@@ -75,8 +75,8 @@ static void expect(http_resp *r, int status, const char *code, const char *what)
     if (code && r->body) {
         char want[96];
         snprintf(want, sizeof want, "{\"error\":{\"code\":\"%s\",\"message\":\"", code);
-        CHECK_MSG(!strncmp(r->body, want, strlen(want)), "%s: body %s, want code %s", what,
-                  r->body, code);
+        CHECK_MSG(!strncmp(r->body, want, strlen(want)), "%s: body %s, want code %s", what, r->body,
+                  code);
     }
 }
 
@@ -129,7 +129,8 @@ static void test_routes(int port)
     snprintf(buf, sizeof buf, "/v1/items/%d/similar?k=5&category=veg", a);
     http_request(port, "GET", buf, NULL, NULL, 0, &r);
     expect(&r, 200, NULL, "similar in category");
-    CHECK(strstr(r.body, "\"category\":\"fruit\"") == NULL && strstr(r.body, "\"category\":\"veg\""));
+    CHECK(strstr(r.body, "\"category\":\"fruit\"") == NULL &&
+          strstr(r.body, "\"category\":\"veg\""));
     http_resp_free(&r);
 
     /* search: raw body and multipart */
@@ -185,7 +186,9 @@ static void test_routes(int port)
     http_request(port, "GET", "/metrics", NULL, NULL, 0, &r);
     expect(&r, 200, NULL, "metrics");
     CHECK(strstr(r.body, "imgsim_http_requests_total{route=\"/v1/search\",status=\"200\"} 2"));
-    CHECK(strstr(r.body, "imgsim_http_request_duration_seconds_bucket{route=\"/v1/items/{id}\",le=\"+Inf\"}"));
+    CHECK(strstr(
+        r.body,
+        "imgsim_http_request_duration_seconds_bucket{route=\"/v1/items/{id}\",le=\"+Inf\"}"));
     CHECK(strstr(r.body, "imgsim_items 3\n") && strstr(r.body, "imgsim_encodes_total"));
     CHECK(strstr(r.body, "imgsim_index_items 3\n") != NULL);
     http_resp_free(&r);
@@ -237,7 +240,8 @@ static void test_errors(int port)
     http_request(port, "POST", "/v1/search", "Content-Type: image/bmp\r\n", "BM....", 6, &r);
     expect(&r, 415, "unsupported_media_type", "bmp");
     http_resp_free(&r);
-    http_request(port, "POST", "/v1/search", "Content-Type: image/jpeg\r\n", "not an image", 12, &r);
+    http_request(port, "POST", "/v1/search", "Content-Type: image/jpeg\r\n", "not an image", 12,
+                 &r);
     expect(&r, 422, "unprocessable_image", "garbage");
     http_resp_free(&r);
     http_request(port, "POST", "/v1/search", NULL, "BOMB", 4, &r);
@@ -299,8 +303,10 @@ static void test_errors(int port)
     body = http_multipart(two, 2, &blen, ct);
     /* chunked, so that only the streaming check can catch it */
     req = malloc(blen + 512);
-    l = (size_t)sprintf(req, "POST /v1/search HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
-                             "Content-Type: %s\r\nTransfer-Encoding: chunked\r\n\r\n%zx\r\n", ct, blen);
+    l = (size_t)sprintf(req,
+                        "POST /v1/search HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+                        "Content-Type: %s\r\nTransfer-Encoding: chunked\r\n\r\n%zx\r\n",
+                        ct, blen);
     memcpy(req + l, body, blen);
     l += blen;
     l += (size_t)sprintf(req + l, "\r\n0\r\n\r\n");
@@ -466,7 +472,8 @@ static void test_cheap_not_blocked(ims_coll *coll)
         http_resp r;
         double t1 = ims_now();
         CHECK_EQ(http_request(ims_server_port(s), "GET", i % 2 ? "/healthz" : "/v1/items/1", NULL,
-                              NULL, 0, &r), 200);
+                              NULL, 0, &r),
+                 200);
         http_resp_free(&r);
         if (ims_now() - t1 > worst)
             worst = ims_now() - t1;
@@ -490,8 +497,8 @@ static void test_timeout_and_limit(ims_coll *coll)
     ims_server *s;
     ims_error err = {0};
     /* one thread: MHD splits the limit among the pool's threads */
-    ims_server_opts o = {.listen = "127.0.0.1:0", .threads = 1, .timeout_s = 1,
-                         .max_connections = 3, .quiet = 1};
+    ims_server_opts o = {
+        .listen = "127.0.0.1:0", .threads = 1, .timeout_s = 1, .max_connections = 3, .quiet = 1};
     CHECK_RC(ims_server_start(coll, &o, &s, &err), IMS_OK);
     int port = ims_server_port(s), fd[3];
     double t0 = ims_now();
@@ -602,7 +609,8 @@ int main(int argc, char **argv)
     ims_coll_open("fake", NULL, &coll, NULL);
     ims_server *s;
     ims_error err = {0};
-    ims_server_opts o = {.listen = "127.0.0.1:0", .max_body = MAX_BODY, .quiet = !getenv("IMS_TEST_VERBOSE")};
+    ims_server_opts o = {
+        .listen = "127.0.0.1:0", .max_body = MAX_BODY, .quiet = !getenv("IMS_TEST_VERBOSE")};
     CHECK_RC(ims_server_start(coll, &o, &s, &err), IMS_OK);
     if (!s)
         return check_report();
