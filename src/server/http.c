@@ -421,6 +421,13 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     q->pp = NULL;
     if (q->bad_form)
         return ims__send_error(q, conn, 400, "malformed multipart/form-data body");
+    if (q->body_kind == BODY_MULTIPART && q->raw.content_type[0] &&
+        body_type(q->raw.content_type) != 0) {
+        char msg[160];
+        snprintf(msg, sizeof msg, "unsupported media type '%.60s' of the \"image\" part",
+                 q->raw.content_type);
+        return ims__send_error(q, conn, 415, msg);
+    }
     if (q->route == ROUTE_SEARCH || q->route == ROUTE_ITEMS)
         return defer(q, conn);
     return ims__route_dispatch(q, conn);

@@ -269,6 +269,13 @@ static void test_errors(int port)
     expect(&r, 400, "bad_request", "form without image");
     http_resp_free(&r);
     free(body);
+    http_part txt = {"image", "notes.txt", "text/plain", "hello", 5};
+    body = http_multipart(&txt, 1, &blen, ct);
+    snprintf(hdr, sizeof hdr, "Content-Type: %s\r\n", ct);
+    http_request(port, "POST", "/v1/search", hdr, body, blen, &r);
+    expect(&r, 415, "unsupported_media_type", "text/plain image part");
+    http_resp_free(&r);
+    free(body);
     http_part bad[] = {{"image", "a.jpg", "image/jpeg", jpeg1, sizeof jpeg1},
                        {"metadata", NULL, NULL, "[1,2]", 5}};
     body = http_multipart(bad, 2, &blen, ct);

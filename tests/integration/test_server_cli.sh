@@ -89,6 +89,8 @@ check "image/jpeg" grep -qi '^Content-Type: image/jpeg' "$tmp/hdr"
 # errors, with real images
 check "415 text" [ "$(code -H 'Content-Type: text/plain' --data-binary 'hello' "$url/v1/search")" = 415 ]
 check "415 code" [ "$(errcode)" = unsupported_media_type ]
+printf 'some notes\n' >"$tmp/notes.txt"
+check "415 text file as the image part" [ "$(code -F "image=@$tmp/notes.txt" "$url/v1/search")" = 415 ]
 check "422 garbage" [ "$(code -H 'Content-Type: image/jpeg' --data-binary 'not a jpeg at all' "$url/v1/search")" = 422 ]
 # a 1-bit 40000x40000 PNG: 200 KB on the wire, 1.6 G pixels decoded
 python3 - "$tmp/bomb.png" <<'EOF'
