@@ -72,6 +72,26 @@ async function waitGrid(page, n) {
       "clicking an item shows " + K + " items similar to it (itself excluded)");
     await page.screenshot({ path: path.join(outDir, "webpage.png"), fullPage: true });
 
+    // drop and paste: an item's image as a File, through the page's handlers
+    for (const how of ["drop", "paste"]) {
+      const first = g[0];
+      await page.evaluate(async ([how, url]) => {
+        const blob = await (await fetch(url)).blob();
+        const dt = new DataTransfer();
+        dt.items.add(new File([blob], how + ".jpeg", { type: blob.type }));
+        if (how === "drop")
+          document.querySelector("#drop").dispatchEvent(new DragEvent("drop", { dataTransfer: dt, bubbles: true }));
+        else
+          document.dispatchEvent(new ClipboardEvent("paste", { clipboardData: dt, bubbles: true }));
+      }, [how, first.id && `/v1/images/${first.id}`]);
+      await page.waitForFunction(([how, id]) => {
+        const items = [...document.querySelectorAll("#grid .item")];
+        return document.querySelector("#query-label").textContent.startsWith(how + ".jpeg") &&
+          items.length > 0 && items[0].dataset.id === id;
+      }, [how, first.id], { timeout: 20000 });
+      check(true, how + ": an item's own image finds it first");
+    }
+
     // category filter re-runs the query within the category
     const cat = cats.find((c) => c !== "") || cats[0];
     await page.selectOption("#category", cat);
