@@ -8,9 +8,12 @@
  * Settings also come from the environment (options win): IMGSIM_COLLECTION,
  * IMGSIM_LISTEN, IMGSIM_THREADS, IMGSIM_API_KEY (never printed or logged).
  *
- * SIGINT and SIGTERM are blocked before any thread starts (so every thread
- * inherits the mask) and taken with sigwait() here: the server then stops
- * accepting, finishes the requests in flight and the command exits 0.
+ * SIGINT and SIGTERM are blocked before the collection and server start
+ * their threads (so those inherit the mask) and taken with sigwait() here:
+ * the server then stops accepting, finishes the requests in flight and the
+ * command exits 0. A few threads started earlier (by libraries at load or
+ * ims_init) do not block them; that is fine because Linux gives a
+ * process-directed signal first to a thread waiting for it in sigwait().
  */
 #include <pthread.h>
 #include <signal.h>
