@@ -38,8 +38,9 @@
  *     packing (IMS_NN_GEMM=blas), im2col rows chunked to
  *     IMS_IM2COL_MAX_FLOATS; gathering a strided input of a DENSE layer.
  *
- * Environment, for comparisons only: IMS_NN_GEMM=blas (no packing, OpenBLAS
- * for every product), IMS_NN_FUSE=0 (no fused blocks).
+ * Environment, for comparisons only, read once per process (ims__nn_env_get):
+ * IMS_NN_GEMM=blas (no packing, OpenBLAS for every product), IMS_NN_FUSE=0
+ * (no fused blocks).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -170,10 +171,9 @@ int ims__plan(ims_nn_session *s, ims_error *err)
         for (uint32_t k = 0; k < g->nodes[i].n_inputs; k++)
             ncons[k ? in[k] : s->in0[i]]++;
     }
-    const char *genv = getenv("IMS_NN_GEMM"); /* "blas": no packing, for comparisons */
-    const int no_pack = genv && !strcmp(genv, "blas");
-    const char *fenv = getenv("IMS_NN_FUSE"); /* "0": off, for comparisons */
-    for (uint32_t i = 1; i < N && !no_pack && !(fenv && *fenv == '0'); i++) {
+    const ims__nn_env *env = ims__nn_env_get(); /* read once per process */
+    const int no_pack = env->no_pack;
+    for (uint32_t i = 1; i < N && !no_pack && !env->no_fuse; i++) {
         const ims__node *d = &g->nodes[i];
         uint32_t e = s->in0[i];
         const ims__node *x = &g->nodes[e];
