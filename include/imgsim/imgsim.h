@@ -75,7 +75,9 @@ enum ims_log_level {
 typedef void (*ims_log_fn)(int level, const char *msg, void *ud);
 
 /* Default: messages at or below IMS_LOG_WARN (or $IMS_LOG) go to stderr as
- * "imgsim: <level>: <msg>". ims_log_set_handler(NULL, NULL) restores it. */
+ * "imgsim: <level>: <msg>". ims_log_set_handler(NULL, NULL) restores it.
+ * The level may be changed from any thread; the handler, like the
+ * allocator, only before other threads use the library. */
 void ims_log_set_level(int level);
 int ims_log_get_level(void);
 void ims_log_set_handler(ims_log_fn fn, void *ud);

@@ -14,6 +14,25 @@
  * order given. Names of layers that were folded away at import (e.g. a Conv2D
  * whose BatchNormalization was folded into it) cannot be tapped: the error
  * names the layer that now carries their output.
+ *
+ * Threads (tests/integration/test_determinism.c checks the first three):
+ *  - One model, many sessions: any number of sessions of one model may be
+ *    created, run and freed at once on different threads, with different
+ *    thread counts and batch sizes; the model is never written after
+ *    ims_nn_open. ims_nn_close it only after its last session is freed.
+ *  - One session, one thread at a time: ims_nn_session_run and _free on a
+ *    session must not overlap (its arenas and pool are its own; calls from
+ *    different threads need the caller's own lock).
+ *  - Same bytes: features and probabilities of an image depend only on the
+ *    image, model, taps, kernel level and build, never on the batch size,
+ *    the thread count or other sessions (every parallel split is fixed by
+ *    the shapes; each thread has its own scratch).
+ *  - Process-global state is set once, never per call: the first session
+ *    sets OpenBLAS to one thread (openblas_set_num_threads(1); the engine
+ *    splits products over its own pool), and the environment switches
+ *    IMS_NN_GEMM, IMS_NN_FUSE and IMS_NN_PROFILE are read then, as ims_init
+ *    reads IMS_SIMD and IMS_LOG; later changes to them have no effect. An
+ *    application that uses OpenBLAS itself gets one OpenBLAS thread too.
  */
 #ifndef IMGSIM_NN_H
 #define IMGSIM_NN_H

@@ -124,86 +124,92 @@ static int emit(out_ctx *o, const char *file, float *v, const float *probs)
     return ferror(f) ? -1 : 0;
 }
 
+typedef struct embed_args {
+    const char *model, *fvecs;
+    const char *layers[MAX_LAYERS];
+    int n_layers, classify, normalize, json;
+    long batch, threads;
+    char **files; /* room for argc names, owned by the caller */
+    int n_files;
+} embed_args;
+
+/* Parse the options into a; CLI_OK, or the status of a usage error. */
+static int parse_args(int argc, char **argv, embed_args *a)
+{
+    int only_files = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *o = argv[i];
+        int needs = !only_files && (!strcmp(o, "--model") || !strcmp(o, "-m") ||
+                                    !strcmp(o, "--layer") || !strcmp(o, "--fvecs") ||
+                                    !strcmp(o, "--batch") || !strcmp(o, "--threads"));
+        if (needs && i + 1 >= argc)
+            return cli_usage("embed: %s needs a value", o);
+        if (only_files || o[0] != '-' || !o[1]) {
+            a->files[a->n_files++] = argv[i];
+        } else if (!strcmp(o, "--")) {
+            only_files = 1;
+        } else if (!strcmp(o, "--model") || !strcmp(o, "-m")) {
+            a->model = argv[++i];
+        } else if (!strcmp(o, "--layer")) {
+            if (a->n_layers == MAX_LAYERS)
+                return cli_usage("embed: at most %d --layer options", MAX_LAYERS);
+            a->layers[a->n_layers++] = argv[++i];
+        } else if (!strcmp(o, "--fvecs")) {
+            a->fvecs = argv[++i];
+        } else if (!strcmp(o, "--batch")) {
+            if (cli_parse_long(argv[++i], 1, 1024, &a->batch))
+                return cli_usage("embed: --batch must be 1..1024, not '%s'", argv[i]);
+        } else if (!strcmp(o, "--threads")) {
+            if (cli_parse_long(argv[++i], 0, 1024, &a->threads))
+                return cli_usage("embed: --threads must be 0..1024, not '%s'", argv[i]);
+        } else if (!strcmp(o, "--classify")) {
+            a->classify = 1;
+        } else if (!strcmp(o, "--normalize")) {
+            a->normalize = 1;
+        } else if (!strcmp(o, "--json")) {
+            a->json = 1;
+        } else {
+            return cli_usage("embed: unknown option '%s'", o);
+        }
+    }
+    if (!a->model || !a->n_files || (a->json && a->fvecs))
+        return cli_usage(!a->model     ? "embed: no --model given"
+                         : !a->n_files ? "embed: no images given"
+                                       : "embed: --json and --fvecs exclude each other");
+    if (a->fvecs && a->classify)
+        return cli_usage("embed: --classify needs JSON output (not --fvecs)");
+    return CLI_OK;
+}
+
 int cmd_embed(int argc, char **argv)
 {
-    const char *model = NULL, *fvecs = NULL;
-    const char *layers[MAX_LAYERS];
-    int n_layers = 0, classify = 0, normalize = 0, json = 0;
-    long batch = 8, threads = 0;
-    char **files = NULL;
-    ims_progress *bar = NULL;
-    int n_files = 0;
     if (cli_wants_help(argc, argv)) {
         usage(stdout);
         return CLI_OK;
     }
-    files = calloc((size_t)argc, sizeof *files);
-    if (!files)
-        return cli_fail("out of memory");
-    int only_files = 0;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        int needs = !only_files && (!strcmp(a, "--model") || !strcmp(a, "-m") ||
-                                    !strcmp(a, "--layer") || !strcmp(a, "--fvecs") ||
-                                    !strcmp(a, "--batch") || !strcmp(a, "--threads"));
-        if (needs && i + 1 >= argc) {
-            free(files);
-            return cli_usage("embed: %s needs a value", a);
-        }
-        if (only_files || a[0] != '-' || !a[1]) {
-            files[n_files++] = argv[i];
-        } else if (!strcmp(a, "--")) {
-            only_files = 1;
-        } else if (!strcmp(a, "--model") || !strcmp(a, "-m")) {
-            model = argv[++i];
-        } else if (!strcmp(a, "--layer")) {
-            if (n_layers == MAX_LAYERS) {
-                free(files);
-                return cli_usage("embed: at most %d --layer options", MAX_LAYERS);
-            }
-            layers[n_layers++] = argv[++i];
-        } else if (!strcmp(a, "--fvecs")) {
-            fvecs = argv[++i];
-        } else if (!strcmp(a, "--batch")) {
-            if (cli_parse_long(argv[++i], 1, 1024, &batch)) {
-                free(files);
-                return cli_usage("embed: --batch must be 1..1024, not '%s'", argv[i]);
-            }
-        } else if (!strcmp(a, "--threads")) {
-            if (cli_parse_long(argv[++i], 0, 1024, &threads)) {
-                free(files);
-                return cli_usage("embed: --threads must be 0..1024, not '%s'", argv[i]);
-            }
-        } else if (!strcmp(a, "--classify")) {
-            classify = 1;
-        } else if (!strcmp(a, "--normalize")) {
-            normalize = 1;
-        } else if (!strcmp(a, "--json")) {
-            json = 1;
-        } else {
-            free(files);
-            return cli_usage("embed: unknown option '%s'", a);
-        }
-    }
-    if (!model || !n_files || (json && fvecs)) {
-        free(files);
-        return cli_usage(!model     ? "embed: no --model given"
-                         : !n_files ? "embed: no images given"
-                                    : "embed: --json and --fvecs exclude each other");
-    }
-    if (fvecs && classify) {
-        free(files);
-        return cli_usage("embed: --classify needs JSON output (not --fvecs)");
-    }
-
+    embed_args a = {.batch = 8, .threads = 0};
     int rc_exit = CLI_OK, rc;
     ims_error err = {0};
     ims_nn_model *m = NULL;
     ims_nn_session *s = NULL;
+    ims_progress *bar = NULL;
     float *input = NULL, *feat = NULL, *probs = NULL;
     int *slot_file = NULL;
     char fv_tmp[4096] = "";
     out_ctx o = {0};
+    a.files = calloc((size_t)argc, sizeof *a.files);
+    if (!a.files) {
+        rc_exit = cli_fail("out of memory");
+        goto out;
+    }
+    if ((rc_exit = parse_args(argc, argv, &a)) != CLI_OK)
+        goto out;
+    const char *model = a.model, *fvecs = a.fvecs;
+    const char **layers = a.layers;
+    char **files = a.files;
+    int n_layers = a.n_layers, n_files = a.n_files, classify = a.classify;
+    long batch = a.batch;
+
     if ((rc = ims_nn_open(model, &m, &err))) {
         rc_exit = cli_fail_err(rc, &err);
         goto out;
@@ -230,7 +236,7 @@ int cmd_embed(int argc, char **argv)
         goto out;
     }
     ims_nn_session_opts so = {.taps = layers, .n_taps = n_layers, .want_probs = classify,
-                              .max_batch = (int)batch, .n_threads = (int)threads};
+                              .max_batch = (int)batch, .n_threads = (int)a.threads};
     if ((rc = ims_nn_session_new(m, &so, &s, &err))) {
         rc_exit = cli_fail_err(rc, &err);
         goto out;
@@ -238,7 +244,7 @@ int cmd_embed(int argc, char **argv)
     o.m = m;
     o.dim = ims_nn_session_dim(s);
     o.n_cls = ims_nn_n_classes(m);
-    o.normalize = normalize;
+    o.normalize = a.normalize;
     o.layer = calloc(1, lay_len);
     const ims_preprocess *pp = ims_nn_preprocess(m);
     size_t n_in = (size_t)pp->width * pp->height * 3;
@@ -331,6 +337,6 @@ out:
     free(slot_file);
     ims_nn_session_free(s);
     ims_nn_close(m);
-    free(files);
+    free(a.files);
     return rc_exit;
 }

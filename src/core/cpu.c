@@ -44,23 +44,28 @@ static int detect(void)
 static int detect(void) { return IMS_CPU_REF; }
 #endif
 
-static int g_detected = -1;
+/* Detected once (pthread_once: sessions on several threads ask at once);
+ * the level in force is atomic because ims_cpu_set_level may run while
+ * other threads read it (it affects sessions created afterwards only). */
+static pthread_once_t detect_once = PTHREAD_ONCE_INIT;
+static int g_detected = IMS_CPU_REF;
 static int g_level = IMS_CPU_REF;
+
+static void detect_init(void) { g_detected = detect(); }
 
 int ims_cpu_detect(void)
 {
-    if (g_detected < 0)
-        g_detected = detect();
+    pthread_once(&detect_once, detect_init);
     return g_detected;
 }
 
-int ims_cpu_level(void) { return g_level; }
+int ims_cpu_level(void) { return __atomic_load_n(&g_level, __ATOMIC_RELAXED); }
 
 int ims_cpu_set_level(int level)
 {
     if (level < IMS_CPU_REF || level > ims_cpu_detect())
         return IMS_EUNSUPPORTED;
-    g_level = level;
+    __atomic_store_n(&g_level, level, __ATOMIC_RELAXED);
     return IMS_OK;
 }
 
@@ -116,20 +121,21 @@ static void init_once(void)
             if (!strcmp(lv, names[i]))
                 ims_log_set_level(i);
     }
-    g_level = ims_cpu_detect();
+    int level = ims_cpu_detect();
     const char *s = getenv("IMS_SIMD");
     if (s && *s) {
         int want = ims_cpu_level_from_name(s);
         if (want < 0)
             ims_log(IMS_LOG_WARN, "IMS_SIMD=%s: unknown level (use ref or avx2); using %s", s,
-                    ims_cpu_level_name(g_level));
-        else if (want > g_level)
+                    ims_cpu_level_name(level));
+        else if (want > level)
             ims_log(IMS_LOG_WARN, "IMS_SIMD=%s: not supported by this CPU; using %s", s,
-                    ims_cpu_level_name(g_level));
+                    ims_cpu_level_name(level));
         else
-            g_level = want;
+            level = want;
     }
-    ims_log(IMS_LOG_INFO, "kernel level: %s (cpu supports %s)", ims_cpu_level_name(g_level),
+    __atomic_store_n(&g_level, level, __ATOMIC_RELAXED);
+    ims_log(IMS_LOG_INFO, "kernel level: %s (cpu supports %s)", ims_cpu_level_name(level),
             ims_cpu_level_name(g_detected));
 }
 

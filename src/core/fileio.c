@@ -3,13 +3,17 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
+#include <pthread.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "core_int.h"
 
+/* Filled once (pthread_once) before the first checksum: several threads may
+ * open or write files at once, and an unsynchronised lazy fill is a data race
+ * even when every racer writes the same values. */
 static uint32_t crc_table[8][256];
-static int crc_ready;
+static pthread_once_t crc_once = PTHREAD_ONCE_INIT;
 
 static void crc_init(void)
 {
@@ -22,14 +26,12 @@ static void crc_init(void)
     for (uint32_t i = 0; i < 256; i++)
         for (int t = 1; t < 8; t++)
             crc_table[t][i] = (crc_table[t - 1][i] >> 8) ^ crc_table[0][crc_table[t - 1][i] & 0xff];
-    __atomic_store_n(&crc_ready, 1, __ATOMIC_RELEASE);
 }
 
 uint32_t ims__crc32c(uint32_t crc, const void *buf, size_t n)
 {
     const unsigned char *p = buf;
-    if (!__atomic_load_n(&crc_ready, __ATOMIC_ACQUIRE))
-        crc_init(); /* racing initialisers write identical tables */
+    pthread_once(&crc_once, crc_init);
     crc = ~crc;
     while (n >= 8) { /* slicing-by-8 */
         uint32_t lo = crc ^ ims__get_u32(p);

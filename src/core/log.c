@@ -5,12 +5,14 @@
 
 #include "imgsim/imgsim.h"
 
+/* The level is atomic: ims_init sets it while other threads may log. The
+ * handler is set once, before any thread logs (imgsim.h). */
 static int g_level = IMS_LOG_WARN;
 static ims_log_fn g_fn;
 static void *g_ud;
 
-void ims_log_set_level(int level) { g_level = level; }
-int ims_log_get_level(void) { return g_level; }
+void ims_log_set_level(int level) { __atomic_store_n(&g_level, level, __ATOMIC_RELAXED); }
+int ims_log_get_level(void) { return __atomic_load_n(&g_level, __ATOMIC_RELAXED); }
 
 void ims_log_set_handler(ims_log_fn fn, void *ud)
 {
@@ -24,7 +26,7 @@ void ims_log(int level, const char *fmt, ...)
     char buf[1024];
     va_list ap;
 
-    if (level > g_level)
+    if (level > ims_log_get_level())
         return;
     va_start(ap, fmt);
     vsnprintf(buf, sizeof buf, fmt, ap);

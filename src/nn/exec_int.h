@@ -30,10 +30,14 @@ int ims__pool_tid(void);
 
 /* ---- gemm.c --------------------------------------------------------------- */
 
+/* Once per process, before any ims__gemm: OpenBLAS to one thread (its
+ * thread count is process-global; our pool does the splitting). */
+void ims__gemm_init(void);
 /* C[M x N] = A[M x K] . B[K x N] (row-major, leading dimensions), then
- * C = act(C + bias) per column. Large products go to OpenBLAS cblas_sgemm
- * (n_threads set explicitly), small ones to the kernel table's own GEMM,
- * split by rows over the pool. */
+ * C = act(C + bias) per column. Large products go to single-threaded
+ * OpenBLAS cblas_sgemm, small ones to the kernel table's own GEMM, both
+ * over a fixed grid of blocks of C run by the pool (bit-identical results
+ * for any thread count). */
 void ims__gemm(const ims__nn_kernels *k, ims__pool *pool, int M, int N, int K,
                const float *A, int lda, const float *B, int ldb, float *C, int ldc,
                const float *bias, int act, float act_max);
@@ -66,6 +70,22 @@ void ims__pack_b(const float *B, const float *bias, int K, int N, float *dst);
 
 /* Products with M*N*K below this many multiply-adds use the own kernel. */
 #define IMS_GEMM_BLAS_MIN_MACS (64 * 64 * 64)
+
+/* ---- session.c ------------------------------------------------------------ */
+
+/* The engine's environment switches, read once per process (pthread_once,
+ * at the first session) and never again: getenv is not safe against a
+ * concurrent setenv, and does not belong in a hot path. */
+typedef struct ims__nn_env {
+    int no_pack; /* IMS_NN_GEMM=blas: no packed GEMM, OpenBLAS for every product */
+    int no_fuse; /* IMS_NN_FUSE=0: no fused expansion + depthwise blocks */
+    int profile; /* IMS_NN_PROFILE=1: per-node times on stderr at session free */
+} ims__nn_env;
+/* The settings (also runs ims__gemm_init once); never NULL. */
+const ims__nn_env *ims__nn_env_get(void);
+/* Tests only: replace the settings for sessions created afterwards. Not
+ * thread-safe: call while no other thread uses the library. */
+void ims__nn_env_set(const ims__nn_env *e);
 
 /* ---- exec_plan.c / exec.c ------------------------------------------------- */
 

@@ -38,8 +38,13 @@
  *     packing (IMS_NN_GEMM=blas), im2col rows chunked to
  *     IMS_IM2COL_MAX_FLOATS; gathering a strided input of a DENSE layer.
  *
- * Environment, for comparisons only: IMS_NN_GEMM=blas (no packing, OpenBLAS
- * for every product), IMS_NN_FUSE=0 (no fused blocks).
+ * ims__plan runs one static function per phase (plan_needed, plan_fold_pads,
+ * plan_fuse for 2b and the last readers, plan_views, plan_place, plan_pack,
+ * plan_scratch), sharing the temporaries of plan_tmp.
+ *
+ * Environment, for comparisons only, read once per process (ims__nn_env_get):
+ * IMS_NN_GEMM=blas (no packing, OpenBLAS for every product), IMS_NN_FUSE=0
+ * (no fused blocks).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -83,66 +88,58 @@ static size_t im2col_floats(const ims_nn_session *s, uint32_t i)
     return r * K;
 }
 
-int ims__plan(ims_nn_session *s, ims_error *err)
+/* The planner's temporaries, per node unless said otherwise. */
+typedef struct plan_tmp {
+    uint8_t *need;    /* an ancestor of a tap (or of the output) */
+    int32_t *ncons;   /* consumers: graph inputs (phase 1), effective inputs (2b on) */
+    int32_t *lastuse; /* the last node that reads its output */
+    int32_t *gend;    /* per storage root: the last read of any member, -1 = not a root */
+    int64_t *c0;      /* channel offset within its storage root */
+    root_info *roots; /* placement order of the storage roots */
+    size_t total;     /* arena floats per context */
+} plan_tmp;
+
+/* 1. Needed nodes: the ancestors of the taps and of the wanted output. */
+static void plan_needed(ims_nn_session *s, plan_tmp *t)
 {
     const ims__graph *g = s->g;
     const uint32_t N = g->n_nodes;
-    int rc = IMS_ENOMEM;
-    uint8_t *need = NULL;
-    int32_t *lastuse = NULL, *ncons = NULL, *gend = NULL;
-    int64_t *c0 = NULL;
-    root_info *roots = NULL;
-
-    s->kind = ims_calloc(N, 1);
-    s->view = ims_calloc(N, sizeof *s->view);
-    s->in0 = ims_calloc(N, sizeof *s->in0);
-    s->pads = ims_calloc((size_t)N * 4, sizeof *s->pads);
-    s->tap_of = ims_malloc((size_t)N * sizeof *s->tap_of);
-    need = ims_calloc(N, 1);
-    lastuse = ims_malloc((size_t)N * sizeof *lastuse);
-    ncons = ims_calloc(N, sizeof *ncons);
-    gend = ims_malloc((size_t)N * sizeof *gend);
-    c0 = ims_calloc(N, sizeof *c0);
-    roots = ims_calloc(N, sizeof *roots);
-    if (!s->kind || !s->view || !s->in0 || !s->pads || !s->tap_of || !need || !lastuse ||
-        !ncons || !gend || !c0 || !roots) {
-        ims_error_set(err, IMS_ENOMEM, "session plan: out of memory");
-        goto done;
-    }
-
-    /* 1. needed nodes */
     for (uint32_t i = 0; i < N; i++)
         s->tap_of[i] = -1;
-    for (int t = s->n_taps - 1; t >= 0; t--) {
-        need[s->taps[t]] = 1;
-        s->tap_of[s->taps[t]] = t;
+    for (int k = s->n_taps - 1; k >= 0; k--) {
+        t->need[s->taps[k]] = 1;
+        s->tap_of[s->taps[k]] = k;
     }
     if (s->want_probs)
-        need[g->output] = 1;
-    need[0] = 1;
+        t->need[g->output] = 1;
+    t->need[0] = 1;
     for (uint32_t i = N; i-- > 0;) {
-        if (!need[i])
+        if (!t->need[i])
             continue;
         const uint32_t *in = ims__node_inputs(g, &g->nodes[i]);
         for (uint32_t k = 0; k < g->nodes[i].n_inputs; k++) {
-            need[in[k]] = 1;
-            ncons[in[k]]++;
+            t->need[in[k]] = 1;
+            t->ncons[in[k]]++;
         }
     }
+}
 
-    /* 2. PAD folding */
-    for (uint32_t i = 0; i < N; i++) {
+/* 2. PAD folding: a PAD read only by a convolution joins its padding. */
+static void plan_fold_pads(ims_nn_session *s, const plan_tmp *t)
+{
+    const ims__graph *g = s->g;
+    for (uint32_t i = 0; i < g->n_nodes; i++) {
         const ims__node *n = &g->nodes[i];
-        s->kind[i] = need[i] ? IMS_X_RUN : IMS_X_SKIP;
+        s->kind[i] = t->need[i] ? IMS_X_RUN : IMS_X_SKIP;
         s->in0[i] = n->n_inputs ? ims__node_inputs(g, n)[0] : 0;
         s->pads[4 * i + 0] = n->pad_t, s->pads[4 * i + 1] = n->pad_b;
         s->pads[4 * i + 2] = n->pad_l, s->pads[4 * i + 3] = n->pad_r;
-        if (!need[i] || (n->op != IMS_OP_CONV2D && n->op != IMS_OP_DWCONV2D))
+        if (!t->need[i] || (n->op != IMS_OP_CONV2D && n->op != IMS_OP_DWCONV2D))
             continue;
         for (;;) {
             uint32_t p = s->in0[i];
             const ims__node *pn = &g->nodes[p];
-            if (pn->op != IMS_OP_PAD || ncons[p] != 1 || s->tap_of[p] >= 0 ||
+            if (pn->op != IMS_OP_PAD || t->ncons[p] != 1 || s->tap_of[p] >= 0 ||
                 (s->want_probs && (int32_t)p == g->output))
                 break;
             s->pads[4 * i + 0] += pn->pad_t, s->pads[4 * i + 1] += pn->pad_b;
@@ -152,15 +149,18 @@ int ims__plan(ims_nn_session *s, ims_error *err)
         }
     }
     s->kind[0] = IMS_X_VIEW;
+}
 
-    /* 2b. fused blocks: a 1x1 expansion read only by a 3x3 depthwise
-     * convolution is computed row by row into a 3-row ring inside the
-     * depthwise op, so its (large) output never goes through memory */
-    s->fuse_src = ims_malloc((size_t)N * sizeof *s->fuse_src);
-    if (!s->fuse_src) {
-        rc = ims_error_set(err, IMS_ENOMEM, "session plan: out of memory");
-        goto done;
-    }
+/* 2b. Fused blocks: a 1x1 expansion read only by a 3x3 depthwise
+ * convolution is computed row by row into a 3-row ring inside the
+ * depthwise op, so its (large) output never goes through memory. Then the
+ * last reader of every output (over the effective inputs; a fused
+ * depthwise reads its expansion's input). */
+static void plan_fuse(ims_nn_session *s, plan_tmp *t, const ims__nn_env *env)
+{
+    const ims__graph *g = s->g;
+    const uint32_t N = g->n_nodes;
+    int32_t *ncons = t->ncons;
     memset(ncons, 0, (size_t)N * sizeof *ncons); /* now: effective consumers */
     for (uint32_t i = 0; i < N; i++) {
         s->fuse_src[i] = -1;
@@ -170,10 +170,7 @@ int ims__plan(ims_nn_session *s, ims_error *err)
         for (uint32_t k = 0; k < g->nodes[i].n_inputs; k++)
             ncons[k ? in[k] : s->in0[i]]++;
     }
-    const char *genv = getenv("IMS_NN_GEMM"); /* "blas": no packing, for comparisons */
-    const int no_pack = genv && !strcmp(genv, "blas");
-    const char *fenv = getenv("IMS_NN_FUSE"); /* "0": off, for comparisons */
-    for (uint32_t i = 1; i < N && !no_pack && !(fenv && *fenv == '0'); i++) {
+    for (uint32_t i = 1; i < N && !env->no_pack && !env->no_fuse; i++) {
         const ims__node *d = &g->nodes[i];
         uint32_t e = s->in0[i];
         const ims__node *x = &g->nodes[e];
@@ -193,22 +190,28 @@ int ims__plan(ims_nn_session *s, ims_error *err)
         s->fuse_src[i] = (int32_t)e;
     }
 
-    /* last reader of each node's output (over the effective inputs; a fused
-     * depthwise reads its expansion's input) */
     for (uint32_t i = 0; i < N; i++)
-        lastuse[i] = (int32_t)i;
+        t->lastuse[i] = (int32_t)i;
     for (uint32_t i = 0; i < N; i++) {
         if (s->kind[i] == IMS_X_SKIP || s->kind[i] == IMS_X_FUSED)
             continue;
         const ims__node *n = &g->nodes[i];
         const uint32_t *in = ims__node_inputs(g, n);
         for (uint32_t k = 0; k < n->n_inputs; k++)
-            lastuse[k ? in[k]
-                      : s->fuse_src[i] >= 0 ? s->in0[s->fuse_src[i]] : s->in0[i]] = (int32_t)i;
+            t->lastuse[k ? in[k]
+                         : s->fuse_src[i] >= 0 ? s->in0[s->fuse_src[i]] : s->in0[i]] =
+                (int32_t)i;
     }
+}
 
-    /* 3. views: every node starts as its own root */
-    for (uint32_t i = 0; i < N; i++) {
+/* 3. Views: concat inputs in their slice, reshape views, in-place ops. */
+static void plan_views(ims_nn_session *s, plan_tmp *t)
+{
+    const ims__graph *g = s->g;
+    const uint32_t N = g->n_nodes;
+    int32_t *gend = t->gend, *lastuse = t->lastuse;
+    int64_t *c0 = t->c0;
+    for (uint32_t i = 0; i < N; i++) { /* every node starts as its own root */
         s->view[i].root = (int32_t)i;
         s->view[i].ld = g->nodes[i].c;
     }
@@ -272,8 +275,14 @@ int ims__plan(ims_nn_session *s, ims_error *err)
         if (lastuse[i] > gend[r])
             gend[r] = lastuse[i];
     }
+}
 
-    /* 4. liveness and placement */
+/* 4. Liveness and placement of the storage roots in one arena. */
+static int plan_place(ims_nn_session *s, plan_tmp *t, ims_error *err)
+{
+    const ims__graph *g = s->g;
+    const uint32_t N = g->n_nodes;
+    root_info *roots = t->roots;
     uint32_t n_roots = 0;
     for (uint32_t i = 1; i < N; i++) {
         if (s->kind[i] != IMS_X_RUN || s->view[i].root != (int32_t)i)
@@ -281,12 +290,10 @@ int ims__plan(ims_nn_session *s, ims_error *err)
         const ims__node *n = &g->nodes[i];
         size_t sz;
         if (!ims_size_mul3(1, (size_t)n->h * n->w, (size_t)n->c, &sz) ||
-            sz > ((size_t)1 << 40)) {
-            rc = ims_error_set(err, IMS_ETOOBIG, "node %s: activation too large",
-                               ims__str(g, n->name));
-            goto done;
-        }
-        roots[n_roots++] = (root_info){i, (int32_t)N, gend[i], (sz + 15) & ~(size_t)15, -1};
+            sz > ((size_t)1 << 40))
+            return ims_error_set(err, IMS_ETOOBIG, "node %s: activation too large",
+                                 ims__str(g, n->name));
+        roots[n_roots++] = (root_info){i, (int32_t)N, t->gend[i], (sz + 15) & ~(size_t)15, -1};
     }
     for (uint32_t i = 1; i < N; i++) { /* start = first producer among the members */
         if (s->kind[i] != IMS_X_RUN)
@@ -297,11 +304,11 @@ int ims__plan(ims_nn_session *s, ims_error *err)
     }
     /* sort by size, largest first (insertion sort: a few hundred roots) */
     for (uint32_t a = 1; a < n_roots; a++) {
-        root_info t = roots[a];
+        root_info r = roots[a];
         uint32_t b = a;
-        for (; b > 0 && roots[b - 1].size < t.size; b--)
+        for (; b > 0 && roots[b - 1].size < r.size; b--)
             roots[b] = roots[b - 1];
-        roots[b] = t;
+        roots[b] = r;
     }
     size_t total = 0;
     for (uint32_t a = 0; a < n_roots; a++) {
@@ -330,41 +337,49 @@ int ims__plan(ims_nn_session *s, ims_error *err)
         int32_t r = s->view[i].root;
         if (s->kind[i] == IMS_X_SKIP || s->kind[i] == IMS_X_FUSED)
             continue;
-        s->view[i].off = r == 0 ? -1 : s->view[r].off + c0[i];
+        s->view[i].off = r == 0 ? -1 : s->view[r].off + t->c0[i];
     }
     /* the input node's views (a reshape of the input) keep off = -1 */
+    t->total = total;
+    return IMS_OK;
+}
 
-    /* 5. convolution and dense weights packed for the own GEMM */
+/* 5. Convolution and dense weights packed for the own GEMM. */
+static int plan_pack(ims_nn_session *s, const ims__nn_env *env, ims_error *err)
+{
+    const ims__graph *g = s->g;
+    const uint32_t N = g->n_nodes;
     size_t n_packed = 0;
-    s->pack_off = ims_malloc((size_t)N * sizeof *s->pack_off);
-    if (!s->pack_off) {
-        rc = ims_error_set(err, IMS_ENOMEM, "session plan: out of memory");
-        goto done;
-    }
     for (uint32_t i = 0; i < N; i++) {
         const ims__node *n = &g->nodes[i];
         s->pack_off[i] = -1;
-        if (no_pack || (s->kind[i] != IMS_X_RUN && s->kind[i] != IMS_X_FUSED) ||
+        if (env->no_pack || (s->kind[i] != IMS_X_RUN && s->kind[i] != IMS_X_FUSED) ||
             (n->op != IMS_OP_CONV2D && n->op != IMS_OP_DENSE))
             continue;
         s->pack_off[i] = (int64_t)n_packed;
         n_packed += ims__packed_size(pack_k(g, s, i), n->c);
     }
-    if (n_packed) {
-        s->packed = ims_aligned_alloc(64, n_packed * sizeof(float));
-        if (!s->packed) {
-            rc = ims_error_set(err, IMS_ENOMEM, "session: out of memory for packed weights");
-            goto done;
-        }
-        for (uint32_t i = 0; i < N; i++) {
-            const ims__node *n = &g->nodes[i];
-            if (s->pack_off[i] >= 0)
-                ims__pack_b(g->weights + n->weight, n->bias >= 0 ? g->weights + n->bias : NULL,
-                            pack_k(g, s, i), n->c, s->packed + s->pack_off[i]);
-        }
+    if (!n_packed)
+        return IMS_OK;
+    s->packed = ims_aligned_alloc(64, n_packed * sizeof(float));
+    if (!s->packed)
+        return ims_error_set(err, IMS_ENOMEM, "session: out of memory for packed weights");
+    for (uint32_t i = 0; i < N; i++) {
+        const ims__node *n = &g->nodes[i];
+        if (s->pack_off[i] >= 0)
+            ims__pack_b(g->weights + n->weight, n->bias >= 0 ? g->weights + n->bias : NULL,
+                        pack_k(g, s, i), n->c, s->packed + s->pack_off[i]);
     }
+    return IMS_OK;
+}
 
-    /* 6. scratch: per-thread im2col blocks; chunked rows without packing */
+/* 6. Scratch (per-thread im2col blocks, fused-block rings, chunked im2col
+ * rows without packing, DENSE gathers), then the arenas and scratch of
+ * every execution context. */
+static int plan_scratch(ims_nn_session *s, size_t total, ims_error *err)
+{
+    const ims__graph *g = s->g;
+    const uint32_t N = g->n_nodes;
     size_t scratch = 0;
     for (uint32_t i = 1; i < N; i++) {
         if (s->kind[i] != IMS_X_RUN)
@@ -390,10 +405,8 @@ int ims__plan(ims_nn_session *s, ims_error *err)
     s->n_tscratch = tscratch;
     if (tscratch) {
         s->tscratch = ims_aligned_alloc(64, tscratch * (size_t)s->n_threads * sizeof(float));
-        if (!s->tscratch) {
-            rc = ims_error_set(err, IMS_ENOMEM, "session: out of memory for im2col blocks");
-            goto done;
-        }
+        if (!s->tscratch)
+            return ims_error_set(err, IMS_ENOMEM, "session: out of memory for im2col blocks");
     }
     /* ring buffers of the fused blocks, one per thread */
     for (uint32_t i = 0; i < N; i++) {
@@ -409,10 +422,8 @@ int ims__plan(ims_nn_session *s, ims_error *err)
     if (s->n_fring) {
         s->fring = ims_aligned_alloc(64, s->n_fring * (size_t)s->n_threads * sizeof(float));
         s->frows = ims_calloc((size_t)s->max_rows * (size_t)s->n_threads, sizeof *s->frows);
-        if (!s->fring || !s->frows) {
-            rc = ims_error_set(err, IMS_ENOMEM, "session: out of memory for fused blocks");
-            goto done;
-        }
+        if (!s->fring || !s->frows)
+            return ims_error_set(err, IMS_ENOMEM, "session: out of memory for fused blocks");
     }
 
     s->n_arena = total;
@@ -420,18 +431,53 @@ int ims__plan(ims_nn_session *s, ims_error *err)
     s->n_ctx = s->max_batch >= 2 && s->n_threads >= 2 ? s->n_threads : 1;
     s->arena = total ? ims_aligned_alloc(64, total * s->n_ctx * sizeof(float)) : NULL;
     s->scratch = scratch ? ims_aligned_alloc(64, scratch * s->n_ctx * sizeof(float)) : NULL;
-    if ((total && !s->arena) || (scratch && !s->scratch)) {
-        rc = ims_error_set(err, IMS_ENOMEM, "session: out of memory for %zu activation floats",
-                           total + scratch);
+    if ((total && !s->arena) || (scratch && !s->scratch))
+        return ims_error_set(err, IMS_ENOMEM, "session: out of memory for %zu activation floats",
+                             total + scratch);
+    return IMS_OK;
+}
+
+int ims__plan(ims_nn_session *s, ims_error *err)
+{
+    const ims__graph *g = s->g;
+    const uint32_t N = g->n_nodes;
+    const ims__nn_env *env = ims__nn_env_get(); /* read once per process */
+    int rc;
+    plan_tmp t = {0};
+
+    s->kind = ims_calloc(N, 1);
+    s->view = ims_calloc(N, sizeof *s->view);
+    s->in0 = ims_calloc(N, sizeof *s->in0);
+    s->pads = ims_calloc((size_t)N * 4, sizeof *s->pads);
+    s->tap_of = ims_malloc((size_t)N * sizeof *s->tap_of);
+    s->fuse_src = ims_malloc((size_t)N * sizeof *s->fuse_src);
+    s->pack_off = ims_malloc((size_t)N * sizeof *s->pack_off);
+    t.need = ims_calloc(N, 1);
+    t.lastuse = ims_malloc((size_t)N * sizeof *t.lastuse);
+    t.ncons = ims_calloc(N, sizeof *t.ncons);
+    t.gend = ims_malloc((size_t)N * sizeof *t.gend);
+    t.c0 = ims_calloc(N, sizeof *t.c0);
+    t.roots = ims_calloc(N, sizeof *t.roots);
+    if (!s->kind || !s->view || !s->in0 || !s->pads || !s->tap_of || !s->fuse_src ||
+        !s->pack_off || !t.need || !t.lastuse || !t.ncons || !t.gend || !t.c0 || !t.roots) {
+        rc = ims_error_set(err, IMS_ENOMEM, "session plan: out of memory");
         goto done;
     }
-    rc = IMS_OK;
+    plan_needed(s, &t);
+    plan_fold_pads(s, &t);
+    plan_fuse(s, &t, env);
+    plan_views(s, &t);
+    rc = plan_place(s, &t, err);
+    if (!rc)
+        rc = plan_pack(s, env, err);
+    if (!rc)
+        rc = plan_scratch(s, t.total, err);
 done:
-    ims_free(need);
-    ims_free(lastuse);
-    ims_free(ncons);
-    ims_free(gend);
-    ims_free(c0);
-    ims_free(roots);
+    ims_free(t.need);
+    ims_free(t.lastuse);
+    ims_free(t.ncons);
+    ims_free(t.gend);
+    ims_free(t.c0);
+    ims_free(t.roots);
     return rc;
 }

@@ -18,56 +18,87 @@
  * every call, zeroes C in a separate beta pass and cannot fuse the
  * activation. IMS_NN_GEMM=blas turns packing off, for comparison.
  *
- * ims__gemm (DENSE layers, and convolutions under IMS_NN_GEMM=blas): above
- * IMS_GEMM_BLAS_MIN_MACS multiply-adds it calls OpenBLAS cblas_sgemm with
- * the thread count set explicitly on every call (it is process-global), as
- * ggml-blas does; below, the kernel table's small GEMM split by rows over
- * the pool. Bias and activation then run as a second pass per row block.
+ * ims__gemm (everything under IMS_NN_GEMM=blas, for comparisons): above
+ * IMS_GEMM_BLAS_MIN_MACS multiply-adds, OpenBLAS cblas_sgemm on each block
+ * of a fixed grid over C (BLAS_MB x BLAS_NB), the blocks run by our pool;
+ * below, the kernel table's small GEMM on fixed 16-row blocks. Bias and
+ * activation run on each block right after its product.
+ *
+ * Threads and determinism: OpenBLAS's thread count is process-global, so
+ * setting it per call (as ggml-blas does) races between sessions with
+ * different thread counts, and an OpenBLAS call's result may depend on how
+ * OpenBLAS splits it. ims__gemm_init (once per process, at the first
+ * session) sets OpenBLAS to one thread; parallelism comes from our pool
+ * only, and every block boundary depends on the shape alone, never on the
+ * thread count, so each element of C is computed by the same call whatever
+ * the thread count: results are bit-identical for any thread count.
  */
 #include <cblas.h>
 #include <string.h>
 
 #include "exec_int.h"
 
+/* Blocks of C per OpenBLAS call: fixed, so the split does not depend on
+ * the thread count (see the top comment). */
+#define BLAS_MB 128
+#define BLAS_NB 256
+/* Rows per call of the small kernel GEMM. */
+#define SMALL_MB 16
+
+void ims__gemm_init(void) { openblas_set_num_threads(1); }
+
 typedef struct gemm_job {
     const ims__nn_kernels *k;
-    int N, K;
+    int M, N, K;
     const float *A, *B, *bias;
     int lda, ldb, ldc, act;
     float act_max;
     float *C;
 } gemm_job;
 
-static void gemm_rows(void *ctx, int64_t b, int64_t e)
+/* Small products: SMALL_MB-row blocks [b, e) with the kernel table's GEMM. */
+static void small_blocks(void *ctx, int64_t b, int64_t e)
 {
     const gemm_job *j = ctx;
-    j->k->gemm((int)(e - b), j->N, j->K, j->A + b * j->lda, j->lda, j->B, j->ldb,
-               j->C + b * j->ldc, j->ldc);
-    if (j->bias || j->act)
-        j->k->bias_act(j->C + b * j->ldc, e - b, j->N, j->ldc, j->bias, j->act, j->act_max);
+    for (int64_t t = b; t < e; t++) {
+        int i0 = (int)t * SMALL_MB, m = j->M - i0 < SMALL_MB ? j->M - i0 : SMALL_MB;
+        float *C = j->C + (int64_t)i0 * j->ldc;
+        j->k->gemm(m, j->N, j->K, j->A + (int64_t)i0 * j->lda, j->lda, j->B, j->ldb, C, j->ldc);
+        if (j->bias || j->act)
+            j->k->bias_act(C, m, j->N, j->ldc, j->bias, j->act, j->act_max);
+    }
 }
 
-static void epilogue_rows(void *ctx, int64_t b, int64_t e)
+/* Large products: BLAS_MB x BLAS_NB blocks [b, e) of C, one single-threaded
+ * OpenBLAS call each. */
+static void blas_blocks(void *ctx, int64_t b, int64_t e)
 {
     const gemm_job *j = ctx;
-    j->k->bias_act(j->C + b * j->ldc, e - b, j->N, j->ldc, j->bias, j->act, j->act_max);
+    int n_nb = (j->N + BLAS_NB - 1) / BLAS_NB;
+    for (int64_t t = b; t < e; t++) {
+        int i0 = (int)(t / n_nb) * BLAS_MB, j0 = (int)(t % n_nb) * BLAS_NB;
+        int m = j->M - i0 < BLAS_MB ? j->M - i0 : BLAS_MB;
+        int n = j->N - j0 < BLAS_NB ? j->N - j0 : BLAS_NB;
+        float *C = j->C + (int64_t)i0 * j->ldc + j0;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, n, j->K, 1.0f,
+                    j->A + (int64_t)i0 * j->lda, j->lda, j->B + j0, j->ldb, 0.0f, C, j->ldc);
+        if (j->bias || j->act)
+            j->k->bias_act(C, m, n, j->ldc, j->bias ? j->bias + j0 : NULL, j->act, j->act_max);
+    }
 }
 
 void ims__gemm(const ims__nn_kernels *k, ims__pool *pool, int M, int N, int K,
                const float *A, int lda, const float *B, int ldb, float *C, int ldc,
                const float *bias, int act, float act_max)
 {
-    gemm_job j = {k, N, K, A, B, bias, lda, ldb, ldc, act, act_max, C};
+    gemm_job j = {k, M, N, K, A, B, bias, lda, ldb, ldc, act, act_max, C};
     double macs = (double)M * N * K;
     if (macs < IMS_GEMM_BLAS_MIN_MACS) {
-        ims__pool_for(pool, M, 16, gemm_rows, &j);
+        ims__pool_for(pool, (M + SMALL_MB - 1) / SMALL_MB, 1, small_blocks, &j);
         return;
     }
-    openblas_set_num_threads(ims__pool_threads(pool));
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, N, K, 1.0f, A, lda, B, ldb, 0.0f,
-                C, ldc);
-    if (bias || act)
-        ims__pool_for(pool, M, 64, epilogue_rows, &j);
+    int64_t n_mb = (M + BLAS_MB - 1) / BLAS_MB, n_nb = (N + BLAS_NB - 1) / BLAS_NB;
+    ims__pool_for(pool, n_mb * n_nb, 1, blas_blocks, &j);
 }
 
 size_t ims__packed_size(int K, int N)

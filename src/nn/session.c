@@ -10,10 +10,38 @@
  * at least one image per thread, whole images run in parallel. One session is used by one thread at
  * a time; any number of sessions may share a model.
  */
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "exec_int.h"
+
+static pthread_once_t env_once = PTHREAD_ONCE_INIT;
+static ims__nn_env env;
+
+/* Read the environment switches and set process-global library state. */
+static void env_init(void)
+{
+    const char *v = getenv("IMS_NN_GEMM");
+    env.no_pack = v && !strcmp(v, "blas");
+    v = getenv("IMS_NN_FUSE");
+    env.no_fuse = v && *v == '0';
+    v = getenv("IMS_NN_PROFILE");
+    env.profile = v && *v == '1';
+    ims__gemm_init();
+}
+
+const ims__nn_env *ims__nn_env_get(void)
+{
+    pthread_once(&env_once, env_init);
+    return &env;
+}
+
+void ims__nn_env_set(const ims__nn_env *e)
+{
+    pthread_once(&env_once, env_init);
+    env = *e;
+}
 
 /* IMS_NN_PROFILE=1: per-node times, slowest first, on stderr. */
 static void print_profile(const ims_nn_session *s)
@@ -85,6 +113,7 @@ int ims_nn_session_new(const ims_nn_model *m, const ims_nn_session_opts *opts,
         opts->n_threads > 1024 || opts->n_taps < 0 || (opts->n_taps > 0 && !opts->taps))
         return ims_error_set(err, IMS_EINVAL, "session: bad options");
     ims_init();
+    const ims__nn_env *env = ims__nn_env_get();
     const ims__graph *g = &m->g;
     if (opts->want_probs && g->output < 0)
         return ims_error_set(err, IMS_EINVAL, "model '%s' has no classifier output",
@@ -142,8 +171,7 @@ int ims_nn_session_new(const ims_nn_model *m, const ims_nn_session_opts *opts,
     rc = ims__plan(s, err);
     if (rc)
         goto fail;
-    const char *prof = getenv("IMS_NN_PROFILE");
-    if (prof && *prof == '1')
+    if (env->profile)
         s->prof = ims_calloc(g->n_nodes, sizeof *s->prof); /* best effort */
     *out = s;
     return IMS_OK;

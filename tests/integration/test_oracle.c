@@ -16,6 +16,9 @@
  *   - otherwise (our decode + preprocess differ): reports it and requires
  *     the end-to-end tolerances, probabilities within 0.01, cosine >= 0.999.
  * It prints the worst case per model (max |dprob|, min cosine per tap).
+ * Every model runs twice over the same photos: at batch 1 (threads inside
+ * each op) and at batch 4 on 2 threads (whole images in parallel, the path
+ * `imgsim embed` takes by default), with the same tolerances.
  *
  * Needs models/<name>.ism (scripts/fetch-models) and data/food (scripts/
  * fetch-sample-data); skips (77) without them unless IMS_REQUIRE_ASSETS=1.
@@ -130,32 +133,22 @@ static void run_model(const char *models, const char *food, const char *src, con
         tap_off[t] = dim;
         dim += tap_dim[t];
     }
-    ims_nn_session_opts so = {.taps = tap_names, .n_taps = n_taps, .want_probs = 1,
-                              .max_batch = 1};
-    ims_nn_session *s = NULL;
-    rc = ims_nn_session_new(m, &so, &s, &err);
-    CHECK_MSG(rc == IMS_OK, "%s: session: %s", name, err.msg);
-    if (rc) {
-        json_decref(fx);
-        ims_nn_close(m);
-        return;
-    }
-    CHECK_EQ(ims_nn_session_dim(s), dim);
     const ims_preprocess *pp = ims_nn_preprocess(m);
     size_t n_in = (size_t)pp->width * pp->height * 3;
-    float *input = malloc(n_in * sizeof(float));
-    float *feat = malloc((size_t)dim * sizeof(float));
-    double *ref = malloc((size_t)dim * sizeof(double));
-    if (!input || !feat || !ref)
-        abort();
+    int n_rows = (int)json_array_size(fx) < max_images ? (int)json_array_size(fx) : max_images;
     int n_cls = ims_nn_n_classes(m);
     CHECK_EQ(n_cls, 5);
-    stats st = {0};
-    for (int t = 0; t < n_taps; t++)
-        st.min_cos[t] = 1;
-    double t0 = ims_now();
-    for (size_t i = 0; i < json_array_size(fx) && (int)i < max_images; i++) {
-        json_t *r = json_array_get(fx, i);
+    /* decode and preprocess every photo once; `row` maps an input to its fixture line */
+    float *input = malloc((size_t)n_rows * n_in * sizeof(float));
+    int *row = malloc((size_t)n_rows * sizeof *row), *same = malloc((size_t)n_rows * sizeof *same);
+    int *rgb_same = malloc((size_t)n_rows * sizeof *rgb_same), n_imgs = 0;
+    float *feat = malloc((size_t)n_rows * dim * sizeof(float));
+    float *probs = malloc((size_t)n_rows * n_cls * sizeof(float));
+    double *ref = malloc((size_t)dim * sizeof(double));
+    if (!input || !row || !same || !rgb_same || !feat || !probs || !ref)
+        abort();
+    for (int i = 0; i < n_rows; i++) {
+        json_t *r = json_array_get(fx, (size_t)i);
         const char *code = json_string_value(json_object_get(r, "code"));
         char photo[8192], hex[65];
         if (!sample_find_photo(food, code, photo, sizeof photo)) {
@@ -168,63 +161,98 @@ static void run_model(const char *models, const char *food, const char *src, con
         if (rc)
             continue;
         ims__sha256_hex(img->rgb, (size_t)img->width * img->height * 3, hex);
-        int rgb_same = !strcmp(hex, json_string_value(json_object_get(r, "rgb_sha256")));
-        rc = ims_image_preprocess(img, pp, input, &err);
+        rgb_same[n_imgs] = !strcmp(hex, json_string_value(json_object_get(r, "rgb_sha256")));
+        float *in = input + (size_t)n_imgs * n_in;
+        rc = ims_image_preprocess(img, pp, in, &err);
         ims_image_free(img);
         CHECK_MSG(rc == IMS_OK, "%s: preprocess: %s", photo, err.msg);
         if (rc)
             continue;
-        ims__sha256_hex(input, n_in * sizeof(float), hex);
-        int same = !strcmp(hex, json_string_value(json_object_get(r, "input_sha256")));
-        if (!same)
+        ims__sha256_hex(in, n_in * sizeof(float), hex);
+        same[n_imgs] = !strcmp(hex, json_string_value(json_object_get(r, "input_sha256")));
+        if (!same[n_imgs])
             fprintf(stderr, "%s %s: input tensor differs from the oracle's (rgb %s); "
                             "checking end to end with the looser tolerances\n",
-                    name, code, rgb_same ? "same" : "differs");
-        float probs[16];
-        rc = ims_nn_session_run(s, input, 1, feat, probs, &err);
-        CHECK_MSG(rc == IMS_OK, "%s %s: run: %s", name, code, err.msg);
-        if (rc)
-            continue;
-        st.n_images++;
-        st.n_sha_match += same;
-        st.n_rgb_match += rgb_same;
-        double tol_p = same ? 1e-3 : 1e-2, tol_c = same ? 0.9999 : 0.999;
-        json_t *jp = json_object_get(r, "probs");
-        for (int k = 0; k < n_cls && k < 16; k++) {
-            double d = fabs(probs[k] - json_number_value(json_array_get(jp, (size_t)k)));
-            if (d > st.max_dprob)
-                st.max_dprob = d;
-            CHECK_MSG(d <= tol_p, "%s %s: prob[%d] = %.6f, oracle %.6f", name, code, k,
-                      (double)probs[k], json_number_value(json_array_get(jp, (size_t)k)));
-        }
-        json_t *jt = json_object_get(r, "taps");
-        for (int t = 0; t < n_taps; t++) {
-            json_t *v = json_object_get(json_array_get(jt, (size_t)t), "v");
-            CHECK_EQ(json_array_size(v), tap_dim[t]);
-            if ((int)json_array_size(v) != tap_dim[t])
-                continue;
-            for (int k = 0; k < tap_dim[t]; k++)
-                ref[k] = json_number_value(json_array_get(v, (size_t)k));
-            double c = cosine(feat + tap_off[t], ref, tap_dim[t]);
-            if (c < st.min_cos[t])
-                st.min_cos[t] = c;
-            CHECK_MSG(c >= tol_c, "%s %s: tap %s cosine %.6f < %g", name, code, tap_names[t], c,
-                      tol_c);
-        }
+                    name, code, rgb_same[n_imgs] ? "same" : "differs");
+        row[n_imgs++] = i;
     }
-    double dt = ims_now() - t0;
-    printf("%s: %d images, input sha256 equal %d/%d (rgb %d/%d), max |dprob| %.3g, "
-           "%.2f s/image\n",
-           name, st.n_images, st.n_sha_match, st.n_images, st.n_rgb_match, st.n_images,
-           st.max_dprob, st.n_images ? dt / st.n_images : 0.0);
-    for (int t = 0; t < n_taps; t++)
-        printf("  %-10s min cosine %.9f (1-cos %.1e)  %s (%d)\n", tap_keys[t], st.min_cos[t],
-               1 - st.min_cos[t], tap_names[t], tap_dim[t]);
-    CHECK_MSG(st.n_images > 0, "%s: no image checked", name);
+
+    /* batch 1 with threads inside each op (all CPUs), then whole images in
+     * parallel (batch 4, 2 threads: the image-parallel path users get by
+     * default from `imgsim embed`) */
+    static const int MODES[2][2] = {{1, 0}, {4, 2}};
+    for (int mode = 0; mode < 2; mode++) {
+        int max_batch = MODES[mode][0], n_threads = MODES[mode][1];
+        ims_nn_session_opts so = {.taps = tap_names, .n_taps = n_taps, .want_probs = 1,
+                                  .max_batch = max_batch, .n_threads = n_threads};
+        ims_nn_session *s = NULL;
+        rc = ims_nn_session_new(m, &so, &s, &err);
+        CHECK_MSG(rc == IMS_OK, "%s: session: %s", name, err.msg);
+        if (rc)
+            break;
+        CHECK_EQ(ims_nn_session_dim(s), dim);
+        double t0 = ims_now();
+        for (int i = 0; i < n_imgs && !rc; i += max_batch) {
+            int n = n_imgs - i < max_batch ? n_imgs - i : max_batch;
+            rc = ims_nn_session_run(s, input + (size_t)i * n_in, n, feat + (size_t)i * dim,
+                                    probs + (size_t)i * n_cls, &err);
+            CHECK_MSG(rc == IMS_OK, "%s: run: %s", name, err.msg);
+        }
+        double dt = ims_now() - t0;
+        ims_nn_session_free(s);
+        if (rc)
+            break;
+        stats st = {0};
+        for (int t = 0; t < n_taps; t++)
+            st.min_cos[t] = 1;
+        for (int i = 0; i < n_imgs; i++) {
+            json_t *r = json_array_get(fx, (size_t)row[i]);
+            const char *code = json_string_value(json_object_get(r, "code"));
+            const float *f = feat + (size_t)i * dim, *pr = probs + (size_t)i * n_cls;
+            st.n_images++;
+            st.n_sha_match += same[i];
+            st.n_rgb_match += rgb_same[i];
+            double tol_p = same[i] ? 1e-3 : 1e-2, tol_c = same[i] ? 0.9999 : 0.999;
+            json_t *jp = json_object_get(r, "probs");
+            for (int k = 0; k < n_cls; k++) {
+                double want = json_number_value(json_array_get(jp, (size_t)k));
+                double d = fabs(pr[k] - want);
+                if (d > st.max_dprob)
+                    st.max_dprob = d;
+                CHECK_MSG(d <= tol_p, "%s %s (batch %d, %d threads): prob[%d] = %.6f, oracle %.6f",
+                          name, code, max_batch, n_threads, k, (double)pr[k], want);
+            }
+            json_t *jt = json_object_get(r, "taps");
+            for (int t = 0; t < n_taps; t++) {
+                json_t *v = json_object_get(json_array_get(jt, (size_t)t), "v");
+                CHECK_EQ(json_array_size(v), tap_dim[t]);
+                if ((int)json_array_size(v) != tap_dim[t])
+                    continue;
+                for (int k = 0; k < tap_dim[t]; k++)
+                    ref[k] = json_number_value(json_array_get(v, (size_t)k));
+                double c = cosine(f + tap_off[t], ref, tap_dim[t]);
+                if (c < st.min_cos[t])
+                    st.min_cos[t] = c;
+                CHECK_MSG(c >= tol_c, "%s %s (batch %d, %d threads): tap %s cosine %.6f < %g",
+                          name, code, max_batch, n_threads, tap_names[t], c, tol_c);
+            }
+        }
+        printf("%s (batch %d, threads %d): %d images, input sha256 equal %d/%d (rgb %d/%d), "
+               "max |dprob| %.3g, %.2f s/image\n",
+               name, max_batch, n_threads, st.n_images, st.n_sha_match, st.n_images,
+               st.n_rgb_match, st.n_images, st.max_dprob, st.n_images ? dt / st.n_images : 0.0);
+        for (int t = 0; t < n_taps; t++)
+            printf("  %-10s min cosine %.9f (1-cos %.1e)  %s (%d)\n", tap_keys[t],
+                   st.min_cos[t], 1 - st.min_cos[t], tap_names[t], tap_dim[t]);
+        CHECK_MSG(st.n_images > 0, "%s: no image checked", name);
+    }
     free(input);
+    free(row);
+    free(same);
+    free(rgb_same);
     free(feat);
+    free(probs);
     free(ref);
-    ims_nn_session_free(s);
     json_decref(fx);
     ims_nn_close(m);
 }

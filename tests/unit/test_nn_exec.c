@@ -131,8 +131,8 @@ static void test_fused_blocks(void)
         const char *names[3] = {tu_name(&m, flat), tu_name(&m, pr), tu_name(&m, e)};
         ims_nn_session_opts o = {names, n_taps, 0, 2, 2};
         CHECK_RC(ims_nn_session_new(&m, &o, &s, &err), IMS_OK);
-        const char *gemm = getenv("IMS_NN_GEMM"), *fuse = getenv("IMS_NN_FUSE");
-        int fusing = !(gemm && !strcmp(gemm, "blas")) && !(fuse && *fuse == '0');
+        const ims__nn_env *env = ims__nn_env_get();
+        int fusing = !env->no_pack && !env->no_fuse;
         CHECK_EQ(s->kind[e], t == 3 || !fusing ? IMS_X_RUN : IMS_X_FUSED);
         ims_nn_session_free(s);
         if (t == 1) { /* fail the Nth allocation of a session with a fused block */
@@ -295,14 +295,19 @@ int main(void)
     test_fused_blocks();
     test_api_errors();
     test_oom();
-    /* the comparison paths: OpenBLAS for every product, no fused blocks */
-    setenv("IMS_NN_GEMM", "blas", 1);
+    /* the comparison paths (IMS_NN_GEMM=blas: OpenBLAS for every product;
+     * IMS_NN_FUSE=0: no fused blocks), which the library reads only once */
+    const ims__nn_env env0 = *ims__nn_env_get();
+    ims__nn_env e = env0;
+    e.no_pack = 1;
+    ims__nn_env_set(&e);
     test_mobilenet_like();
     test_inception_like();
     test_fused_blocks();
-    unsetenv("IMS_NN_GEMM");
-    setenv("IMS_NN_FUSE", "0", 1);
+    e = env0;
+    e.no_fuse = 1;
+    ims__nn_env_set(&e);
     test_fused_blocks();
-    unsetenv("IMS_NN_FUSE");
+    ims__nn_env_set(&env0);
     return check_report();
 }
