@@ -6,7 +6,8 @@
 #     <= 3.0 in `systemd-analyze security --offline`; skipped with a note
 #     when systemd-analyze is absent;
 #   - deploy/aws/Dockerrun.aws.json parses (node) and says v1, port 8080,
-#     /data; .ebextensions point the health check at /healthz;
+#     /data; .ebextensions point the health check at /healthz; the YAML
+#     files parse (python3-yaml, when there);
 #   - deploy/Dockerfile: bookworm-slim stages, non-root USER, VOLUME /data,
 #     EXPOSE 8080, HEALTHCHECK, and every COPY source exists;
 #   - deploy/entrypoint.sh builds on first start only (with a stub imgsim);
@@ -59,6 +60,20 @@ grep -q 'Application Healthcheck URL: /healthz' "$d/aws/.ebextensions/healthchec
 host_dir=$(node -e 'console.log(JSON.parse(require("fs").readFileSync(process.argv[1])).Volumes[0].HostDirectory)' \
   "$d/aws/Dockerrun.aws.json")
 grep -q -- "$host_dir" "$d/aws/.ebextensions/data-dir.config" || fail "data-dir.config does not make $host_dir"
+
+if python3 -c 'import yaml' 2>/dev/null; then
+  python3 - "$d/docker-compose.yml" "$d"/aws/.ebextensions/*.config <<'PY' || fail "a YAML file does not parse"
+import sys, yaml
+for f in sys.argv[1:]:
+    doc = yaml.safe_load(open(f))
+    assert isinstance(doc, dict) and doc, f + ": not a mapping"
+compose = yaml.safe_load(open(sys.argv[1]))
+svc = compose["services"]["imgsim"]
+assert "8080:8080" in svc["ports"] and any(v.endswith(":/data") for v in svc["volumes"]), "compose: port/volume"
+PY
+else
+  echo "note: no python3-yaml: docker-compose.yml and .ebextensions not parsed"
+fi
 
 # ---- Dockerfile ----------------------------------------------------------------
 df=$d/Dockerfile
