@@ -28,12 +28,25 @@ static const struct {
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: imgsim <command> [options]   (imgsim <command> --help for details)\n\n"
+    fprintf(f, "usage: imgsim <command> [options]   (imgsim <command> --help for details)\n"
+               "       imgsim --version\n\n"
                "commands:\n");
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         fprintf(f, "  %-12s %s\n", commands[i].name, commands[i].summary);
     fprintf(f, "\nenvironment: IMS_SIMD=ref|avx2 forces a kernel level; "
                "IMS_LOG=error|warn|info|debug sets logging.\n");
+}
+
+#ifndef IMS_GIT_REVISION
+#define IMS_GIT_REVISION "unknown" /* CMake sets it from `git describe` */
+#endif
+
+/* `imgsim --version`: release, source revision, and the kernel level in
+ * force (after IMS_SIMD), so that a bug report says what actually ran. */
+static void print_version(void)
+{
+    printf("imgsim %s\nrevision: %s\nkernels: %s\n", IMS_VERSION_STRING, IMS_GIT_REVISION,
+           ims_cpu_level_name(ims_cpu_level()));
 }
 
 int cli_fail(const char *fmt, ...)
@@ -107,7 +120,7 @@ int main(int argc, char **argv)
         return CLI_OK;
     }
     if (!strcmp(argv[1], "--version")) {
-        printf("imgsim %s\n", IMS_VERSION_STRING);
+        print_version();
         return CLI_OK;
     }
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
