@@ -60,9 +60,10 @@ int ims_image_new(int width, int height, ims_image **out);
 void ims_image_free(ims_image *img);
 
 /* A seeded distorted copy of `in` (for instance-retrieval evaluation):
- * random crop keeping 70-95% of each side, left-right flip (p = 1/2),
- * rescale by 0.6-1.4, colour jitter (brightness and contrast x0.8-1.2,
- * per-channel gain 0.93-1.07) and a JPEG re-encode at quality 50-90, decoded
+ * random crop keeping 50-90% of each side, left-right flip (p = 1/2),
+ * rescale by 0.5-1.5, colour jitter (saturation, brightness and contrast
+ * x0.6-1.4 / 0.7-1.3 / 0.7-1.3, per-channel gain 0.88-1.12) and a JPEG
+ * re-encode at quality 30-80, decoded
  * back. The same seed draws the same parameters everywhere (exact pixels
  * follow the libvips version). *out is owned by the caller
  * (ims_image_free). Errors: IMS_EINVAL (image under 8x8), IMS_EUNSUPPORTED

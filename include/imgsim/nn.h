@@ -102,6 +102,43 @@ int ims_nn_session_run(ims_nn_session *s, const float *input, int n, float *feat
 int ims_nn_session_run_image(ims_nn_session *s, const ims_image *img, float *features,
                              float *probs, ims_error *err);
 
+/* ---- encoders: a backbone plus a trained head, as one model file -------
+ * The head sees the backbone taps pooled (as sessions pool them) and
+ * computes, per image (d = sum of tap dims):
+ *   u     = concat_t(tap_t / |tap_t|) * in_scale                  (d)
+ *   p     = act(u . proj + proj_bias)     proj: d x k, [in][out]  (k)
+ *   emb   = fuse ? unit([raw_w * u, proj_w * unit(p)]) : unit(p)
+ *   probs = softmax(v . cls + cls_bias),  v = cls_on_proj ? p : u
+ * (unit(x) = x / |x|, 0 for x = 0). The encoder's default tap is emb and its
+ * classifier is probs, so `imgsim embed --model encoder.ism` gives emb and
+ * `--classify` the probabilities over class_names. */
+typedef struct ims_nn_head {
+    const char *name;               /* model name; NULL = "<backbone>-finetuned" */
+    const char *const *taps;        /* backbone tap names, in input order */
+    int n_taps;
+    float in_scale;
+    int k;                          /* projection units */
+    const float *proj, *proj_bias;  /* d x k, k */
+    int proj_relu;                  /* ReLU after the projection */
+    int fuse;                       /* see above */
+    float raw_w, proj_w;
+    int n_classes;                  /* 0 = no classifier */
+    const float *cls, *cls_bias;    /* (cls_on_proj ? k : d) x n_classes, n_classes */
+    int cls_on_proj;
+    const char *const *class_names; /* n_classes names */
+} ims_nn_head;
+
+/* Write out_ism (atomically): the backbone's graph and weights, unchanged,
+ * plus the head's nodes (named "encoder/..."). Same inputs -> same bytes.
+ * The file needs a v2 reader (op L2NORM). Errors: those of ims_nn_open on
+ * the backbone, IMS_ENOTFOUND (a tap), IMS_EINVAL (sizes that do not match
+ * the taps), IMS_EIO, IMS_ENOMEM.
+ * Tolerance: the head's dense layers run through the engine's GEMM, so emb
+ * agrees with a plain loop (ims_train_apply) to ~1e-6 per component, not
+ * bit for bit; everything else (pooling, normalisation) rounds alike. */
+int ims_nn_write_encoder(const char *backbone_ism, const ims_nn_head *head,
+                         const char *out_ism, ims_error *err);
+
 /* ---- import ------------------------------------------------------------- */
 
 typedef struct ims_nn_import_opts {

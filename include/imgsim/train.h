@@ -133,6 +133,17 @@ int ims_train_save(const ims_train_head *h, void **buf, size_t *len, ims_error *
  * (with the offset), IMS_ENOMEM. */
 int ims_train_load(const void *buf, size_t len, ims_train_head **out, ims_error *err);
 
+/* Write encoder.ism: the backbone (backbone_ism) with this head on the
+ * named taps (n_taps == ims_train_n_taps(h), dims must match) and the
+ * classifier over class_names (n_classes names). name: the encoder's model
+ * name, NULL = "<backbone>-finetuned". `imgsim embed --model out_ism` then
+ * gives ims_train_apply's vector (tolerance: see ims_nn_write_encoder) and
+ * --classify ims_train_classify's probabilities. Same head -> same bytes.
+ * Errors: as ims_nn_write_encoder, IMS_EINVAL for a tap dim mismatch. */
+int ims_train_write_encoder(const ims_train_head *h, const char *backbone_ism,
+                            const char *const *taps, const char *const *class_names,
+                            const char *name, const char *out_ism, ims_error *err);
+
 /* ---- the seed baseline (eval's "seed" encoder) ---------------------------
  * One Dense-256 ReLU + softmax head on a single tap: ims_train_fit with
  * kind IMS_TRAIN_MLP, dim 256 and one tap. This fills such options. */

@@ -210,5 +210,6 @@ void ims__op_pad(ims__run *s, uint32_t i);
 void ims__op_affine(ims__run *s, uint32_t i); /* AFFINE, ACT */
 void ims__op_softmax(ims__run *s, uint32_t i);
 void ims__op_reshape(ims__run *s, uint32_t i);
+void ims__op_l2norm(ims__run *s, uint32_t i);
 
 #endif /* IMS_NN_EXEC_INT_H */

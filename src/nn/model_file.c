@@ -12,8 +12,9 @@
  *
  *   OFFSET  SIZE  DESCRIPTION
  *        0     8  magic "IMSMODEL"
- *        8     4  u32 version of the writer's format (1)
- *       12     4  u32 min_reader_version: readers older than this refuse (1)
+ *        8     4  u32 version of the writer's format (2)
+ *       12     4  u32 min_reader_version: readers older than this refuse (1,
+ *                 or 2 when the graph uses an op new in v2: L2NORM)
  *       16     4  u32 header_size: bytes of header incl. the section table
  *       20     4  u32 header CRC-32C of bytes [0, header_size) with this
  *                 field taken as 0
@@ -75,7 +76,7 @@
 #endif
 
 #define ISM_MAGIC "IMSMODEL"
-#define ISM_VERSION 1u
+#define ISM_VERSION 2u /* v2: op L2NORM (14); layout unchanged */
 #define ISM_HEADER_SIZE 256u
 #define ISM_N_SECTIONS 5u
 #define ISM_NODE_SIZE 128u
@@ -210,8 +211,13 @@ int ims__model_write(const ims__graph *g, const char *path, ims_error *err)
     }
     unsigned char *h = w->header;
     memcpy(h, ISM_MAGIC, 8);
+    /* files without v2 ops stay readable by v1 readers */
+    uint32_t min_reader = 1;
+    for (uint32_t i = 0; i < g->n_nodes; i++)
+        if (g->nodes[i].op == IMS_OP_L2NORM)
+            min_reader = 2;
     ims__put_u32(h + 8, ISM_VERSION);
-    ims__put_u32(h + 12, ISM_VERSION);
+    ims__put_u32(h + 12, min_reader);
     ims__put_u32(h + 16, ISM_HEADER_SIZE);
     ims__put_u64(h + 24, pos);
     ims__put_u32(h + 32, ISM_N_SECTIONS);

@@ -55,6 +55,8 @@ enum ims__op {
     IMS_OP_ACT = 11,     /* activation only (act, act_max) */
     IMS_OP_SOFTMAX = 12, /* softmax over the channels of a [1,1,C] tensor */
     IMS_OP_RESHAPE = 13, /* flatten / squeeze: same data, shape [1, 1, h*w*c] */
+    IMS_OP_L2NORM = 14,  /* x / |x| over the channels of a [1,1,C] tensor (0 -> 0);
+                            format v2: files using it need reader >= 2 */
     IMS_OP__COUNT
 };
 

@@ -172,3 +172,17 @@ void ims__op_reshape(ims__run *s, uint32_t i)
             memcpy(y.p + n * ims__img_stride(&y) + p * x.c,
                    x.p + n * ims__img_stride(&x) + p * x.ld, (size_t)x.c * sizeof(float));
 }
+
+/* The formula of the train module's heads (ims__inv_l2), so an encoder's
+ * normalisations round as ims_train_apply's do. */
+void ims__op_l2norm(ims__run *s, uint32_t i)
+{
+    ims__tensor x = ims__tensor_of(s, s->in0[i]), y = ims__tensor_of(s, i);
+    for (int n = 0; n < s->n; n++) {
+        const float *a = x.p + n * ims__img_stride(&x);
+        float *o = y.p + n * ims__img_stride(&y);
+        float inv = ims__inv_l2(a, y.c);
+        for (int c = 0; c < y.c; c++)
+            o[c] = a[c] * inv;
+    }
+}

@@ -18,6 +18,7 @@
  * combined per weight, so the search costs little more than one fit.
  */
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "train/train_int.h"
@@ -385,8 +386,8 @@ int ims_train_fit(const float *x, int n, int d, const int *tap_dims, int n_taps,
     float *ua = opts->aug && !mlp ? ims_malloc((size_t)n * d * sizeof *ua) : NULL;
     unsigned char *is_val = ims_malloc((size_t)n);
     c.vidx = ims_malloc((size_t)n * sizeof *c.vidx);
-    c.tl = ims_malloc((size_t)n * sizeof *c.tl);
-    c.tu = ims_malloc((size_t)n * d * sizeof *c.tu);
+    c.tl = ims_malloc((size_t)n * 2 * sizeof *c.tl);
+    c.tu = ims_malloc((size_t)n * 2 * d * sizeof *c.tu);
     rc = IMS_ENOMEM;
     if (!h || !u || (opts->aug && !mlp && !ua) || !is_val || !c.vidx || !c.tl || !c.tu) {
         ims_error_set(err, rc, "train: out of memory");
@@ -406,6 +407,10 @@ int ims_train_fit(const float *x, int n, int d, const int *tap_dims, int n_taps,
         } else {
             memcpy(c.tu + (size_t)c.n_tr * d, u + (size_t)i * d, (size_t)d * sizeof *u);
             c.tl[c.n_tr++] = labels[i];
+            if (ua) { /* copies are extra samples of their class */
+                memcpy(c.tu + (size_t)c.n_tr * d, ua + (size_t)i * d, (size_t)d * sizeof *u);
+                c.tl[c.n_tr++] = labels[i];
+            }
         }
     }
     if (mlp) {
@@ -442,7 +447,17 @@ int ims_train_fit(const float *x, int n, int d, const int *tap_dims, int n_taps,
             if (rc)
                 goto done;
         }
-        if ((rc = ims__lda_fit(h, u, n, labels, sh, err)))
+        /* final fit: all rows, and their copies */
+        int n_all = 0;
+        for (int i = 0; i < n; i++) {
+            memcpy(c.tu + (size_t)n_all * d, u + (size_t)i * d, (size_t)d * sizeof *u);
+            c.tl[n_all++] = labels[i];
+            if (ua) {
+                memcpy(c.tu + (size_t)n_all * d, ua + (size_t)i * d, (size_t)d * sizeof *u);
+                c.tl[n_all++] = labels[i];
+            }
+        }
+        if ((rc = ims__lda_fit(h, c.tu, n_all, c.tl, sh, err)))
             goto done;
         h->raw_w = opts->kind == IMS_TRAIN_FUSION ? 1.0f : 0.0f;
         h->proj_w = opts->kind == IMS_TRAIN_FUSION ? w : 1.0f;

@@ -232,11 +232,11 @@ static void test_damage(const char *path)
     /* a newer format: refused; a newer writer that old readers may read: accepted */
     unsigned char *c = ims_aligned_alloc(64, len);
     memcpy(c, b, len);
-    ims__put_u32(c + 8, 2);
-    ims__put_u32(c + 12, 2);
+    ims__put_u32(c + 8, 3);
+    ims__put_u32(c + 12, 3);
     reseal(c);
     CHECK_RC(parse_copy(c, len, &err), IMS_EVERSION);
-    CHECK(strstr(err.msg, "needs a reader of v2") != NULL);
+    CHECK(strstr(err.msg, "needs a reader of v3") != NULL);
     spit(path, c, len);
     ims_nn_model *m = NULL;
     CHECK_RC(ims_nn_open(path, &m, &err), IMS_EVERSION);

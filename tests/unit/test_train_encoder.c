@@ -1,0 +1,174 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * test_train_encoder.c — encoder.ism round trip on real photos: backbone
+ * features of a few sample photos (two taps of mobilenet_v2_mid) train a
+ * fusion head; the written encoder, opened like any model, gives through a
+ * session's default tap the vector ims_train_apply gives from the cached
+ * features (GEMM tolerance), and its classifier ims_train_classify's
+ * probabilities over the category names; the same head writes the same
+ * bytes; truncated and corrupted encoder files are refused. Skips (77)
+ * without the fetched model and photos.
+ */
+#include <dirent.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "check.h"
+#include "imgsim/imgsim.h"
+#include "imgsim/nn.h"
+#include "imgsim/train.h"
+
+#define PER_CLASS 5
+#define N_CLASSES 3
+#define N (PER_CLASS * N_CLASSES)
+
+static const char *GROUPS[N_CLASSES] = {"Fruits", "Marine Fish", "Green Leafy Vegetables"};
+#define PRE "StatefulPartitionedCall/sequential/keras_layer/StatefulPartitionedCall/" \
+            "StatefulPartitionedCall/StatefulPartitionedCall/predict/"
+static const char *TAPS[2] = {PRE "feature_vector/SpatialSqueeze",
+                              PRE "MobilenetV2/expanded_conv_13/project/BatchNorm/FusedBatchNormV3"};
+
+/* The first PER_CLASS photos (sorted names) of a group folder. */
+static int list_photos(const char *dir, char paths[][1024])
+{
+    struct dirent **e;
+    int n = scandir(dir, &e, NULL, alphasort), m = 0;
+    for (int i = 0; i < n; i++) {
+        if (m < PER_CLASS && strstr(e[i]->d_name, ".jpeg"))
+            snprintf(paths[m++], 1024, "%.700s/%.300s", dir, e[i]->d_name);
+        free(e[i]);
+    }
+    if (n > 0)
+        free(e);
+    return m;
+}
+
+static unsigned char *slurp(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    fseek(f, 0, SEEK_END);
+    *len = (size_t)ftell(f);
+    fseek(f, 0, SEEK_SET);
+    unsigned char *b = malloc(*len);
+    if (fread(b, 1, *len, f) != *len)
+        *len = 0;
+    fclose(f);
+    return b;
+}
+
+static void spit(const char *path, const unsigned char *b, size_t len)
+{
+    FILE *f = fopen(path, "wb");
+    fwrite(b, 1, len, f);
+    fclose(f);
+}
+
+int main(void)
+{
+    const char *mdir = getenv("IMS_MODELS_DIR"), *ddir = getenv("IMS_DATA_DIR");
+    char model[1024], dir[700], paths[N][1024];
+    snprintf(model, sizeof model, "%.900s/mobilenet_v2_mid.ism", mdir ? mdir : "models");
+    if (access(model, R_OK))
+        return check_skip(model);
+    int labels[N];
+    for (int c = 0; c < N_CLASSES; c++) {
+        snprintf(dir, sizeof dir, "%.600s/food/%s", ddir ? ddir : "data", GROUPS[c]);
+        if (list_photos(dir, paths + c * PER_CLASS) != PER_CLASS)
+            return check_skip(dir);
+        for (int i = 0; i < PER_CLASS; i++)
+            labels[c * PER_CLASS + i] = c;
+    }
+    ims_error err;
+    ims_nn_model *m = NULL;
+    CHECK_RC(ims_nn_open(model, &m, &err), IMS_OK);
+    if (!m)
+        return check_report();
+    ims_nn_session_opts so = {.taps = TAPS, .n_taps = 2, .max_batch = 1, .n_threads = 1};
+    ims_nn_session *s = NULL;
+    CHECK_RC(ims_nn_session_new(m, &so, &s, &err), IMS_OK);
+    int d = ims_nn_session_dim(s), dims[2];
+    ims_nn_tap_dim(m, TAPS[0], &dims[0], &err);
+    ims_nn_tap_dim(m, TAPS[1], &dims[1], &err);
+    CHECK_EQ(dims[0] + dims[1], d);
+    float *x = malloc(sizeof(float) * N * d);
+    ims_image *img[N];
+    for (int i = 0; i < N; i++) {
+        CHECK_RC(ims_image_load_file(paths[i], NULL, &img[i], &err), IMS_OK);
+        CHECK_RC(ims_nn_session_run_image(s, img[i], x + (size_t)i * d, NULL, &err), IMS_OK);
+    }
+    ims_nn_session_free(s);
+    ims_nn_close(m);
+
+    ims_train_opts o;
+    ims_train_opts_default(&o);
+    o.seed = 5;
+    o.val_frac = 0.4f;
+    ims_train_head *h = NULL;
+    CHECK_RC(ims_train_fit(x, N, d, dims, 2, labels, N_CLASSES, &o, &h, &err), IMS_OK);
+    if (!h)
+        return check_report();
+    const char *tmp = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
+    char enc[1024], enc2[1024], bad[1024];
+    snprintf(enc, sizeof enc, "%s/test_train_encoder.%d.ism", tmp, (int)getpid());
+    snprintf(enc2, sizeof enc2, "%s/test_train_encoder2.%d.ism", tmp, (int)getpid());
+    snprintf(bad, sizeof bad, "%s/test_train_encoder_bad.%d.ism", tmp, (int)getpid());
+    CHECK_RC(ims_train_write_encoder(h, model, TAPS, GROUPS, NULL, enc, &err), IMS_OK);
+    CHECK_RC(ims_train_write_encoder(h, model, TAPS, GROUPS, NULL, enc2, &err), IMS_OK);
+    size_t l1 = 0, l2 = 0;
+    unsigned char *b1 = slurp(enc, &l1), *b2 = slurp(enc2, &l2);
+    CHECK(b1 && b2 && l1 == l2 && l1 > 0 && !memcmp(b1, b2, l1));
+
+    /* the encoder is a model like any other */
+    ims_nn_model *e = NULL;
+    CHECK_RC(ims_nn_open(enc, &e, &err), IMS_OK);
+    if (e) {
+        CHECK_STR_EQ(ims_nn_name(e), "mobilenet_v2_mid-finetuned");
+        CHECK_EQ(ims_nn_n_classes(e), N_CLASSES);
+        CHECK_STR_EQ(ims_nn_class_name(e, 1), "Marine Fish");
+        ims_nn_session_opts eo = {.want_probs = 1, .max_batch = 1, .n_threads = 1};
+        ims_nn_session *es = NULL;
+        CHECK_RC(ims_nn_session_new(e, &eo, &es, &err), IMS_OK);
+        int od = ims_train_out_dim(h);
+        CHECK_EQ(ims_nn_session_dim(es), od);
+        float *want = malloc(sizeof(float) * od), *got = malloc(sizeof(float) * od);
+        float wp[N_CLASSES], gp[N_CLASSES];
+        double max_diff = 0, max_pdiff = 0;
+        for (int i = 0; i < N; i += 4) {
+            ims_train_apply(h, x + (size_t)i * d, 1, want);
+            ims_train_classify(h, x + (size_t)i * d, 1, wp);
+            CHECK_RC(ims_nn_session_run_image(es, img[i], got, gp, &err), IMS_OK);
+            for (int j = 0; j < od; j++)
+                max_diff = fmax(max_diff, fabs(got[j] - want[j]));
+            for (int c = 0; c < N_CLASSES; c++)
+                max_pdiff = fmax(max_pdiff, fabs(gp[c] - wp[c]));
+        }
+        CHECK_MSG(max_diff <= 2e-5, "encoder vs ims_train_apply: max diff %g", max_diff);
+        CHECK_MSG(max_pdiff <= 1e-4, "encoder vs ims_train_classify: max diff %g", max_pdiff);
+        printf("encoder vs apply: max |diff| %.3g (vector), %.3g (probs)\n", max_diff, max_pdiff);
+        free(want), free(got);
+        ims_nn_session_free(es);
+        ims_nn_close(e);
+    }
+
+    /* truncated and corrupted encoder files are refused */
+    spit(bad, b1, l1 / 2);
+    ims_nn_model *z = NULL;
+    CHECK_RC(ims_nn_open(bad, &z, &err), IMS_ECORRUPT);
+    b1[l1 - 100] ^= 0x40; /* in the head's weights at the end */
+    spit(bad, b1, l1);
+    CHECK_RC(ims_nn_open(bad, &z, &err), IMS_ECORRUPT);
+    CHECK(z == NULL);
+
+    /* a tap the head was not trained on is refused */
+    const char *wrong[2] = {TAPS[1], TAPS[0]};
+    CHECK_RC(ims_train_write_encoder(h, model, wrong, GROUPS, NULL, bad, &err), IMS_EINVAL);
+
+    unlink(enc), unlink(enc2), unlink(bad);
+    free(b1), free(b2), free(x);
+    for (int i = 0; i < N; i++)
+        ims_image_free(img[i]);
+    ims_train_head_free(h);
+    return check_report();
+}
