@@ -169,10 +169,10 @@ static int run_finetune(const pipe_args *a)
         fprintf(stderr, "finetune: %s\n", s.message);
     else
         fprintf(stderr,
-                "finetune: %lld items, %d categories, %d epochs, train accuracy %.3f, "
-                "validation accuracy %.3f, %.1f s (%lld backbone passes)\n",
-                (long long)s.items, s.n_classes, s.epochs_run, s.train_accuracy, s.val_accuracy,
-                s.seconds, (long long)s.features_computed);
+                "finetune: %s on %lld items, %d categories; validation accuracy %.3f; "
+                "%.1f s (%lld backbone passes)\n",
+                s.message, (long long)s.items, s.n_classes, s.val_accuracy, s.seconds,
+                (long long)s.features_computed);
     return CLI_OK;
 }
 

@@ -14,6 +14,7 @@
  */
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "coll_int.h"
 #include "core/core_int.h"
@@ -81,12 +82,16 @@ int coll_features(const char *dir, ims_catalog *cat, const coll_encoder *bb,
     return rc;
 }
 
+/* One line per step on a terminal (redrawn in place); elsewhere only
+ * every tenth step and the last, each on its own line. */
 static int progress_cb(void *ud, int epoch, int n_epochs, float loss, float train_acc,
                        float val_acc)
 {
-    (void)ud;
-    fprintf(stderr, "\rfinetune: %d/%d  loss %.4f  train acc %.3f  val acc %.3f   ", epoch + 1,
-            n_epochs, loss, train_acc, val_acc);
+    int tty = *(int *)ud;
+    if (!tty && (epoch + 1) % 10 && epoch + 1 != n_epochs)
+        return 0;
+    fprintf(stderr, "%sfinetune: %d/%d  loss %.4f  train acc %.3f  val acc %.3f%s",
+            tty ? "\r" : "", epoch + 1, n_epochs, loss, train_acc, val_acc, tty ? "   " : "\n");
     return 0;
 }
 
@@ -221,15 +226,16 @@ int ims_coll_finetune(const char *dir, const ims_finetune_opts *o, ims_finetune_
     if (o->epochs > 0)
         to.epochs = o->epochs;
     to.seed = o->seed ? o->seed : 1;
+    int tty = isatty(2);
     if (o->progress) {
         to.progress = progress_cb;
-        to.progress_ud = NULL;
+        to.progress_ud = &tty;
     }
     ims_error terr;
     ims_error_clear(&terr);
     rc = ims_train_fit(x, (int)n, bb.dim, bb.tap_dim, bb.n_taps, labels, (int)n_names, &to,
                        &head, &terr);
-    if (o->progress)
+    if (o->progress && tty)
         fputc('\n', stderr);
     if (rc == IMS_ESTATE) { /* nothing to train: keep the raw taps */
         snprintf(sum->message, sizeof sum->message, "nothing to train (%.180s): raw taps",
@@ -242,20 +248,17 @@ int ims_coll_finetune(const char *dir, const ims_finetune_opts *o, ims_finetune_
         goto done;
     }
     /* 4. encoder.ism = backbone + taps + head; head.bin for cached features */
-    const char *out_tap = NULL;
-#ifdef IMS_NN_HAVE_WRITE_ENCODER
-    if ((rc = ims_nn_write_encoder(bbp, (const char *const *)bb.taps, bb.n_taps, head,
-                                   (const char *const *)names, (int)n_names, encp, &out_tap,
-                                   err)))
+    if ((rc = ims_train_write_encoder(head, bbp, (const char *const *)bb.taps,
+                                      (const char *const *)names, NULL, encp, err)))
         goto done;
-#else
-    snprintf(sum->message, sizeof sum->message, "no encoder writer in this build: raw taps");
-    goto done;
-#endif
-#ifdef IMS_NN_HAVE_WRITE_ENCODER
+    ims_nn_model *em = NULL;
+    if ((rc = ims_nn_open(encp, &em, err)))
+        goto done;
+    char out_tap[1024];
+    snprintf(out_tap, sizeof out_tap, "%s", ims_nn_default_tap(em));
+    ims_nn_close(em);
     if ((rc = ims_train_save(head, &blob, &blob_len, err)))
         goto done;
-#endif
     struct {
         const void *p;
         size_t n;
@@ -323,9 +326,7 @@ int coll_embed_from_cache(const char *dir, ims_catalog *cat, const coll_encoder 
     long len = -1;
     if (f && !fseek(f, 0, SEEK_END) && (len = ftell(f)) > 0 && !fseek(f, 0, SEEK_SET) &&
         (blob = ims_malloc((size_t)len)) && fread(blob, 1, (size_t)len, f) == (size_t)len) {
-#ifdef IMS_NN_HAVE_WRITE_ENCODER
         rc = ims_train_load(blob, (size_t)len, &head, err);
-#endif
     } else {
         rc = IMS_OK; /* unreadable head.bin: fall back to images */
     }
