@@ -67,6 +67,12 @@ void ims_item_clear(ims_item *it);
 int ims_catalog_open(const char *collection, int flags, ims_catalog **out, ims_error *err);
 void ims_catalog_close(ims_catalog *c);
 
+/* Verify the database: SQLite's PRAGMA integrity_check (b-trees, indexes,
+ * NOT NULL / CHECK constraints) and PRAGMA foreign_key_check. IMS_OK, or
+ * IMS_ECORRUPT with the first problem SQLite reports (err->msg). Reads the
+ * whole file: for tests, tools and after a crash, not per request. */
+int ims_catalog_check(ims_catalog *c, ims_error *err);
+
 /* ---- ingest ---------------------------------------------------------------- */
 typedef struct ims_ingest_opts {
     const char *metadata_csv; /* optional RFC 4180 CSV */
