@@ -156,6 +156,14 @@ int ims_catalog_add(ims_catalog *c, const void *bytes, size_t len, const char *f
                     int width, int height, const char *category, const char *name,
                     const char *product_id, const char *metadata, int64_t *id,
                     ims_error *err);
+/* One transaction around several writes of this handle (e.g. an add and
+ * its vector), so that a failure in between (disk full) leaves none of
+ * them: begin, the writes, then commit (on failure it rolls back, and the
+ * error says why) or rollback. Writes that open their own transaction
+ * join this one. Not for ims_catalog_delete/ingest (they begin their own). */
+int ims_catalog_begin(ims_catalog *c, ims_error *err);
+int ims_catalog_commit(ims_catalog *c, ims_error *err);
+void ims_catalog_rollback(ims_catalog *c); /* no-op outside a transaction */
 /* Mark deleted (its vectors are dropped). IMS_ENOTFOUND if not accepted. */
 int ims_catalog_delete(ims_catalog *c, int64_t id, ims_error *err);
 

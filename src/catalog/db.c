@@ -436,6 +436,28 @@ int ims_catalog_check(ims_catalog *c, ims_error *err)
     return IMS_OK;
 }
 
+int ims_catalog_begin(ims_catalog *c, ims_error *err)
+{
+    IMS_ASSERT(c);
+    int rc = ims__cat_writable(c, err);
+    return rc ? rc : ims__cat_exec(c, "BEGIN IMMEDIATE", err);
+}
+
+int ims_catalog_commit(ims_catalog *c, ims_error *err)
+{
+    IMS_ASSERT(c);
+    int rc = ims__cat_exec(c, "COMMIT", err);
+    if (rc)
+        ims_catalog_rollback(c); /* a failed COMMIT (I/O error) can leave it open */
+    return rc;
+}
+
+void ims_catalog_rollback(ims_catalog *c)
+{
+    if (c && c->db && !sqlite3_get_autocommit(c->db))
+        sqlite3_exec(c->db, "ROLLBACK", NULL, NULL, NULL);
+}
+
 int ims_catalog_set_meta(ims_catalog *c, const char *key, const char *value, ims_error *err)
 {
     IMS_ASSERT(c && key && value);
