@@ -441,6 +441,12 @@ static int search_vec(ims_coll *c, const float *q, size_t k, const char *categor
             ims_free(ids);
             return rc;
         }
+        if (n == 0) { /* no such category: nothing to search, nothing to cache (a
+                       * client sending endless distinct names must not grow it) */
+            ims_free(ids);
+            *n_hits = 0;
+            return IMS_OK;
+        }
         cat_filter f = {ims_strdup(category), NULL, (uint64_t)max_id + 1};
         f.bits = ims_calloc((size_t)(f.n_bits + 63) / 64, sizeof(uint64_t));
         if (!f.name || !f.bits) {
