@@ -163,24 +163,33 @@ static unsigned char *jpeg_bomb(unsigned w, unsigned h, size_t *len)
     return p;
 }
 
+/* Patch every size field of a WebP: the VP8X canvas and the VP8 / VP8L
+ * frame inside (libvips may write either layout). */
 static unsigned char *webp_bomb(unsigned w, unsigned h, size_t *len)
 {
     unsigned char *p = vips_make(".webp", 16, 16, len);
-    if (!p || *len < 30)
-        return p;
-    if (!memcmp(p + 12, "VP8 ", 4) && p[23] == 0x9d && p[24] == 0x01 && p[25] == 0x2a) {
-        le16(p + 26, w & 0x3fff);
-        le16(p + 28, h & 0x3fff);
-    } else if (!memcmp(p + 12, "VP8L", 4) && p[20] == 0x2f) {
-        uint32_t v = ((w - 1) & 0x3fff) | (((h - 1) & 0x3fff) << 14) |
-                     ((uint32_t)p[24] & 0xf0u) << 24;
-        p[21] = (unsigned char)v, p[22] = (unsigned char)(v >> 8);
-        p[23] = (unsigned char)(v >> 16), p[24] = (unsigned char)(v >> 24);
-    } else if (!memcmp(p + 12, "VP8X", 4)) {
-        p[24] = (unsigned char)(w - 1), p[25] = (unsigned char)((w - 1) >> 8);
-        p[26] = (unsigned char)((w - 1) >> 16);
-        p[27] = (unsigned char)(h - 1), p[28] = (unsigned char)((h - 1) >> 8);
-        p[29] = (unsigned char)((h - 1) >> 16);
+    for (size_t at = 12; p && at + 8 <= *len;) {
+        size_t sz = (size_t)p[at + 4] | (size_t)p[at + 5] << 8 | (size_t)p[at + 6] << 16 |
+                    (size_t)p[at + 7] << 24;
+        unsigned char *d = p + at + 8;
+        if (at + 8 + sz > *len)
+            break;
+        if (!memcmp(p + at, "VP8 ", 4) && sz >= 10 && d[3] == 0x9d && d[4] == 0x01 &&
+            d[5] == 0x2a) {
+            le16(d + 6, w & 0x3fff);
+            le16(d + 8, h & 0x3fff);
+        } else if (!memcmp(p + at, "VP8L", 4) && sz >= 5 && d[0] == 0x2f) {
+            uint32_t v = ((w - 1) & 0x3fff) | (((h - 1) & 0x3fff) << 14) |
+                         ((uint32_t)d[4] & 0xf0u) << 24;
+            d[1] = (unsigned char)v, d[2] = (unsigned char)(v >> 8);
+            d[3] = (unsigned char)(v >> 16), d[4] = (unsigned char)(v >> 24);
+        } else if (!memcmp(p + at, "VP8X", 4) && sz >= 10) {
+            d[4] = (unsigned char)(w - 1), d[5] = (unsigned char)((w - 1) >> 8);
+            d[6] = (unsigned char)((w - 1) >> 16);
+            d[7] = (unsigned char)(h - 1), d[8] = (unsigned char)((h - 1) >> 8);
+            d[9] = (unsigned char)((h - 1) >> 16);
+        }
+        at += 8 + sz + (sz & 1);
     }
     return p;
 }
@@ -278,6 +287,8 @@ static void make_bombs(void)
     add_bomb("JPEG 65500x65500", p, n, 0);
     p = webp_bomb(16383, 16383, &n);
     add_bomb("WebP 16383x16383", p, n, 0);
+    p = webp_bomb(10001, 10000, &n);
+    add_bomb("WebP 10001x10000", p, n, 0);
     p = gif_make(65535, 65535, 65535, 65535, 1, &n);
     add_bomb("GIF 65535x65535", p, n, 0);
     p = gif_make(100, 100, 1, 1, 10000, &n);
