@@ -19,6 +19,7 @@
  *   - JSON metadata nested 10,000 deep (refused) and of 10 MB (stored
  *     whole or refused, bounded time); category/name not valid UTF-8.
  * Bounds are x10 in sanitizer builds (RSS not checked there).
+ * `test_hostile --dump DIR` writes the small bombs (fuzz seeds).
  */
 #include <limits.h>
 #include <time.h>
@@ -588,10 +589,32 @@ static void test_metadata(ims_coll *c, const void *img, size_t len)
     }
 }
 
-int main(void)
+/* --dump DIR: write the small bombs (seeds for tests/fuzz/corpus/image). */
+static int dump(const char *dir)
+{
+    make_bombs();
+    for (int i = 0; i < n_bombs; i++) {
+        if (bombs[i].len > (64u << 10))
+            continue;
+        char path[1024], name[64];
+        snprintf(name, sizeof name, "%s", bombs[i].name);
+        for (char *p = name; *p; p++)
+            if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9')))
+                *p = '_';
+        snprintf(path, sizeof path, "%s/bomb_%s", dir, name);
+        FILE *f = fopen(path, "wb");
+        if (!f || fwrite(bombs[i].p, 1, bombs[i].len, f) != bombs[i].len || fclose(f))
+            return 1;
+    }
+    return 0;
+}
+
+int main(int argc, char **argv)
 {
     ims_init();
     ims_log_set_level(IMS_LOG_ERROR);
+    if (argc == 3 && !strcmp(argv[1], "--dump"))
+        return dump(argv[2]);
     int rc = fix_init("hostile");
     if (rc)
         return rc;
