@@ -91,8 +91,10 @@ static void *fix_read(const char *path, size_t *len)
         b = NULL;
     }
     fclose(f);
-    if (b)
+    if (b) {
+        ((char *)b)[n] = '\0'; /* text files can be printed */
         *len = (size_t)n;
+    }
     return b;
 }
 

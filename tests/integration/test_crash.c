@@ -414,6 +414,10 @@ static void test_online_crash(int rounds)
     }
     fprintf(stderr, "test_crash: online: %d rounds, %ld acknowledged calls, %d killed before "
             "open finished\n", rounds, total_acks, early);
+    for (int p = 0; p < W.n_pool; p++) {
+        free(W.pool_path[p]);
+        free(W.pool_bytes[p]);
+    }
 }
 
 /* ---- (b) the offline pipeline --------------------------------------------------------- */

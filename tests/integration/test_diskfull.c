@@ -82,6 +82,9 @@ static int child_adds(const char *dir, const char *pool_file, const char *out_fi
     int rc = ims_coll_open(dir, &o, &c, &err);
     if (rc) {
         fprintf(out, "OPENFAIL %d %s\n", rc, err.msg);
+        for (int p = 0; p < n_pool; p++)
+            free(pool[p]);
+        fclose(out);
         return 0;
     }
     for (int p = 0; p < n_pool; p++) {
@@ -116,6 +119,9 @@ static int child_adds(const char *dir, const char *pool_file, const char *out_fi
         break;
     }
     ims_coll_close(c);
+    for (int p = 0; p < n_pool; p++)
+        free(pool[p]);
+    fclose(out);
     return 0;
 }
 
@@ -336,13 +342,15 @@ int main(int argc, char **argv)
         int m = fix_group_photos(pool_groups[g], p, MAX_POOL);
         for (int i = 0; i < m; i++) {
             size_t len = 0;
-            void *b = fix_read(p[i], &len);
+            void *b = n < MAX_POOL ? fix_read(p[i], &len) : NULL;
             int dup = !b;
+            char hex[65] = "";
             if (b)
-                ims__sha256_hex(b, len, sha[n < MAX_POOL ? n : 0]);
+                ims__sha256_hex(b, len, hex);
             for (int j = 0; j < n && !dup; j++)
-                dup = !strcmp(sha[j], sha[n]);
-            if (!dup && n < MAX_POOL) {
+                dup = !strcmp(sha[j], hex);
+            if (!dup) {
+                memcpy(sha[n], hex, sizeof hex);
                 fprintf(pf, "%s\n", p[i]);
                 n++;
             }
