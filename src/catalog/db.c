@@ -405,8 +405,8 @@ static int first_problem(ims_catalog *c, const char *sql, int is_fk, char *out, 
         if (is_fk) { /* table, rowid, parent, fkid */
             const char *t = (const char *)sqlite3_column_text(s, 0);
             const char *p = (const char *)sqlite3_column_text(s, 2);
-            snprintf(out, n, "foreign key: %s row %lld points to a missing %s row",
-                     t ? t : "?", (long long)sqlite3_column_int64(s, 1), p ? p : "?");
+            snprintf(out, n, "foreign key: %s row %lld points to a missing %s row", t ? t : "?",
+                     (long long)sqlite3_column_int64(s, 1), p ? p : "?");
         } else {
             const char *t = (const char *)sqlite3_column_text(s, 0);
             if (!t || strcmp(t, "ok"))

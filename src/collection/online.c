@@ -682,8 +682,8 @@ int ims_coll_add(ims_coll *c, const void *bytes, size_t len, const char *categor
     /* row + vector in one transaction: a failure (disk full) leaves neither */
     rc = ims_catalog_begin(cat, err);
     if (!rc)
-        rc = ims_catalog_add(cat, bytes, len, img->format, img->width, img->height, category,
-                             name, NULL, metadata && *metadata ? metadata : NULL, id, err);
+        rc = ims_catalog_add(cat, bytes, len, img->format, img->width, img->height, category, name,
+                             NULL, metadata && *metadata ? metadata : NULL, id, err);
     /* an accepted row the index lacks: an earlier add failed after its
      * commit (log or index); finish it rather than answer EEXIST for an
      * item no search finds */

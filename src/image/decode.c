@@ -202,8 +202,8 @@ static int tiff_pages(const src *s)
                 break;
             seen[n++] = off;
             uint64_t count = get_uint(b, csz, be);
-            if (count > 65535 || src_read(s, f, off + (uint64_t)csz + count * (uint64_t)esz, b,
-                                         (size_t)osz))
+            if (count > 65535 ||
+                src_read(s, f, off + (uint64_t)csz + count * (uint64_t)esz, b, (size_t)osz))
                 break;
             off = get_uint(b, osz, be);
         }

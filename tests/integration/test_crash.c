@@ -45,10 +45,7 @@ static const char *k_pool_groups[] = {"Cereals and Millets", "Other Vegetables",
                                       "Poultry"};
 
 static unsigned long long g_rng;
-static uint32_t rnd(void)
-{
-    return (uint32_t)(check_rand_u64(&g_rng) >> 33);
-}
+static uint32_t rnd(void) { return (uint32_t)(check_rand_u64(&g_rng) >> 33); }
 
 static double now_s(void)
 {
@@ -78,8 +75,7 @@ static void ack(int fd, const char *fmt, ...)
         _exit(4);
 }
 
-static int child_burst(const char *dir, const char *pool_file, const char *ack_file,
-                       uint64_t seed)
+static int child_burst(const char *dir, const char *pool_file, const char *ack_file, uint64_t seed)
 {
     ims_init();
     ims_log_set_level(IMS_LOG_ERROR);
@@ -165,7 +161,7 @@ typedef struct world {
     size_t pool_len[MAX_POOL];
     char pool_sha[MAX_POOL][65];
     unsigned char state[MAX_ID];
-    int pool_of[MAX_ID];       /* -1: a base item */
+    int pool_of[MAX_ID];         /* -1: a base item */
     unsigned char fresh[MAX_ID]; /* acknowledged this round: search-check it */
 } world;
 
@@ -260,8 +256,8 @@ static void check_world(int round, int64_t in_flight_del)
         size_t len = 0;
         char fmt[8];
         r = ims_coll_image(c, ids[i], &b, &len, fmt, &err);
-        CHECK_MSG(r == IMS_OK, "round %d: item %lld has no image: %s", round,
-                  (long long)ids[i], err.msg);
+        CHECK_MSG(r == IMS_OK, "round %d: item %lld has no image: %s", round, (long long)ids[i],
+                  err.msg);
         if (!r && ids[i] < MAX_ID && W.pool_of[ids[i]] >= 0 && W.state[ids[i]]) {
             int p = W.pool_of[ids[i]];
             CHECK_MSG(len == W.pool_len[p] && !memcmp(b, W.pool_bytes[p], len),
@@ -269,8 +265,7 @@ static void check_world(int round, int64_t in_flight_del)
         }
         ims_free(b);
         if (ids[i] < MAX_ID && W.state[ids[i]] == ST_GONE && ids[i] != in_flight_del)
-            CHECK_MSG(0, "round %d: deleted item %lld is accepted again", round,
-                      (long long)ids[i]);
+            CHECK_MSG(0, "round %d: deleted item %lld is accepted again", round, (long long)ids[i]);
     }
     for (int64_t id = 1; id < MAX_ID; id++) {
         if (id == in_flight_del || !W.state[id])
@@ -278,8 +273,8 @@ static void check_world(int round, int64_t in_flight_del)
         ims_item it;
         int r = ims_coll_get(c, id, &it, &err);
         if (W.state[id] == ST_PRESENT) {
-            CHECK_MSG(r == IMS_OK, "round %d: acknowledged add %lld lost: %s", round,
-                      (long long)id, err.msg);
+            CHECK_MSG(r == IMS_OK, "round %d: acknowledged add %lld lost: %s", round, (long long)id,
+                      err.msg);
             if (!r)
                 ims_item_clear(&it);
             int p = W.pool_of[id];
@@ -295,8 +290,8 @@ static void check_world(int round, int64_t in_flight_del)
                 ims_coll_hits_free(h, nh);
             }
         } else {
-            CHECK_MSG(r == IMS_ENOTFOUND, "round %d: acknowledged delete %lld still there",
-                      round, (long long)id);
+            CHECK_MSG(r == IMS_ENOTFOUND, "round %d: acknowledged delete %lld still there", round,
+                      (long long)id);
             if (!r)
                 ims_item_clear(&it);
             ims_coll_hit *h = NULL;
@@ -324,8 +319,7 @@ static void check_world(int round, int64_t in_flight_del)
     }
     ims_free(ids);
     ims_coll_close(c);
-    CHECK_MSG(ims_catalog_check(cat, &err) == IMS_OK, "round %d: catalogue: %s", round,
-              err.msg);
+    CHECK_MSG(ims_catalog_check(cat, &err) == IMS_OK, "round %d: catalogue: %s", round, err.msg);
     ims_catalog_close(cat);
     CHECK_MSG(fix_sh("'%s' index check '%s/index.hnsw' >/dev/null", fix_cli, W.dir) == 0,
               "round %d: imgsim index check fails", round);
@@ -412,8 +406,10 @@ static void test_online_crash(int rounds)
         fprintf(stderr, "test_crash: online round %d: killed after %.0f ms%s, %ld acknowledged\n",
                 r, (now_s() - t0) * 1000, during_open ? " (open)" : "", n_acks);
     }
-    fprintf(stderr, "test_crash: online: %d rounds, %ld acknowledged calls, %d killed before "
-            "open finished\n", rounds, total_acks, early);
+    fprintf(stderr,
+            "test_crash: online: %d rounds, %ld acknowledged calls, %d killed before "
+            "open finished\n",
+            rounds, total_acks, early);
     for (int p = 0; p < W.n_pool; p++) {
         free(W.pool_path[p]);
         free(W.pool_bytes[p]);
@@ -488,9 +484,9 @@ static shavec *collect(const char *dir, int dim, size_t *n_out)
         }
         if (dim > 0) {
             s[i].v = calloc((size_t)dim, sizeof(float));
-            CHECK_MSG(!ims_catalog_get_vectors(cat, "vectors", stamp, 1, &ids[i], s[i].v, dim,
-                                               &err),
-                      "%s: item %lld: %s", dir, (long long)ids[i], err.msg);
+            CHECK_MSG(
+                !ims_catalog_get_vectors(cat, "vectors", stamp, 1, &ids[i], s[i].v, dim, &err),
+                "%s: item %lld: %s", dir, (long long)ids[i], err.msg);
         }
         char *path = NULL;
         if (!ims_catalog_image_path(cat, ids[i], &path, &err)) {
@@ -499,8 +495,8 @@ static shavec *collect(const char *dir, int dim, size_t *n_out)
             char hex[65] = "";
             if (b)
                 ims__sha256_hex(b, len, hex);
-            CHECK_MSG(!strcmp(hex, s[i].sha), "%s: item %lld: stored image missing or wrong",
-                      dir, (long long)ids[i]);
+            CHECK_MSG(!strcmp(hex, s[i].sha), "%s: item %lld: stored image missing or wrong", dir,
+                      (long long)ids[i]);
             free(b);
         }
         ims_free(path);

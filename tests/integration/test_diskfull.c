@@ -99,8 +99,7 @@ static int child_adds(const char *dir, const char *pool_file, const char *out_fi
         }
         ims_coll_stats st;
         ims_coll_get_stats(c, &st);
-        fprintf(out, "FAIL %d %ld %lld %s\n", rc, n_accepted(dir), (long long)st.indexed,
-                err.msg);
+        fprintf(out, "FAIL %d %ld %lld %s\n", rc, n_accepted(dir), (long long)st.indexed, err.msg);
         /* space comes back: the same add again */
         set_fsize(RLIM_INFINITY);
         rc = ims_coll_add(c, b, len, "Pool", NULL, "{\"k\":1}", &id, &err);
@@ -109,8 +108,8 @@ static int child_adds(const char *dir, const char *pool_file, const char *out_fi
         int64_t self = 0;
         int found = 0;
         if (rc == IMS_OK || rc == IMS_EEXIST)
-            found = !ims_coll_search_image(c, b, len, 1, NULL, &h, &nh, &self, &err) &&
-                    nh == 1 && h[0].item.id == id;
+            found = !ims_coll_search_image(c, b, len, 1, NULL, &h, &nh, &self, &err) && nh == 1 &&
+                    h[0].item.id == id;
         ims_coll_hits_free(h, nh);
         ims_coll_get_stats(c, &st);
         fprintf(out, "RETRY %d %lld %d %d %ld %lld %s\n", rc, (long long)id, p, found,
@@ -208,14 +207,16 @@ static void test_adds(const char *dir, const char *pool_file)
                 failed = 1;
                 CHECK_MSG(rc == IMS_EIO || rc == IMS_EFULL, "limit %ld: add failed with %s",
                           limits[li], ims_errname(rc));
-                CHECK_MSG(nacc == nidx, "limit %ld: after the failed add %ld accepted but "
-                          "%ld indexed (half an item)", limits[li], nacc, nidx);
+                CHECK_MSG(nacc == nidx,
+                          "limit %ld: after the failed add %ld accepted but "
+                          "%ld indexed (half an item)",
+                          limits[li], nacc, nidx);
                 fprintf(stderr, "test_diskfull: limit %ld: add %d failed: %s: %s", limits[li],
                         n_acked + 1, ims_errname(rc), line + off);
             } else if (sscanf(line, "RETRY %d %lld %d %d %ld %ld", &rc, &id, &p, &found, &nacc,
                               &nidx) == 6) {
-                CHECK_MSG(rc == IMS_OK || rc == IMS_EEXIST, "limit %ld: retry: %s: %s",
-                          limits[li], ims_errname(rc), line);
+                CHECK_MSG(rc == IMS_OK || rc == IMS_EEXIST, "limit %ld: retry: %s: %s", limits[li],
+                          ims_errname(rc), line);
                 CHECK_MSG(found, "limit %ld: retried add %lld (%s) not found by its image",
                           limits[li], id, ims_errname(rc));
                 CHECK_MSG(nacc == nidx, "limit %ld: after the retry %ld accepted, %ld indexed",

@@ -180,8 +180,8 @@ static unsigned char *webp_bomb(unsigned w, unsigned h, size_t *len)
             le16(d + 6, w & 0x3fff);
             le16(d + 8, h & 0x3fff);
         } else if (!memcmp(p + at, "VP8L", 4) && sz >= 5 && d[0] == 0x2f) {
-            uint32_t v = ((w - 1) & 0x3fff) | (((h - 1) & 0x3fff) << 14) |
-                         ((uint32_t)d[4] & 0xf0u) << 24;
+            uint32_t v =
+                ((w - 1) & 0x3fff) | (((h - 1) & 0x3fff) << 14) | ((uint32_t)d[4] & 0xf0u) << 24;
             d[1] = (unsigned char)v, d[2] = (unsigned char)(v >> 8);
             d[3] = (unsigned char)(v >> 16), d[4] = (unsigned char)(v >> 24);
         } else if (!memcmp(p + at, "VP8X", 4) && sz >= 10) {
@@ -204,9 +204,9 @@ static unsigned char *gif_make(unsigned sw, unsigned sh, unsigned fw, unsigned f
     put(&b, "GIF89a", 6);
     put16le(&b, sw);
     put16le(&b, sh);
-    put(&b, "\x80\x00\x00", 3);                /* global table of 2 colours */
+    put(&b, "\x80\x00\x00", 3); /* global table of 2 colours */
     put(&b, "\x00\x00\x00\xff\xff\xff", 6);
-    if (n_frames > 1)                         /* NETSCAPE loop extension */
+    if (n_frames > 1) /* NETSCAPE loop extension */
         put(&b, "\x21\xff\x0bNETSCAPE2.0\x03\x01\x00\x00\x00", 19);
     for (int i = 0; i < n_frames; i++) {
         put(&b, "\x21\xf9\x04\x00\x01\x00\x00\x00", 8); /* 10 ms */
@@ -226,8 +226,8 @@ static unsigned char *tiff_make(unsigned w, unsigned h, int n_pages, int loop, s
 {
     buf b = {0};
     put(&b, "II*\0", 4);
-    put32le(&b, 16);           /* IFD0 */
-    put32le(&b, 0x80808080u);  /* the pixel byte at offset 8 */
+    put32le(&b, 16);          /* IFD0 */
+    put32le(&b, 0x80808080u); /* the pixel byte at offset 8 */
     put32le(&b, 0);
     const uint32_t ifd_size = 2 + 8 * 12 + 4;
     for (int i = 0; i < n_pages; i++) {
@@ -324,8 +324,7 @@ static void test_bombs_image(void)
         fprintf(stderr, "test_hostile: image %-36s %6zu B -> %-15s %6.1f ms %6ld KiB  %s\n",
                 b->name, b->len, ims_errname(rc), ms, kb, rc ? err.msg : "");
         if (!b->may_decode)
-            CHECK_MSG(rc == IMS_ETOOBIG || rc == IMS_ECORRUPT, "%s: %s", b->name,
-                      ims_errname(rc));
+            CHECK_MSG(rc == IMS_ETOOBIG || rc == IMS_ECORRUPT, "%s: %s", b->name, ims_errname(rc));
         else
             CHECK_MSG(rc == IMS_OK || rc == IMS_ECORRUPT || rc == IMS_ETOOBIG ||
                           rc == IMS_EUNSUPPORTED,
@@ -352,8 +351,7 @@ static void test_bombs_coll(ims_coll *c)
         fprintf(stderr, "test_hostile: search %-36s -> %-15s %6.1f ms %6ld KiB\n", b->name,
                 ims_errname(rc), ms, kb);
         if (!b->may_decode) {
-            CHECK_MSG(rc == IMS_ETOOBIG || rc == IMS_ECORRUPT, "%s: %s", b->name,
-                      ims_errname(rc));
+            CHECK_MSG(rc == IMS_ETOOBIG || rc == IMS_ECORRUPT, "%s: %s", b->name, ims_errname(rc));
             check_cost("search", b->name, ms, kb);
         } else { /* decoded: the time includes one encode */
             CHECK_MSG(ms < MAX_MS * 10, "search: %s took %.1f ms", b->name, ms);
@@ -406,8 +404,10 @@ static void test_inlimit_bomb(const char *dir)
         ims_coll_hits_free(h, nh);
         CHECK_EQ(rc, IMS_ETOOBIG);
         check_cost("search, max_pixels 16 MP", "PNG 9000x9000", ms, kb);
-        fprintf(stderr, "test_hostile: same through a collection with max_pixels = 16 MP: %s "
-                "in %.1f ms, +%ld KiB\n", ims_errname(rc), ms, kb);
+        fprintf(stderr,
+                "test_hostile: same through a collection with max_pixels = 16 MP: %s "
+                "in %.1f ms, +%ld KiB\n",
+                ims_errname(rc), ms, kb);
         ims_coll_close(c);
     }
     free(p);
@@ -470,8 +470,8 @@ static void test_ef(void)
                 CHECK_MSG(rc == IMS_OK || rc == IMS_EINVAL, "ef=%u k=%zu mode %d: %s", efs[a],
                           ks[b], mode, ims_errname(rc));
                 if (rc == IMS_OK)
-                    CHECK_MSG(nh == (ks[b] < 200 ? ks[b] : 200), "ef=%u k=%zu: %zu hits",
-                              efs[a], ks[b], nh);
+                    CHECK_MSG(nh == (ks[b] < 200 ? ks[b] : 200), "ef=%u k=%zu: %zu hits", efs[a],
+                              ks[b], nh);
                 char name[64];
                 snprintf(name, sizeof name, "ef=%u k=%zu mode %d", efs[a], ks[b], mode);
                 check_cost("index search", name, ms, kb);
@@ -484,10 +484,15 @@ static void test_ef(void)
 
 static void test_categories(ims_coll *c, int64_t id)
 {
-    static const char *evil[] = {"' OR 1=1 --", "\" OR \"\"=\"", "%", "_", "Fruit_", "Fruits%",
-                                 "%Fruits%", "Fruits' --", "Fruits\"", "'; DROP TABLE items; --",
-                                 "\\", "Fr\xc3\xbcits \xe2\x9c\x93 \xf0\x9f\x8d\x8e",
-                                 "fruits", " Fruits", "Fruits ", "*", "NULL"};
+    static const char *evil[] = {"' OR 1=1 --", "\" OR \"\"=\"",
+                                 "%",           "_",
+                                 "Fruit_",      "Fruits%",
+                                 "%Fruits%",    "Fruits' --",
+                                 "Fruits\"",    "'; DROP TABLE items; --",
+                                 "\\",          "Fr\xc3\xbcits \xe2\x9c\x93 \xf0\x9f\x8d\x8e",
+                                 "fruits",      " Fruits",
+                                 "Fruits ",     "*",
+                                 "NULL"};
     for (size_t i = 0; i < IMS_ARRAY_LEN(evil); i++) {
         ims_coll_hit *h = NULL;
         size_t nh = 0;
@@ -524,8 +529,8 @@ static void test_categories(ims_coll *c, int64_t id)
             t_first += now_ms() - t;
     }
     double per = (now_ms() - t0) / 2000, per_first = t_first / 100;
-    fprintf(stderr, "test_hostile: 2000 unknown categories: %.3f ms each (first 100: %.3f)\n",
-            per, per_first);
+    fprintf(stderr, "test_hostile: 2000 unknown categories: %.3f ms each (first 100: %.3f)\n", per,
+            per_first);
     CHECK_MSG(per < 3 * per_first + 0.5, "unknown categories slow down: %.3f vs %.3f ms", per,
               per_first);
     free(huge);
@@ -582,8 +587,7 @@ static void test_metadata(ims_coll *c, const void *img, size_t len)
     static const char *bad[] = {"\xff\xfe", "caf\xe9", "\xc0\xaf", "\xed\xa0\x80"};
     for (size_t i = 0; i < IMS_ARRAY_LEN(bad); i++) {
         rc = ims_coll_add(c, img, len, bad[i], bad[i], NULL, &id, &err);
-        CHECK_MSG(rc == IMS_EINVAL, "category/name not UTF-8 (case %zu): %s", i,
-                  ims_errname(rc));
+        CHECK_MSG(rc == IMS_EINVAL, "category/name not UTF-8 (case %zu): %s", i, ims_errname(rc));
         if (rc == IMS_OK)
             ims_coll_delete(c, id, &err);
     }
