@@ -13,6 +13,9 @@
  *   - `imgsim ingest` of new photos and `imgsim index -c` (index save):
  *     exit 1 with a one-line message; index.hnsw keeps its old bytes and
  *     no temp file is left behind.
+ *   - adds on a tmpfs just larger than the collection (a real ENOSPC; needs
+ *     root for mount, else skipped with a note): the same, the failed add
+ *     retried after a remount with more room.
  * After each: the collection opens, every acknowledged add is there, the
  * catalogue integrity check passes, and an unlimited run then completes.
  */
@@ -74,7 +77,7 @@ static int child_adds(const char *dir, const char *pool_file, const char *out_fi
     ims_init();
     ims_log_set_level(IMS_LOG_ERROR);
     signal(SIGXFSZ, SIG_IGN);
-    if (set_fsize((rlim_t)limit))
+    if (limit > 0 && set_fsize((rlim_t)limit)) /* 0: a small file system instead */
         return 2;
     ims_coll *c = NULL;
     ims_error err;
@@ -100,6 +103,10 @@ static int child_adds(const char *dir, const char *pool_file, const char *out_fi
         ims_coll_stats st;
         ims_coll_get_stats(c, &st);
         fprintf(out, "FAIL %d %ld %lld %s\n", rc, n_accepted(dir), (long long)st.indexed, err.msg);
+        if (limit == 0) { /* the parent frees space and retries */
+            free(b);
+            break;
+        }
         /* space comes back: the same add again */
         set_fsize(RLIM_INFINITY);
         rc = ims_coll_add(c, b, len, "Pool", NULL, "{\"k\":1}", &id, &err);
@@ -321,6 +328,89 @@ static void test_cli(const char *dir)
     }
 }
 
+/* A real full disk (ENOSPC) on a tmpfs just larger than the collection;
+ * needs root (mount), else says so and returns. */
+static void test_tmpfs(const char *dir, const char *pool_file)
+{
+    char mnt[700], c2[800], cmd[1600];
+    snprintf(mnt, sizeof mnt, "%s/mnt", fix_tmp);
+    snprintf(c2, sizeof c2, "%s/c", mnt);
+    snprintf(cmd, sizeof cmd, "du -sb '%s'", dir);
+    FILE *p = popen(cmd, "r");
+    long bytes = 0;
+    if (!p || fscanf(p, "%ld", &bytes) != 1)
+        bytes = 0;
+    if (p)
+        pclose(p);
+    long size = ((bytes + (160 << 10)) + 4095) / 4096 * 4096;
+    mkdir(mnt, 0755);
+    if (!bytes || fix_sh("mount -t tmpfs -o size=%ld tmpfs '%s' 2>/dev/null", size, mnt)) {
+        fprintf(stderr, "test_diskfull: tmpfs: cannot mount (not root?): ENOSPC case skipped\n");
+        return;
+    }
+    CHECK_EQ(fix_sh("cp -a '%s' '%s'", dir, c2), 0);
+    char out[700], errf[700], self[64];
+    snprintf(out, sizeof out, "%s/tmpfs.adds", fix_tmp);
+    snprintf(errf, sizeof errf, "%s/tmpfs.err", fix_tmp);
+    snprintf(self, sizeof self, "/proc/%d/exe", (int)getpid());
+    char *argv[] = {self, "--adds", c2, (char *)pool_file, out, "0", NULL};
+    CHECK_EQ(run_limited(argv, 0, errf), 0);
+    FILE *f = fopen(out, "r");
+    char line[1024];
+    int64_t acked[MAX_POOL + 1];
+    int n_acked = 0, failed_p = -1;
+    while (f && fgets(line, sizeof line, f)) {
+        long long id;
+        int pi, rc, off = 0;
+        long nacc, nidx;
+        if (sscanf(line, "A %lld %d", &id, &pi) == 2) {
+            acked[n_acked++] = id;
+        } else if (sscanf(line, "FAIL %d %ld %ld %n", &rc, &nacc, &nidx, &off) == 3) {
+            failed_p = n_acked;
+            CHECK_MSG(rc == IMS_EIO || rc == IMS_EFULL, "tmpfs: add failed with %s",
+                      ims_errname(rc));
+            CHECK_MSG(nacc == nidx, "tmpfs: after the failed add %ld accepted, %ld indexed",
+                      nacc, nidx);
+            fprintf(stderr, "test_diskfull: tmpfs of %ld KiB: add %d failed: %s: %s", size >> 10,
+                    n_acked + 1, ims_errname(rc), line + off);
+        } else if (!strncmp(line, "OPENFAIL", 8)) {
+            CHECK_MSG(0, "tmpfs: open failed: %s", line);
+        }
+    }
+    if (f)
+        fclose(f);
+    CHECK_MSG(failed_p >= 0, "tmpfs: every add succeeded (%d)", n_acked);
+    /* space comes back: everything acknowledged is there, the failed add works */
+    CHECK_EQ(fix_sh("mount -o remount,size=%ld tmpfs '%s'", size + (64l << 20), mnt), 0);
+    check_coll(c2, acked, n_acked, "tmpfs");
+    if (failed_p >= 0) {
+        FILE *pf = fopen(pool_file, "r");
+        char path[2048] = "";
+        for (int i = 0; pf && i <= failed_p && fgets(path, sizeof path, pf); i++)
+            path[strcspn(path, "\n")] = 0;
+        if (pf)
+            fclose(pf);
+        size_t len = 0;
+        void *b = fix_read(path, &len);
+        ims_coll *c = NULL;
+        ims_error err;
+        CHECK_EQ(ims_coll_open(c2, &(ims_coll_opts){.sessions = 1}, &c, &err), IMS_OK);
+        if (c && b) {
+            int64_t id = 0;
+            int rc = ims_coll_add(c, b, len, "Pool", NULL, NULL, &id, &err);
+            CHECK_MSG(rc == IMS_OK || rc == IMS_EEXIST, "tmpfs: retry: %s", err.msg);
+            ims_coll_hit *h = NULL;
+            size_t nh = 0;
+            CHECK_EQ(ims_coll_search_image(c, b, len, 1, NULL, &h, &nh, NULL, &err), IMS_OK);
+            CHECK(nh == 1 && h[0].item.id == id);
+            ims_coll_hits_free(h, nh);
+        }
+        ims_coll_close(c);
+        free(b);
+    }
+    fix_sh("umount '%s'", mnt);
+}
+
 int main(int argc, char **argv)
 {
     if (argc == 6 && !strcmp(argv[1], "--adds"))
@@ -361,6 +451,7 @@ int main(int argc, char **argv)
     }
     fclose(pf);
     CHECK(n >= 20);
+    test_tmpfs(dir, pool_file); /* first: no pool image is in the collection yet */
     test_adds(dir, pool_file);
     test_cli(dir);
     if (!check_failures)
