@@ -369,8 +369,8 @@ static void test_tmpfs(const char *dir, const char *pool_file)
             failed_p = n_acked;
             CHECK_MSG(rc == IMS_EIO || rc == IMS_EFULL, "tmpfs: add failed with %s",
                       ims_errname(rc));
-            CHECK_MSG(nacc == nidx, "tmpfs: after the failed add %ld accepted, %ld indexed",
-                      nacc, nidx);
+            CHECK_MSG(nacc == nidx, "tmpfs: after the failed add %ld accepted, %ld indexed", nacc,
+                      nidx);
             fprintf(stderr, "test_diskfull: tmpfs of %ld KiB: add %d failed: %s: %s", size >> 10,
                     n_acked + 1, ims_errname(rc), line + off);
         } else if (!strncmp(line, "OPENFAIL", 8)) {
