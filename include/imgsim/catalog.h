@@ -67,6 +67,12 @@ void ims_item_clear(ims_item *it);
 int ims_catalog_open(const char *collection, int flags, ims_catalog **out, ims_error *err);
 void ims_catalog_close(ims_catalog *c);
 
+/* Verify the database: SQLite's PRAGMA integrity_check (b-trees, indexes,
+ * NOT NULL / CHECK constraints) and PRAGMA foreign_key_check. IMS_OK, or
+ * IMS_ECORRUPT with the first problem SQLite reports (err->msg). Reads the
+ * whole file: for tests, tools and after a crash, not per request. */
+int ims_catalog_check(ims_catalog *c, ims_error *err);
+
 /* ---- ingest ---------------------------------------------------------------- */
 typedef struct ims_ingest_opts {
     const char *metadata_csv; /* optional RFC 4180 CSV */
@@ -150,6 +156,14 @@ int ims_catalog_add(ims_catalog *c, const void *bytes, size_t len, const char *f
                     int width, int height, const char *category, const char *name,
                     const char *product_id, const char *metadata, int64_t *id,
                     ims_error *err);
+/* One transaction around several writes of this handle (e.g. an add and
+ * its vector), so that a failure in between (disk full) leaves none of
+ * them: begin, the writes, then commit (on failure it rolls back, and the
+ * error says why) or rollback. Writes that open their own transaction
+ * join this one. Not for ims_catalog_delete/ingest (they begin their own). */
+int ims_catalog_begin(ims_catalog *c, ims_error *err);
+int ims_catalog_commit(ims_catalog *c, ims_error *err);
+void ims_catalog_rollback(ims_catalog *c); /* no-op outside a transaction */
 /* Mark deleted (its vectors are dropped). IMS_ENOTFOUND if not accepted. */
 int ims_catalog_delete(ims_catalog *c, int64_t id, ims_error *err);
 

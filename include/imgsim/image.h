@@ -2,7 +2,8 @@
 /*
  * image.h — decoding (libvips) and preprocessing to a model's input tensor.
  *
- * Decoding accepts JPEG, PNG, WebP, GIF (first frame) and TIFF, from a file
+ * Decoding accepts JPEG, PNG, WebP, GIF (first frame) and TIFF (first page;
+ * files of more than 1024 pages are refused as IMS_ETOOBIG), from a file
  * or from memory. The result is always 8-bit sRGB, 3 channels, HWC: EXIF
  * orientation applied, alpha flattened onto white, grey/CMYK/16-bit
  * converted. Empty, truncated, corrupt, unsupported and over-limit images are

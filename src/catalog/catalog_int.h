@@ -126,6 +126,10 @@ int ims__csv_column(const ims__csv *t, const char *name);
 void ims__csv_free(ims__csv *t);
 /* 1 if s[0..n) is valid UTF-8 (no overlongs, surrogates, > U+10FFFF). */
 int ims__utf8_valid(const unsigned char *s, size_t n);
+/* Replace, in place, every byte of s that does not start a valid UTF-8
+ * sequence with '?' (file and folder names are bytes; what is shown and
+ * sent as JSON must be text). */
+void ims__utf8_scrub(char *s);
 
 /* ---- DIR scan (scan.c) ---- */
 enum ims__entry_kind {

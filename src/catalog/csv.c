@@ -27,38 +27,51 @@
 
 #define CSV_MAX_BYTES (1ll << 30)
 
+/* Length of the valid UTF-8 sequence at s[0..n) (no overlongs,
+ * surrogates, > U+10FFFF), or 0 if it is not one. */
+static size_t utf8_seq(const unsigned char *s, size_t n)
+{
+    unsigned char b = s[0];
+    if (b < 0x80)
+        return 1;
+    size_t len;
+    uint32_t cp;
+    if (b >= 0xC2 && b <= 0xDF)
+        len = 2, cp = b & 0x1F;
+    else if (b >= 0xE0 && b <= 0xEF)
+        len = 3, cp = b & 0x0F;
+    else if (b >= 0xF0 && b <= 0xF4)
+        len = 4, cp = b & 0x07;
+    else
+        return 0;
+    if (n < len)
+        return 0;
+    for (size_t k = 1; k < len; k++) {
+        if ((s[k] & 0xC0) != 0x80)
+            return 0;
+        cp = cp << 6 | (s[k] & 0x3F);
+    }
+    if ((len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10FFFF)) ||
+        (cp >= 0xD800 && cp <= 0xDFFF))
+        return 0;
+    return len;
+}
+
 int ims__utf8_valid(const unsigned char *s, size_t n)
 {
-    size_t i = 0;
-    while (i < n) {
-        unsigned char b = s[i];
-        if (b < 0x80) {
-            i++;
-            continue;
-        }
-        size_t len;
-        uint32_t cp;
-        if (b >= 0xC2 && b <= 0xDF)
-            len = 2, cp = b & 0x1F;
-        else if (b >= 0xE0 && b <= 0xEF)
-            len = 3, cp = b & 0x0F;
-        else if (b >= 0xF0 && b <= 0xF4)
-            len = 4, cp = b & 0x07;
-        else
+    for (size_t i = 0, len; i < n; i += len)
+        if (!(len = utf8_seq(s + i, n - i)))
             return 0;
-        if (n - i < len)
-            return 0;
-        for (size_t k = 1; k < len; k++) {
-            if ((s[i + k] & 0xC0) != 0x80)
-                return 0;
-            cp = cp << 6 | (s[i + k] & 0x3F);
-        }
-        if ((len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10FFFF)) ||
-            (cp >= 0xD800 && cp <= 0xDFFF))
-            return 0;
-        i += len;
-    }
     return 1;
+}
+
+void ims__utf8_scrub(char *s)
+{
+    unsigned char *p = (unsigned char *)s;
+    size_t n = strlen(s);
+    for (size_t i = 0, len; i < n; i += len)
+        if (!(len = utf8_seq(p + i, n - i)))
+            p[i] = '?', len = 1;
 }
 
 typedef struct pstate {

@@ -397,6 +397,71 @@ void ims_catalog_close(ims_catalog *c)
     ims_free(c);
 }
 
+/* The first row of a checking PRAGMA that is not "ok"; SQLite rc. */
+static int first_problem(ims_catalog *c, const char *sql, int is_fk, char *out, size_t n)
+{
+    sqlite3_stmt *s;
+    out[0] = '\0';
+    int rc = sqlite3_prepare_v2(c->db, sql, -1, &s, NULL);
+    if (rc != SQLITE_OK)
+        return rc;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW && !out[0]) {
+        if (is_fk) { /* table, rowid, parent, fkid */
+            const char *t = (const char *)sqlite3_column_text(s, 0);
+            const char *p = (const char *)sqlite3_column_text(s, 2);
+            snprintf(out, n, "foreign key: %s row %lld points to a missing %s row", t ? t : "?",
+                     (long long)sqlite3_column_int64(s, 1), p ? p : "?");
+        } else {
+            const char *t = (const char *)sqlite3_column_text(s, 0);
+            if (!t || strcmp(t, "ok"))
+                snprintf(out, n, "%s", t ? t : "(null)");
+        }
+    }
+    sqlite3_finalize(s);
+    return rc == SQLITE_DONE || rc == SQLITE_ROW ? SQLITE_OK : rc;
+}
+
+int ims_catalog_check(ims_catalog *c, ims_error *err)
+{
+    IMS_ASSERT(c);
+    char problem[400];
+    static const char *const sql[2] = {"PRAGMA integrity_check(20)", "PRAGMA foreign_key_check"};
+    for (int i = 0; i < 2; i++) {
+        int src = first_problem(c, sql[i], i, problem, sizeof problem);
+        if (src != SQLITE_OK) {
+            if ((src & 0xff) == SQLITE_NOTADB || (src & 0xff) == SQLITE_CORRUPT)
+                return ims_error_set(err, IMS_ECORRUPT, "%s: corrupt SQLite database: %s",
+                                     c->db_path, sqlite3_errmsg(c->db));
+            return ims__cat_dberr(c, src, sql[i], err);
+        }
+        if (problem[0])
+            return ims_error_set(err, IMS_ECORRUPT, "%s: %s", c->db_path, problem);
+    }
+    return IMS_OK;
+}
+
+int ims_catalog_begin(ims_catalog *c, ims_error *err)
+{
+    IMS_ASSERT(c);
+    int rc = ims__cat_writable(c, err);
+    return rc ? rc : ims__cat_exec(c, "BEGIN IMMEDIATE", err);
+}
+
+int ims_catalog_commit(ims_catalog *c, ims_error *err)
+{
+    IMS_ASSERT(c);
+    int rc = ims__cat_exec(c, "COMMIT", err);
+    if (rc)
+        ims_catalog_rollback(c); /* a failed COMMIT (I/O error) can leave it open */
+    return rc;
+}
+
+void ims_catalog_rollback(ims_catalog *c)
+{
+    if (c && c->db && !sqlite3_get_autocommit(c->db))
+        sqlite3_exec(c->db, "ROLLBACK", NULL, NULL, NULL);
+}
+
 int ims_catalog_set_meta(ims_catalog *c, const char *key, const char *value, ims_error *err)
 {
     IMS_ASSERT(c && key && value);

@@ -191,6 +191,7 @@ static int build_meta(run *r, const ims__entry *e, meta_out *m)
     char *dot = strrchr(m->stem, '.');
     if (dot && dot != m->stem)
         *dot = '\0';
+    ims__utf8_scrub(m->stem); /* the item's name; the CSV join uses e->rel */
     if (!r->j.on)
         return IMS_OK;
     m->name = m->stem;

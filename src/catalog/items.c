@@ -412,6 +412,14 @@ int ims_catalog_add(ims_catalog *c, const void *bytes, size_t len, const char *f
         return ims_error_set(err, IMS_EINVAL, "add: empty image, unknown format or bad size");
     if (metadata && !is_json_object(metadata))
         return ims_error_set(err, IMS_EINVAL, "add: metadata is not a JSON object");
+    /* they come back in JSON (and HTML): text only */
+    const char *bad = NULL;
+    if (category && !ims__utf8_valid((const unsigned char *)category, strlen(category)))
+        bad = "category";
+    else if (name && !ims__utf8_valid((const unsigned char *)name, strlen(name)))
+        bad = "name";
+    if (bad)
+        return ims_error_set(err, IMS_EINVAL, "add: %s is not valid UTF-8", bad);
     char sha[65];
     ims__sha256_hex(bytes, len, sha);
     int64_t have;

@@ -85,6 +85,7 @@ static int add(walk *w, const char *rel, char *real, int kind, const struct stat
         return ims_error_set(w->err, IMS_ENOMEM, "scan: out of memory");
     memcpy(e->category, rel, clen);
     e->category[clen] = '\0';
+    ims__utf8_scrub(e->category); /* e->rel stays the real name */
     return IMS_OK;
 }
 

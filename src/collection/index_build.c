@@ -101,7 +101,7 @@ int ims_coll_build_index(const char *dir, const ims_coll_index_opts *o,
         goto done;
     }
     if ((rc = ims_hnsw_save(h, path))) {
-        rc = ims_error_set(err, rc, "%s: %s", path, ims_hnsw_errmsg(h));
+        rc = ims_error_set(err, rc, "%s", ims_hnsw_errmsg(h)); /* it names the file */
         goto done;
     }
     if (unlink(log) && access(log, F_OK) == 0) {

@@ -144,8 +144,16 @@ static int log_append(ims_coll *c, char op, int64_t id, ims_error *err)
     r[4] = (unsigned char)op;
     ims__put_u64(r + 8, (uint64_t)id);
     ims__put_u32(r + 16, ims__crc32c(0, r, 16));
-    if (write(c->log_fd, r, LOG_REC) != LOG_REC || fdatasync(c->log_fd))
-        return ims_error_set_errno(err, IMS_EIO, errno, "%s/index.log: cannot append", c->dir);
+    /* a short write (disk full) must not stay in the log: replay stops at
+     * the first torn record and cuts everything after it, so the records
+     * of later, acknowledged writes would be lost */
+    off_t end = lseek(c->log_fd, 0, SEEK_END);
+    if (write(c->log_fd, r, LOG_REC) != LOG_REC || fdatasync(c->log_fd)) {
+        int e = errno;
+        if (end >= 0 && ftruncate(c->log_fd, end) == 0)
+            (void)fdatasync(c->log_fd);
+        return ims_error_set_errno(err, IMS_EIO, e, "%s/index.log: cannot append", c->dir);
+    }
     return IMS_OK;
 }
 
@@ -433,6 +441,12 @@ static int search_vec(ims_coll *c, const float *q, size_t k, const char *categor
             ims_free(ids);
             return rc;
         }
+        if (n == 0) { /* no such category: nothing to search, nothing to cache (a
+                       * client sending endless distinct names must not grow it) */
+            ims_free(ids);
+            *n_hits = 0;
+            return IMS_OK;
+        }
         cat_filter f = {ims_strdup(category), NULL, (uint64_t)max_id + 1};
         f.bits = ims_calloc((size_t)(f.n_bits + 63) / 64, sizeof(uint64_t));
         if (!f.name || !f.bits) {
@@ -665,16 +679,36 @@ int ims_coll_add(ims_coll *c, const void *bytes, size_t len, const char *categor
     }
     pthread_mutex_lock(&c->write_mu);
     ims_catalog *cat = cat_take(c);
-    rc = ims_catalog_add(cat, bytes, len, img->format, img->width, img->height, category, name,
-                         NULL, metadata && *metadata ? metadata : NULL, id, err);
+    /* row + vector in one transaction: a failure (disk full) leaves neither */
+    rc = ims_catalog_begin(cat, err);
     if (!rc)
+        rc = ims_catalog_add(cat, bytes, len, img->format, img->width, img->height, category, name,
+                             NULL, metadata && *metadata ? metadata : NULL, id, err);
+    /* an accepted row the index lacks: an earlier add failed after its
+     * commit (log or index); finish it rather than answer EEXIST for an
+     * item no search finds */
+    int repair = rc == IMS_EEXIST && *id > 0 && !ims_hnsw_contains(c->index, (uint64_t)*id);
+    if (!rc || repair)
         rc = ims_catalog_put_vectors(cat, COLL_VECTORS, c->enc.stamp, 1, id, v, c->enc.dim,
                                      err);
+    if (!rc)
+        rc = ims_catalog_commit(cat, err);
+    else
+        ims_catalog_rollback(cat);
+    int committed = !rc;
     if (!rc)
         rc = log_append(c, 'A', *id, err);
     if (!rc && ims_hnsw_add(c->index, (uint64_t)*id, v))
         rc = ims_error_set(err, IMS_EIO, "index: item %lld: %s", (long long)*id,
                            ims_hnsw_errmsg(c->index));
+    if (rc && committed && !repair && !ims_hnsw_contains(c->index, (uint64_t)*id)) {
+        /* not searchable: take the row back (if that fails too, a retry
+         * or the next open finishes the item) */
+        if (ims_catalog_delete(cat, *id, NULL) == IMS_OK)
+            *id = 0;
+    } else if (!rc && repair) {
+        rc = ims_error_set(err, IMS_EEXIST, "add: the same image is item %lld", (long long)*id);
+    }
     cat_put(c, cat);
     pthread_mutex_unlock(&c->write_mu);
     filters_clear(c);

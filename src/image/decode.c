@@ -39,6 +39,8 @@
  */
 #include <errno.h>
 #include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
 
@@ -153,6 +155,62 @@ static const char *vips_msg(char *buf, size_t n)
             *p = ';';
     g_free(m);
     return buf;
+}
+
+/* n bytes at off of the source into out; 0, or -1 past the end. */
+static int src_read(const src *s, FILE *f, uint64_t off, void *out, size_t n)
+{
+    if (!s->path) {
+        if (off > s->len || n > s->len - off)
+            return -1;
+        memcpy(out, (const unsigned char *)s->buf + off, n);
+        return 0;
+    }
+    if (off > (uint64_t)INT64_MAX || fseeko(f, (off_t)off, SEEK_SET) || fread(out, 1, n, f) != n)
+        return -1;
+    return 0;
+}
+
+static uint64_t get_uint(const unsigned char *p, int n, int big_endian)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < n; i++)
+        v |= (uint64_t)p[big_endian ? n - 1 - i : i] << (8 * i);
+    return v;
+}
+
+/* Count a TIFF's pages (classic or BigTIFF) by following its IFD chain, up
+ * to IMS__IMAGE_MAX_TIFF_PAGES + 1; a chain that loops or leaves the file
+ * ends the count (libtiff then reports what is wrong with it). */
+static int tiff_pages(const src *s)
+{
+    FILE *f = s->path ? fopen(s->path, "rb") : NULL;
+    if (s->path && !f)
+        return 0;
+    unsigned char b[20];
+    int n = 0;
+    if (src_read(s, f, 0, b, 16) == 0) {
+        const int be = b[0] == 'M', big = get_uint(b + 2, 2, be) == 43;
+        const int osz = big ? 8 : 4, csz = big ? 8 : 2, esz = big ? 20 : 12;
+        uint64_t off = get_uint(b + (big ? 8 : 4), osz, be);
+        uint64_t seen[IMS__IMAGE_MAX_TIFF_PAGES + 1];
+        while (off && n <= IMS__IMAGE_MAX_TIFF_PAGES && src_read(s, f, off, b, (size_t)csz) == 0) {
+            int loop = 0;
+            for (int i = 0; i < n && !loop; i++)
+                loop = seen[i] == off;
+            if (loop)
+                break;
+            seen[n++] = off;
+            uint64_t count = get_uint(b, csz, be);
+            if (count > 65535 ||
+                src_read(s, f, off + (uint64_t)csz + count * (uint64_t)esz, b, (size_t)osz))
+                break;
+            off = get_uint(b, osz, be);
+        }
+    }
+    if (f)
+        fclose(f);
+    return n;
 }
 
 /* Open (header only) with the loader of fmt; 0 or -1 (vips error set). */
@@ -305,6 +363,9 @@ static int load(const src *s, const ims_image_opts *opts, ims_image **out, ims_e
                              s->where);
     }
     const char *fname = FORMAT_NAME[fmt];
+    if (fmt == FMT_TIFF && tiff_pages(s) > IMS__IMAGE_MAX_TIFF_PAGES)
+        return ims_error_set(err, IMS_ETOOBIG, "%s: tiff with more than %d pages", s->where,
+                             IMS__IMAGE_MAX_TIFF_PAGES);
     vips_error_clear(); /* drop earlier warnings (the buffer is process-wide) */
 
     VipsImage *ctx = vips_image_new();

@@ -9,6 +9,9 @@
 /* Hard limits on any decoded or preprocessed dimension, whatever max_pixels
  * says (stb's STBI_MAX_DIMENSIONS idea): keeps every size product in range. */
 #define IMS__IMAGE_MAX_SIDE (1 << 20)
+/* TIFFs with more pages are refused before libvips sees them: libtiff
+ * walks every IFD when the file is opened (10,000 pages: ~180 ms). */
+#define IMS__IMAGE_MAX_TIFF_PAGES 1024
 #define IMS__PREPROCESS_MAX_SIDE 16384
 
 /* Start libvips once per process (pthread_once). Returns IMS_OK or

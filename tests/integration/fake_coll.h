@@ -10,7 +10,9 @@
  * "Images" are recognised by magic only: JPEG (FF D8 FF) and PNG (89 'PNG')
  * are accepted; "BM" (BMP) is IMS_EUNSUPPORTED; bytes starting "BOMB" are
  * IMS_ETOOBIG (a decompression bomb); "BUSY" is IMS_EBUSY; anything else is
- * IMS_EFORMAT. A JPEG whose bytes 3..6 are "SLOW" takes 600 ms to "encode".
+ * IMS_EFORMAT. A JPEG whose bytes 3..6 are "SLOW" takes 600 ms to "encode";
+ * an add of a JPEG whose bytes 3..6 are "FULL" ("FULE") fails as a full disk
+ * does, IMS_EIO (IMS_EFULL).
  * The vector is a 16-bin histogram of the bytes' high nibbles; score is
  * their cosine. One mutex guards everything (it is a test double).
  */
@@ -272,6 +274,10 @@ int ims_coll_add(ims_coll *c, const void *bytes, size_t len, const char *categor
     int rc;
     if ((rc = fake_check(bytes, len, fmt, err)))
         return rc;
+    if (len >= 7 && (!memcmp((const char *)bytes + 3, "FULL", 4) ||
+                     !memcmp((const char *)bytes + 3, "FULE", 4)))
+        return ims_error_set(err, ((const char *)bytes)[6] == 'L' ? IMS_EIO : IMS_EFULL,
+                             "catalog.sqlite: COMMIT: disk I/O error (disk full)");
     float v[FAKE_DIM];
     fake_encode(c, bytes, len, v);
     fake_hash(bytes, len, h);

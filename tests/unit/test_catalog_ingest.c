@@ -593,6 +593,42 @@ static void test_rerun(ims_catalog *c, unsigned char **ph, size_t *pl)
     }
 }
 
+/* File and folder names that are not UTF-8: the item's category and name
+ * are scrubbed to text ('?' for each bad byte), the file is still found
+ * and a re-run sees it unchanged. */
+static void test_non_utf8_names(const unsigned char *photo, size_t len)
+{
+    char dir[600], c2[600];
+    snprintf(dir, sizeof dir, "%s/u8src", tmp);
+    snprintf(c2, sizeof c2, "%s/u8coll", tmp);
+    mkdir(dir, 0777);
+    char sub[700], file[800];
+    snprintf(sub, sizeof sub, "%s/caf\xe9", dir);
+    mkdir(sub, 0777);
+    snprintf(file, sizeof file, "%s/x\xff\xc0.jpeg", sub);
+    FILE *f = fopen(file, "wb");
+    CHECK(f && fwrite(photo, 1, len, f) == len);
+    if (f)
+        fclose(f);
+    ims_catalog *c;
+    ims_error err;
+    CHECK_RC(ims_catalog_open(c2, IMS_CATALOG_CREATE, &c, &err), IMS_OK);
+    for (int run = 0; run < 2; run++) {
+        ims_ingest_summary sum;
+        CHECK_RC(ims_catalog_ingest(c, dir, NULL, &sum, &err), IMS_OK);
+        CHECK_EQ(sum.accepted, run ? 0 : 1);
+        CHECK_EQ(sum.unchanged, run ? 1 : 0);
+        CHECK_EQ(sum.total_accepted, 1);
+    }
+    ims_item it;
+    CHECK_RC(ims_catalog_get(c, 1, &it, &err), IMS_OK);
+    CHECK_STR_EQ(it.category, "caf?");
+    CHECK_STR_EQ(it.name, "x??");
+    CHECK_STR_EQ(it.path, "caf\xe9/x\xff\xc0.jpeg");
+    ims_item_clear(&it);
+    ims_catalog_close(c);
+}
+
 int main(void)
 {
     ims_init();
@@ -618,6 +654,7 @@ int main(void)
     test_bad_csv(c);
     test_rerun(c, ph, pl);
     ims_catalog_close(c);
+    test_non_utf8_names(ph[0], pl[0]);
     for (int i = 0; i < got; i++)
         free(ph[i]);
     char cmd[300];
