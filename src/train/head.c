@@ -23,6 +23,9 @@
 
 #include "train/train_int.h"
 
+#ifndef INST_MARGIN
+#define INST_MARGIN 0.0 /* allowed instance r@10 drop on validation copies */
+#endif
 static const float SHRINKS[] = {0.05f, 0.1f, 0.2f, 0.35f, 0.5f, 0.7f};
 static const float WEIGHTS[] = {0.0f, 0.25f, 0.35f, 0.5f, 0.6f, 0.7f, 0.85f, 1.0f, 1.25f, 1.5f, 2.0f};
 
@@ -300,7 +303,7 @@ static int select_params(fit_ctx *c, int k_req, float *best_s, float *best_w, im
                     S[j] = (float)(a * c->Sau[j] + b * Saz[j]);
                 double r10;
                 ims__instance_recall(S, nv, n, c->vidx, NULL, &r10);
-                ok = r10 >= inst_u - 0.01 - 1e-9;
+                ok = r10 >= inst_u - INST_MARGIN - 1e-9;
             }
             if (ok && p10 > best + 1e-9) {
                 best = p10, *best_s = sh, *best_w = w;
