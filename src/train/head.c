@@ -271,6 +271,10 @@ static int select_params(fit_ctx *c, int k_req, float *best_s, float *best_w, im
     *best_s = c->o->shrink > 0 ? c->o->shrink : 0.2f, *best_w = fusion ? 0.5f : 0;
     int n_s = c->o->shrink > 0 ? 1 : (int)IMS_ARRAY_LEN(SHRINKS);
     int n_w = !fusion || c->o->weight >= 0 ? 1 : (int)IMS_ARRAY_LEN(WEIGHTS);
+    int n_cand = 0; /* candidates actually tried, for the progress total */
+    for (int wi = 0; wi < n_w; wi++)
+        n_cand += !(n_w > 1 && !c->ua && WEIGHTS[wi] > IMS_TRAIN_W_MAX_BLIND);
+    n_cand *= n_s;
     int cand = 0;
     for (int si = 0; si < n_s; si++) {
         float sh = c->o->shrink > 0 ? c->o->shrink : SHRINKS[si];
@@ -309,7 +313,7 @@ static int select_params(fit_ctx *c, int k_req, float *best_s, float *best_w, im
                 best = p10, *best_s = sh, *best_w = w;
             }
             if (c->o->progress &&
-                c->o->progress(c->o->progress_ud, ++cand, n_s * n_w, (float)vloss, 0, (float)vacc))
+                c->o->progress(c->o->progress_ud, ++cand, n_cand, (float)vloss, 0, (float)vacc))
                 si = n_s; /* stop: keep the best so far */
         }
         ims_train_head_free(t);
