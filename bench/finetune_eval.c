@@ -168,6 +168,10 @@ static void run_method(const bench *b, const char *method, const int *use, int n
                 ims_train_opts_seed(&o, (uint64_t)s);
             o.kind = kind;
             o.seed = (uint64_t)s + 100;
+            if (getenv("BENCH_W"))
+                o.weight = (float)atof(getenv("BENCH_W"));
+            if (getenv("BENCH_DIM") && kind != IMS_TRAIN_MLP)
+                o.dim = atoi(getenv("BENCH_DIM"));
             if (with_aug)
                 o.aug = at;
             ims_train_head *h;

@@ -144,6 +144,13 @@ int ims_train_write_encoder(const ims_train_head *h, const char *backbone_ism,
                             const char *const *taps, const char *const *class_names,
                             const char *name, const char *out_ism, ims_error *err);
 
+/* Default taps of the known backbones, chosen by held-out measurement on
+ * the sample data (bench/RESULTS-finetune.md): *n_taps names for
+ * model_name "mobilenet_v2_mid", "mobilenet_v2" or "inception_v3"; NULL
+ * (and *n_taps = 0) for other models, which then use their default tap.
+ * Static storage. */
+const char *const *ims_train_default_taps(const char *model_name, int *n_taps);
+
 /* ---- the seed baseline (eval's "seed" encoder) ---------------------------
  * One Dense-256 ReLU + softmax head on a single tap: ims_train_fit with
  * kind IMS_TRAIN_MLP, dim 256 and one tap. This fills such options. */

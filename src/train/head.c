@@ -23,6 +23,9 @@
 
 #include "train/train_int.h"
 
+#ifndef INST_MARGIN
+#define INST_MARGIN 0.0 /* allowed instance r@10 drop on validation copies */
+#endif
 static const float SHRINKS[] = {0.05f, 0.1f, 0.2f, 0.35f, 0.5f, 0.7f};
 static const float WEIGHTS[] = {0.0f, 0.25f, 0.35f, 0.5f, 0.6f, 0.7f, 0.85f, 1.0f, 1.25f, 1.5f, 2.0f};
 
@@ -268,6 +271,10 @@ static int select_params(fit_ctx *c, int k_req, float *best_s, float *best_w, im
     *best_s = c->o->shrink > 0 ? c->o->shrink : 0.2f, *best_w = fusion ? 0.5f : 0;
     int n_s = c->o->shrink > 0 ? 1 : (int)IMS_ARRAY_LEN(SHRINKS);
     int n_w = !fusion || c->o->weight >= 0 ? 1 : (int)IMS_ARRAY_LEN(WEIGHTS);
+    int n_cand = 0; /* candidates actually tried, for the progress total */
+    for (int wi = 0; wi < n_w; wi++)
+        n_cand += !(n_w > 1 && !c->ua && WEIGHTS[wi] > IMS_TRAIN_W_MAX_BLIND);
+    n_cand *= n_s;
     int cand = 0;
     for (int si = 0; si < n_s; si++) {
         float sh = c->o->shrink > 0 ? c->o->shrink : SHRINKS[si];
@@ -300,13 +307,13 @@ static int select_params(fit_ctx *c, int k_req, float *best_s, float *best_w, im
                     S[j] = (float)(a * c->Sau[j] + b * Saz[j]);
                 double r10;
                 ims__instance_recall(S, nv, n, c->vidx, NULL, &r10);
-                ok = r10 >= inst_u - 0.01 - 1e-9;
+                ok = r10 >= inst_u - INST_MARGIN - 1e-9;
             }
             if (ok && p10 > best + 1e-9) {
                 best = p10, *best_s = sh, *best_w = w;
             }
             if (c->o->progress &&
-                c->o->progress(c->o->progress_ud, ++cand, n_s * n_w, (float)vloss, 0, (float)vacc))
+                c->o->progress(c->o->progress_ud, ++cand, n_cand, (float)vloss, 0, (float)vacc))
                 si = n_s; /* stop: keep the best so far */
         }
         ims_train_head_free(t);

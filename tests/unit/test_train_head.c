@@ -197,8 +197,19 @@ static void test_nothing_to_train(void)
     CHECK_RC(ims_train_fit(X, N, D, wrong_taps, 2, Y, C, NULL, &h, &err), IMS_EINVAL);
 }
 
+static void test_default_taps(void)
+{
+    int n = -1;
+    const char *const *t = ims_train_default_taps("inception_v3", &n);
+    CHECK(t && n == 2);
+    CHECK_STR_EQ(t[0], "mixed5");
+    CHECK(ims_train_default_taps("mobilenet_v2_mid", &n) && n == 2);
+    CHECK(ims_train_default_taps("unknown", &n) == NULL && n == 0);
+}
+
 int main(void)
 {
+    test_default_taps();
     make_data();
     test_split();
     test_kinds();
