@@ -14,28 +14,26 @@
 
 #include "coll_int.h"
 #include "core/core_int.h"
+#include "imgsim/train.h"
 
-/* Default taps per backbone: two taps of ImageNet-level features each
- * (several taps lift same-item retrieval; README has the eval table). */
-static const struct {
-    const char *model, *taps;
-} k_default_taps[] = {
-    {"mobilenet_v2_mid",
-     "StatefulPartitionedCall/sequential/keras_layer/StatefulPartitionedCall/"
-     "StatefulPartitionedCall/StatefulPartitionedCall/predict/feature_vector/SpatialSqueeze,"
-     "StatefulPartitionedCall/sequential/keras_layer/StatefulPartitionedCall/"
-     "StatefulPartitionedCall/StatefulPartitionedCall/predict/MobilenetV2/expanded_conv_13/"
-     "project/BatchNorm/FusedBatchNormV3"},
-    {"mobilenet_v2", "block_13_expand_relu,block_10_project_BN"},
-    {"inception_v3", "mixed9,mixed5"},
-};
-
+/* Default taps per backbone: the train module's measured best (README's
+ * eval table; bench/RESULTS-finetune.md), joined with commas. */
 const char *ims_coll_default_taps(const char *model_name)
 {
-    for (size_t i = 0; model_name && i < IMS_ARRAY_LEN(k_default_taps); i++)
-        if (!strcmp(model_name, k_default_taps[i].model))
-            return k_default_taps[i].taps;
-    return NULL;
+    static _Thread_local char joined[4096];
+    int n = 0;
+    const char *const *taps = ims_train_default_taps(model_name, &n);
+    if (!taps || !n)
+        return NULL;
+    joined[0] = 0;
+    for (int i = 0; i < n; i++) {
+        if (strlen(joined) + strlen(taps[i]) + 2 > sizeof joined)
+            return NULL;
+        if (i)
+            strcat(joined, ",");
+        strcat(joined, taps[i]);
+    }
+    return joined;
 }
 
 char *coll_path(const char *dir, const char *name)
