@@ -45,42 +45,52 @@ typedef struct evalset {
     int k;
 } evalset;
 
-/* Rank-based scores of an embedding (n x dim, unit rows; queries n_q x dim). */
-static int score(const evalset *s, const float *emb, const float *qemb, int dim,
-                 ims_eval_scores *out, ims_error *err)
+/* Rank-based scores of an embedding (n x dim, unit rows; queries n_q x dim).
+ * Category scores: each validation item queries the training items (the
+ * gallery the head was trained on, as a shop's catalogue is; the query is
+ * a photo the head never saw). Instance scores: each distorted copy
+ * queries all items for its original. */
+static int score_q(const evalset *s, const float *emb, const float *cq, const float *qemb,
+                   int dim, ims_eval_scores *out, ims_error *err)
 {
     memset(out, 0, sizeof *out);
     int k = s->k, kk = k > 10 ? k : 10;
     ims_hit *hits = ims_malloc((size_t)(kk + 1) * sizeof *hits);
-    if (!hits)
+    float *gal = ims_malloc((size_t)s->n * dim * sizeof(float));
+    uint64_t *gid = ims_malloc((size_t)s->n * sizeof *gid);
+    if (!hits || !gal || !gid) {
+        ims_free(hits);
+        ims_free(gal);
+        ims_free(gid);
         return ims_error_set(err, IMS_ENOMEM, "eval: out of memory");
+    }
+    size_t ng = 0;
+    for (int i = 0; i < s->n; i++)
+        if (!s->is_val[i]) {
+            memcpy(gal + ng * dim, emb + (size_t)i * dim, (size_t)dim * sizeof(float));
+            gid[ng++] = (uint64_t)i;
+        }
     int n_val = 0, rc = IMS_OK;
     for (int i = 0; i < s->n && !rc; i++) {
         if (!s->is_val[i])
             continue;
         size_t nh = 0;
-        rc = ims_flat_search(IMS_METRIC_COSINE, (uint32_t)dim, emb, (size_t)s->n, NULL,
-                             emb + (size_t)i * dim, (size_t)kk + 1, hits, &nh);
+        rc = ims_flat_search(IMS_METRIC_COSINE, (uint32_t)dim, gal, ng, gid,
+                             (cq ? cq : emb) + (size_t)i * dim, (size_t)kk, hits, &nh);
         int rel_total = 0;
-        for (int j = 0; j < s->n; j++)
-            rel_total += j != i && s->labels[j] == s->labels[i];
-        int rank = 0, hit_at[1024] = {0}, got = 0;
+        for (size_t j = 0; j < ng; j++)
+            rel_total += s->labels[gid[j]] == s->labels[i];
+        int got = 0, c1 = 0, c5 = 0, c10 = 0;
         double ap = 0;
-        for (size_t h = 0; h < nh && rank < kk; h++) {
-            if ((int)hits[h].id == i)
-                continue;
-            int rel = s->labels[hits[h].id] == s->labels[i];
-            hit_at[rank++] = rel;
+        for (size_t h = 0; h < nh; h++) {
+            int rank = (int)h + 1, rel = s->labels[hits[h].id] == s->labels[i];
+            c1 += rank <= 1 && rel;
+            c5 += rank <= 5 && rel;
+            c10 += rank <= 10 && rel;
             if (rel && rank <= k) {
                 got++;
                 ap += (double)got / rank;
             }
-        }
-        int c1 = 0, c5 = 0, c10 = 0;
-        for (int r = 0; r < rank; r++) {
-            c1 += r < 1 && hit_at[r];
-            c5 += r < 5 && hit_at[r];
-            c10 += r < 10 && hit_at[r];
         }
         out->p1 += c1;
         out->p5 += c5 / 5.0;
@@ -101,6 +111,8 @@ static int score(const evalset *s, const float *emb, const float *qemb, int dim,
             }
     }
     ims_free(hits);
+    ims_free(gal);
+    ims_free(gid);
     if (rc)
         return ims_error_set(err, rc, "eval: exact search failed");
     if (n_val) {
@@ -109,6 +121,12 @@ static int score(const evalset *s, const float *emb, const float *qemb, int dim,
     if (s->n_q)
         out->inst_r1 /= s->n_q, out->inst_r10 /= s->n_q;
     return IMS_OK;
+}
+
+static int score(const evalset *s, const float *emb, const float *qemb, int dim,
+                 ims_eval_scores *out, ims_error *err)
+{
+    return score_q(s, emb, NULL, qemb, dim, out, err);
 }
 
 /* Per-tap L2-normalised concatenation (the raw-taps encoder). */
