@@ -121,6 +121,14 @@ enum MHD_Result ims__send_ims_error(ims_req *q, struct MHD_Connection *conn, int
     case IMS_ENOMEM:
         status = 503;
         break;
+    case IMS_EFULL: /* disk full (SQLITE_FULL, ENOSPC) */
+        status = 507;
+        break;
+    case IMS_EIO: /* an add or delete that could not be stored (EFBIG, quota...) */
+        status = q->route == ROUTE_ITEMS || (q->route == ROUTE_ITEM && !strcmp(q->method, "DELETE"))
+                     ? 507
+                     : 500;
+        break;
     default:
         status = 500;
         break;

@@ -70,6 +70,8 @@ const char *ims__status_code_name(int status)
         return "not_implemented";
     case 503:
         return "busy";
+    case 507:
+        return "insufficient_storage";
     default:
         return status >= 500 ? "internal" : "error";
     }

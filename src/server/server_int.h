@@ -47,7 +47,7 @@ enum route {
 /* Status codes the server answers with (metrics keep one counter each). */
 #define IMS_STATUSES(X)                                                        \
     X(200) X(201) X(400) X(401) X(403) X(404) X(405) X(409) X(413) X(415)      \
-    X(422) X(500) X(501) X(503)
+    X(422) X(500) X(501) X(503) X(507)
 
 enum { N_STATUS = 0
 #define IMS__ST_COUNT(code) +1
