@@ -28,7 +28,8 @@
 static void usage(FILE *f)
 {
     fprintf(f, "usage: imgsim serve -c COLLECTION [--listen HOST:PORT] [--threads N]\n"
-               "                    [--sessions N] [--max-body BYTES] [--readonly] [--quiet]\n\n"
+               "                    [--sessions N] [--max-body BYTES] [--max-pixels N]\n"
+               "                    [--readonly] [--quiet]\n\n"
                "Serve the HTTP API (DESIGN.md) and the web page (GET /) for a collection.\n"
                "Prints the URL it listens on; SIGINT/SIGTERM finish the requests in flight and\n"
                "exit 0.\n\n"
@@ -38,6 +39,8 @@ static void usage(FILE *f)
                "  --threads N           HTTP threads (env IMGSIM_THREADS; default max(8, 2*CPUs))\n"
                "  --sessions N          parallel encodes (default: number of CPUs)\n"
                "  --max-body BYTES      request body limit (default 20971520)\n"
+               "  --max-pixels N        refuse uploads of more pixels (default 50000000: a\n"
+               "                        valid 9000x9000 PNG costs 0.5 s and 230 MB to decode)\n"
                "  --readonly            refuse adds and deletes\n"
                "  --quiet               no per-request log line on stderr\n\n"
                "env IMGSIM_API_KEY: when set, POST /v1/items and DELETE need\n"
@@ -49,7 +52,7 @@ int cmd_serve(int argc, char **argv)
     const char *dir = getenv("IMGSIM_COLLECTION");
     const char *listen = getenv("IMGSIM_LISTEN");
     const char *env_threads = getenv("IMGSIM_THREADS");
-    long threads = 0, sessions = 0, max_body = 0;
+    long threads = 0, sessions = 0, max_body = 0, max_pixels = 50000000;
     int readonly = 0, quiet = 0;
     if (cli_wants_help(argc, argv)) {
         usage(stdout);
@@ -60,7 +63,8 @@ int cmd_serve(int argc, char **argv)
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         int needs = !strcmp(a, "-c") || !strcmp(a, "--collection") || !strcmp(a, "--listen") ||
-                    !strcmp(a, "--threads") || !strcmp(a, "--sessions") || !strcmp(a, "--max-body");
+                    !strcmp(a, "--threads") || !strcmp(a, "--sessions") || !strcmp(a, "--max-body") ||
+                    !strcmp(a, "--max-pixels");
         if (needs && i + 1 >= argc)
             return cli_usage("serve: %s needs a value", a);
         if (!strcmp(a, "-c") || !strcmp(a, "--collection")) {
@@ -76,6 +80,10 @@ int cmd_serve(int argc, char **argv)
         } else if (!strcmp(a, "--max-body")) {
             if (cli_parse_long(argv[++i], 1, 1L << 40, &max_body))
                 return cli_usage("serve: --max-body must be a positive byte count, not '%s'",
+                                 argv[i]);
+        } else if (!strcmp(a, "--max-pixels")) {
+            if (cli_parse_long(argv[++i], 1, 1L << 40, &max_pixels))
+                return cli_usage("serve: --max-pixels must be a positive pixel count, not '%s'",
                                  argv[i]);
         } else if (!strcmp(a, "--readonly")) {
             readonly = 1;
@@ -98,7 +106,8 @@ int cmd_serve(int argc, char **argv)
     ims_error err = {0};
     ims_coll *c = NULL;
     ims_server *s = NULL;
-    ims_coll_opts co = {.sessions = (int)sessions, .readonly = readonly};
+    ims_coll_opts co = {.sessions = (int)sessions, .readonly = readonly,
+                        .max_pixels = (int64_t)max_pixels};
     int rc = ims_coll_open(dir, &co, &c, &err);
     if (rc)
         return cli_fail_err(rc, &err);
