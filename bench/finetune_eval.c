@@ -115,8 +115,8 @@ static void score(const bench *b, const float *e, const float *ea, int dim,
 static void print_row(const char *method, const char *taps, const result *r, int n_seeds)
 {
     double k = 1.0 / n_seeds;
-    printf("%-10s %-28s P@1 %.3f P@5 %.3f P@10 %.3f mAP@10 %.3f | inst r@1 %.3f r@10 %.3f",
-           method, taps, r->p1 * k, r->p5 * k, r->p10 * k, r->map * k, r->r1 * k, r->r10 * k);
+    printf("%-10s %-28s P@1 %.3f P@5 %.3f P@10 %.3f mAP@10 %.3f | inst r@1 %.3f r@10 %.3f", method,
+           taps, r->p1 * k, r->p5 * k, r->p10 * k, r->map * k, r->r1 * k, r->r10 * k);
     if (r->w > 0 || r->shrink > 0 || r->acc > 0)
         printf(" | w %.2f shrink %.2f acc %.3f", r->w * k, r->shrink * k, r->acc * k);
     printf(" | %.2fs\n", r->secs * k);
@@ -230,15 +230,24 @@ int main(int argc, char **argv)
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(a, "--model")) model = v, i++;
-        else if (!strcmp(a, "--taps")) taps = v, i++;
-        else if (!strcmp(a, "--list")) list = v, i++;
-        else if (!strcmp(a, "--orig")) orig = v, i++;
-        else if (!strcmp(a, "--dist")) dist = v, i++;
-        else if (!strcmp(a, "--seeds")) b.n_seeds = atoi(v), i++;
-        else if (!strcmp(a, "--use")) use_s = v, i++;
-        else if (!strcmp(a, "--seed-tap")) seed_tap = atoi(v), i++;
-        else if (!strcmp(a, "--raw")) raw = 1;
+        if (!strcmp(a, "--model"))
+            model = v, i++;
+        else if (!strcmp(a, "--taps"))
+            taps = v, i++;
+        else if (!strcmp(a, "--list"))
+            list = v, i++;
+        else if (!strcmp(a, "--orig"))
+            orig = v, i++;
+        else if (!strcmp(a, "--dist"))
+            dist = v, i++;
+        else if (!strcmp(a, "--seeds"))
+            b.n_seeds = atoi(v), i++;
+        else if (!strcmp(a, "--use"))
+            use_s = v, i++;
+        else if (!strcmp(a, "--seed-tap"))
+            seed_tap = atoi(v), i++;
+        else if (!strcmp(a, "--raw"))
+            raw = 1;
         else {
             fprintf(stderr, "bad argument %s (see the comment atop bench/finetune_eval.c)\n", a);
             return 2;

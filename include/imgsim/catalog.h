@@ -53,9 +53,9 @@ typedef struct ims_item {
     char format[8];   /* "jpeg", "png", "webp", "gif", "tiff" */
     int width, height;
     int64_t bytes;
-    int status;       /* enum ims_item_status */
-    char *reason;     /* rejected: why; else "" */
-    int64_t dup_of;   /* duplicates: the kept item; else 0 */
+    int status;     /* enum ims_item_status */
+    char *reason;   /* rejected: why; else "" */
+    int64_t dup_of; /* duplicates: the kept item; else 0 */
 } ims_item;
 void ims_item_clear(ims_item *it);
 
@@ -90,32 +90,32 @@ typedef struct ims_ingest_opts {
     void (*progress)(void *ud, int64_t done, int64_t total);
 } ims_ingest_opts;
 
-#define IMS_REJECT_REASONS(X)                                                  \
-    X(CORRUPT, "corrupt")                                                      \
-    X(TRUNCATED, "truncated")                                                  \
-    X(TOO_BIG, "too big")                                                      \
-    X(UNSUPPORTED, "unsupported format")                                       \
-    X(OUTSIDE, "outside the directory")                                        \
+#define IMS_REJECT_REASONS(X)            \
+    X(CORRUPT, "corrupt")                \
+    X(TRUNCATED, "truncated")            \
+    X(TOO_BIG, "too big")                \
+    X(UNSUPPORTED, "unsupported format") \
+    X(OUTSIDE, "outside the directory")  \
     X(UNREADABLE, "unreadable")
 
 enum ims_reject_reason {
 #define IMS__REJ_ENUM(name, text) IMS_REJECT_##name,
     IMS_REJECT_REASONS(IMS__REJ_ENUM)
 #undef IMS__REJ_ENUM
-    IMS_REJECT__COUNT
+        IMS_REJECT__COUNT
 };
 const char *ims_reject_reason_name(int reason); /* "too big"; "unknown" if out of range */
 const char *ims_reject_reason_key(int reason);  /* "too_big": a JSON/identifier key */
 
 typedef struct ims_ingest_summary {
-    int64_t scanned;     /* files seen under DIR */
-    int64_t accepted;    /* new or changed items accepted in this run */
-    int64_t unchanged;   /* skipped: same path, size, mtime and hash as before */
-    int64_t duplicates;  /* exact duplicates (kept once) */
-    int64_t rejected;    /* sum of by_reason */
+    int64_t scanned;    /* files seen under DIR */
+    int64_t accepted;   /* new or changed items accepted in this run */
+    int64_t unchanged;  /* skipped: same path, size, mtime and hash as before */
+    int64_t duplicates; /* exact duplicates (kept once) */
+    int64_t rejected;   /* sum of by_reason */
     int64_t by_reason[IMS_REJECT__COUNT];
-    int64_t vanished;    /* items whose file is gone */
-    int64_t csv_rows;    /* metadata rows read */
+    int64_t vanished; /* items whose file is gone */
+    int64_t csv_rows; /* metadata rows read */
     int64_t rows_without_image, images_without_row;
     int64_t total_accepted; /* accepted items in the catalogue after the run */
 } ims_ingest_summary;
@@ -152,10 +152,9 @@ int ims_catalog_image_path(ims_catalog *c, int64_t id, char **path, ims_error *e
  * inserts the row, in that order (an image file without a row is harmless
  * and reused). metadata: JSON object text or NULL. A duplicate of an
  * accepted item is IMS_EEXIST with *id set to that item. */
-int ims_catalog_add(ims_catalog *c, const void *bytes, size_t len, const char *format,
-                    int width, int height, const char *category, const char *name,
-                    const char *product_id, const char *metadata, int64_t *id,
-                    ims_error *err);
+int ims_catalog_add(ims_catalog *c, const void *bytes, size_t len, const char *format, int width,
+                    int height, const char *category, const char *name, const char *product_id,
+                    const char *metadata, int64_t *id, ims_error *err);
 /* One transaction around several writes of this handle (e.g. an add and
  * its vector), so that a failure in between (disk full) leaves none of
  * them: begin, the writes, then commit (on failure it rolls back, and the
@@ -178,11 +177,11 @@ int ims_catalog_put_vectors(ims_catalog *c, const char *kind, const char *stamp,
 int ims_catalog_get_vectors(ims_catalog *c, const char *kind, const char *stamp, size_t n,
                             const int64_t *ids, float *vecs, int dim, ims_error *err);
 /* Accepted items with no vector of `kind` stamped `stamp`, ascending. */
-int ims_catalog_missing_vectors(ims_catalog *c, const char *kind, const char *stamp,
-                                int64_t **ids, size_t *n, ims_error *err);
+int ims_catalog_missing_vectors(ims_catalog *c, const char *kind, const char *stamp, int64_t **ids,
+                                size_t *n, ims_error *err);
 /* Drop vectors of `kind` whose stamp differs (stale); *dropped may be NULL. */
-int ims_catalog_drop_stale(ims_catalog *c, const char *kind, const char *stamp,
-                           int64_t *dropped, ims_error *err);
+int ims_catalog_drop_stale(ims_catalog *c, const char *kind, const char *stamp, int64_t *dropped,
+                           ims_error *err);
 
 /* ---- settings (key/value text) ------------------------------------------------ */
 int ims_catalog_set_meta(ims_catalog *c, const char *key, const char *value, ims_error *err);

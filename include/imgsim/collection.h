@@ -45,7 +45,7 @@ int ims_coll_open(const char *dir, const ims_coll_opts *o, ims_coll **out, ims_e
 void ims_coll_close(ims_coll *c);
 
 typedef struct ims_coll_hit {
-    float score;  /* cosine similarity (higher is closer) */
+    float score; /* cosine similarity (higher is closer) */
     ims_item item;
 } ims_coll_hit;
 void ims_coll_hits_free(ims_coll_hit *h, size_t n);
@@ -56,12 +56,11 @@ void ims_coll_hits_free(ims_coll_hit *h, size_t n);
  * image), IMS_EUNSUPPORTED (image type), IMS_ETOOBIG (too many pixels),
  * IMS_EBUSY (no encoder free in time). *self_id is set to the accepted item
  * with the same sha256, or 0 (may be NULL). */
-int ims_coll_search_image(ims_coll *c, const void *bytes, size_t len, int k,
-                          const char *category, ims_coll_hit **hits, size_t *n,
-                          int64_t *self_id, ims_error *err);
+int ims_coll_search_image(ims_coll *c, const void *bytes, size_t len, int k, const char *category,
+                          ims_coll_hit **hits, size_t *n, int64_t *self_id, ims_error *err);
 /* Top-k items similar to item `id` (itself excluded). IMS_ENOTFOUND. */
-int ims_coll_similar(ims_coll *c, int64_t id, int k, const char *category,
-                     ims_coll_hit **hits, size_t *n, ims_error *err);
+int ims_coll_similar(ims_coll *c, int64_t id, int k, const char *category, ims_coll_hit **hits,
+                     size_t *n, ims_error *err);
 int ims_coll_get(ims_coll *c, int64_t id, ims_item *out, ims_error *err);
 /* The item's stored image bytes (free with ims_free) and its format
  * ("jpeg", "png", ...). */
@@ -72,26 +71,24 @@ int ims_coll_image(ims_coll *c, int64_t id, void **bytes, size_t *len, char form
  * index; durable (fsync) before returning. category/name/metadata may be
  * NULL; metadata is JSON object text. A duplicate of an accepted item
  * returns IMS_EEXIST with *id = that item. */
-int ims_coll_add(ims_coll *c, const void *bytes, size_t len, const char *category,
-                 const char *name, const char *metadata, int64_t *id, ims_error *err);
+int ims_coll_add(ims_coll *c, const void *bytes, size_t len, const char *category, const char *name,
+                 const char *metadata, int64_t *id, ims_error *err);
 /* Delete an item (durable before returning). IMS_ENOTFOUND. */
 int ims_coll_delete(ims_coll *c, int64_t id, ims_error *err);
 
 typedef struct ims_coll_stats {
-    int64_t items;       /* accepted items */
-    int64_t indexed;     /* live items in the index */
+    int64_t items;   /* accepted items */
+    int64_t indexed; /* live items in the index */
     int dim;
-    char model[64];      /* encoder name */
-    int64_t encodes;     /* encodes done since open */
+    char model[64];        /* encoder name */
+    int64_t encodes;       /* encodes done since open */
     double encode_seconds; /* their total time */
 } ims_coll_stats;
 void ims_coll_get_stats(ims_coll *c, ims_coll_stats *s);
 
 /* Category names of accepted items with their counts, sorted by name, as
  * ims_catalog_categories gives them; free with ims_catalog_free_categories. */
-int ims_coll_categories(ims_coll *c, char ***names, int64_t **counts, size_t *n,
-                        ims_error *err);
-
+int ims_coll_categories(ims_coll *c, char ***names, int64_t **counts, size_t *n, ims_error *err);
 
 /* ---- the offline pipeline (CLI: finetune, embed-all, index, build) ----------
  * These work on a collection directory, one process at a time (the catalogue
@@ -107,26 +104,25 @@ const char *ims_coll_default_taps(const char *model_name);
  * (backbone.ism, hard link or copy), encoder.ism becomes that backbone, each
  * tap is L2-normalised and the taps concatenated. Vectors of another
  * encoder become stale. */
-int ims_coll_set_backbone(const char *dir, const char *model_ism, const char *taps,
-                          ims_error *err);
+int ims_coll_set_backbone(const char *dir, const char *model_ism, const char *taps, ims_error *err);
 
 /* The identity stamped on the vectors the collection's encoder makes. */
 int ims_coll_encoder_stamp(const char *dir, char stamp[65], ims_error *err);
 
 typedef struct ims_pipe_opts {
-    int threads;   /* encoder threads; 0: all CPUs */
-    int batch;     /* images per network run; 0: 16 */
-    int progress;  /* draw progress (TTY bar, or lines) on stderr */
+    int threads;  /* encoder threads; 0: all CPUs */
+    int batch;    /* images per network run; 0: 16 */
+    int progress; /* draw progress (TTY bar, or lines) on stderr */
 } ims_pipe_opts;
 
 typedef struct ims_embed_summary {
-    int64_t todo;       /* accepted items lacking a current vector at the start */
-    int64_t done;       /* vectors written by this run */
-    int64_t from_cache; /* of them, computed from cached backbone features */
-    int64_t failed;     /* items whose image could not be read or decoded */
+    int64_t todo;          /* accepted items lacking a current vector at the start */
+    int64_t done;          /* vectors written by this run */
+    int64_t from_cache;    /* of them, computed from cached backbone features */
+    int64_t failed;        /* items whose image could not be read or decoded */
     int64_t stale_dropped; /* vectors of another encoder removed */
     double seconds;
-    char stamp[65];     /* the encoder identity the vectors carry */
+    char stamp[65]; /* the encoder identity the vectors carry */
 } ims_embed_summary;
 
 /* Vectors for every accepted item that lacks a current one; resumable
@@ -135,13 +131,13 @@ int ims_coll_embed_all(const char *dir, const ims_pipe_opts *o, ims_embed_summar
                        ims_error *err);
 
 typedef struct ims_coll_index_opts {
-    int metric;          /* enum ims_metric; default cosine */
+    int metric; /* enum ims_metric; default cosine */
     int M, ef_construction;
-    int storage;         /* enum ims_storage; default int8 */
-    int keep_float;      /* default 1 (exact float re-rank) */
-    int threads;         /* build threads; 0: all CPUs */
-    int set;             /* bit 0: metric given, bit 1: storage given, bit 2: keep_float given */
-    int if_stale;        /* skip when index.hnsw already holds exactly the current vectors */
+    int storage;    /* enum ims_storage; default int8 */
+    int keep_float; /* default 1 (exact float re-rank) */
+    int threads;    /* build threads; 0: all CPUs */
+    int set;        /* bit 0: metric given, bit 1: storage given, bit 2: keep_float given */
+    int if_stale;   /* skip when index.hnsw already holds exactly the current vectors */
 } ims_coll_index_opts;
 
 typedef struct ims_coll_index_summary {
@@ -154,21 +150,21 @@ typedef struct ims_coll_index_summary {
 
 /* Build <dir>/index.hnsw over the current vectors (all of them: every
  * accepted item must have a current vector; run embed-all first). */
-int ims_coll_build_index(const char *dir, const ims_coll_index_opts *o,
-                         ims_coll_index_summary *sum, ims_error *err);
+int ims_coll_build_index(const char *dir, const ims_coll_index_opts *o, ims_coll_index_summary *sum,
+                         ims_error *err);
 
 typedef struct ims_finetune_opts {
-    const char *model;   /* backbone .ism (NULL: the collection's backbone.ism) */
-    const char *taps;    /* comma-separated (NULL: the backbone's defaults) */
-    int dim;             /* feature layer units (0: 256) */
-    int epochs;          /* at most (0: 200; early stopping on validation) */
-    uint64_t seed;       /* split, initialisation, minibatch order (0: 1) */
-    int threads, batch;  /* backbone pass: as ims_pipe_opts */
+    const char *model;  /* backbone .ism (NULL: the collection's backbone.ism) */
+    const char *taps;   /* comma-separated (NULL: the backbone's defaults) */
+    int dim;            /* feature layer units (0: 256) */
+    int epochs;         /* at most (0: 200; early stopping on validation) */
+    uint64_t seed;      /* split, initialisation, minibatch order (0: 1) */
+    int threads, batch; /* backbone pass: as ims_pipe_opts */
     int progress;
 } ims_finetune_opts;
 
 typedef struct ims_finetune_summary {
-    int trained;            /* 1 trained; 0: nothing to train (message says why): raw
+    int trained; /* 1 trained; 0: nothing to train (message says why): raw
                                taps; -1: already up to date, nothing done */
     char message[256];
     int64_t items, features_computed;
@@ -186,16 +182,16 @@ int ims_coll_finetune(const char *dir, const ims_finetune_opts *o, ims_finetune_
                       ims_error *err);
 
 typedef struct ims_eval_scores {
-    double p1, p5, p10, map;   /* hit = same category; map = mAP@k */
-    double inst_r1, inst_r10;  /* distorted copy finds its original (r10: within k) */
+    double p1, p5, p10, map;  /* hit = same category; map = mAP@k */
+    double inst_r1, inst_r10; /* distorted copy finds its original (r10: within k) */
 } ims_eval_scores;
 
 typedef struct ims_eval_result {
     int k;
-    int64_t items, queries;    /* gallery size, validation queries */
+    int64_t items, queries; /* gallery size, validation queries */
     ims_eval_scores finetuned, backbone, seed;
     double classifier_accuracy;
-    double ann_recall;         /* index recall@k vs exact; -1 if no current index */
+    double ann_recall; /* index recall@k vs exact; -1 if no current index */
     double seconds;
 } ims_eval_result;
 

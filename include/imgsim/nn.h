@@ -113,17 +113,17 @@ int ims_nn_session_run_image(ims_nn_session *s, const ims_image *img, float *fea
  * classifier is probs, so `imgsim embed --model encoder.ism` gives emb and
  * `--classify` the probabilities over class_names. */
 typedef struct ims_nn_head {
-    const char *name;               /* model name; NULL = "<backbone>-finetuned" */
-    const char *const *taps;        /* backbone tap names, in input order */
+    const char *name;        /* model name; NULL = "<backbone>-finetuned" */
+    const char *const *taps; /* backbone tap names, in input order */
     int n_taps;
     float in_scale;
-    int k;                          /* projection units */
-    const float *proj, *proj_bias;  /* d x k, k */
-    int proj_relu;                  /* ReLU after the projection */
-    int fuse;                       /* see above */
+    int k;                         /* projection units */
+    const float *proj, *proj_bias; /* d x k, k */
+    int proj_relu;                 /* ReLU after the projection */
+    int fuse;                      /* see above */
     float raw_w, proj_w;
-    int n_classes;                  /* 0 = no classifier */
-    const float *cls, *cls_bias;    /* (cls_on_proj ? k : d) x n_classes, n_classes */
+    int n_classes;               /* 0 = no classifier */
+    const float *cls, *cls_bias; /* (cls_on_proj ? k : d) x n_classes, n_classes */
     int cls_on_proj;
     const char *const *class_names; /* n_classes names */
 } ims_nn_head;
@@ -136,8 +136,8 @@ typedef struct ims_nn_head {
  * Tolerance: the head's dense layers run through the engine's GEMM, so emb
  * agrees with a plain loop (ims_train_apply) to ~1e-6 per component, not
  * bit for bit; everything else (pooling, normalisation) rounds alike. */
-int ims_nn_write_encoder(const char *backbone_ism, const ims_nn_head *head,
-                         const char *out_ism, ims_error *err);
+int ims_nn_write_encoder(const char *backbone_ism, const ims_nn_head *head, const char *out_ism,
+                         ims_error *err);
 
 /* ---- import ------------------------------------------------------------- */
 

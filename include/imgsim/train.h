@@ -54,8 +54,8 @@ enum ims_train_kind {
 /* Per-epoch report (MLP) or per-candidate report (LDA/fusion, epoch = the
  * candidate's index, loss = validation cross-entropy). Return non-zero to
  * stop training early (the best head so far is kept). */
-typedef int (*ims_train_progress_fn)(void *ud, int epoch, int n_epochs, float loss,
-                                     float train_acc, float val_acc);
+typedef int (*ims_train_progress_fn)(void *ud, int epoch, int n_epochs, float loss, float train_acc,
+                                     float val_acc);
 
 /* Largest fusion weight chosen without distorted copies to guard instance
  * retrieval (measured on the sample data, see bench/finetune_eval.c). */
@@ -91,8 +91,7 @@ void ims_train_opts_default(ims_train_opts *opts);
  * validation; single-row classes stay in training. is_val[i] (OUT) is 1 for
  * validation rows. Deterministic for a seed. Returns the number of
  * validation rows. */
-int ims_train_split(const int *labels, int n, float val_frac, uint64_t seed,
-                    unsigned char *is_val);
+int ims_train_split(const int *labels, int n, float val_frac, uint64_t seed, unsigned char *is_val);
 
 /* Train a head. x: n x d row-major (raw pooled taps), tap_dims: n_taps dims
  * summing to d, labels: n values in [0, n_classes). Training uses all rows:
@@ -103,14 +102,13 @@ int ims_train_split(const int *labels, int n, float val_frac, uint64_t seed,
  * train": fewer than 2 categories with 2+ items; the message says so and
  * callers should fall back to the raw taps), IMS_ENOMEM. *out is freed with
  * ims_train_head_free. */
-int ims_train_fit(const float *x, int n, int d, const int *tap_dims, int n_taps,
-                  const int *labels, int n_classes, const ims_train_opts *opts,
-                  ims_train_head **out, ims_error *err);
+int ims_train_fit(const float *x, int n, int d, const int *tap_dims, int n_taps, const int *labels,
+                  int n_classes, const ims_train_opts *opts, ims_train_head **out, ims_error *err);
 void ims_train_head_free(ims_train_head *h);
 
 int ims_train_kind_of(const ims_train_head *h);
-int ims_train_in_dim(const ims_train_head *h);   /* d */
-int ims_train_out_dim(const ims_train_head *h);  /* embedding dim */
+int ims_train_in_dim(const ims_train_head *h);  /* d */
+int ims_train_out_dim(const ims_train_head *h); /* embedding dim */
 int ims_train_n_classes(const ims_train_head *h);
 int ims_train_n_taps(const ims_train_head *h);
 const int *ims_train_tap_dims(const ims_train_head *h);

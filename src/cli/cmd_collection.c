@@ -29,8 +29,16 @@ typedef struct pipe_args {
     int n_images;
 } pipe_args;
 
-enum { A_COLL = 1, A_DIR = 2, A_TRAIN = 4, A_ENCODE = 8, A_INDEX = 16, A_QUERY = 32,
-       A_INGEST = 64, A_JSON = 128 };
+enum {
+    A_COLL = 1,
+    A_DIR = 2,
+    A_TRAIN = 4,
+    A_ENCODE = 8,
+    A_INDEX = 16,
+    A_QUERY = 32,
+    A_INGEST = 64,
+    A_JSON = 128
+};
 
 static const char *value(int argc, char **argv, int *i)
 {
@@ -142,8 +150,7 @@ static int run_finetune(const pipe_args *a)
             sprintf(bb, "%s/backbone.ism", a->coll);
             rc = access(bb, R_OK) ? cli_usage("finetune: --model MODEL.ism missing") : 0;
             if (!rc)
-                rc = ims_coll_set_backbone(a->coll, bb, a->taps, &err) ? cli_fail_err(-1, &err)
-                                                                       : 0;
+                rc = ims_coll_set_backbone(a->coll, bb, a->taps, &err) ? cli_fail_err(-1, &err) : 0;
             free(bb);
             return rc;
         }
@@ -210,8 +217,8 @@ static int run_embed_all(const pipe_args *a)
     if (a->json)
         printf("{\"todo\":%lld,\"done\":%lld,\"from_cache\":%lld,\"failed\":%lld,"
                "\"stale_dropped\":%lld,\"seconds\":%.3f,\"stamp\":\"%s\"}\n",
-               (long long)s.todo, (long long)s.done, (long long)s.from_cache,
-               (long long)s.failed, (long long)s.stale_dropped, s.seconds, s.stamp);
+               (long long)s.todo, (long long)s.done, (long long)s.from_cache, (long long)s.failed,
+               (long long)s.stale_dropped, s.seconds, s.stamp);
     else
         fprintf(stderr,
                 "embed-all: %lld vectors written (%lld from cached features), %lld failed, "
@@ -261,8 +268,8 @@ static int run_index(const pipe_args *a, int if_stale)
     if (s.skipped)
         fprintf(stderr, "index: up to date (%lld items)\n", (long long)s.items);
     else if (a->json)
-        printf("{\"items\":%lld,\"dim\":%d,\"seconds\":%.3f,\"bytes\":%lld}\n",
-               (long long)s.items, s.dim, s.seconds, (long long)s.bytes);
+        printf("{\"items\":%lld,\"dim\":%d,\"seconds\":%.3f,\"bytes\":%lld}\n", (long long)s.items,
+               s.dim, s.seconds, (long long)s.bytes);
     else
         fprintf(stderr, "index: %lld items x %d dims, %.1f s, %.1f MiB\n", (long long)s.items,
                 s.dim, s.seconds, (double)s.bytes / (1 << 20));
@@ -342,8 +349,8 @@ int cmd_build(int argc, char **argv)
         return CLI_OK;
     }
     pipe_args a;
-    int rc = parse("build", argc, argv, A_COLL | A_DIR | A_TRAIN | A_ENCODE | A_INDEX | A_INGEST,
-                   &a);
+    int rc =
+        parse("build", argc, argv, A_COLL | A_DIR | A_TRAIN | A_ENCODE | A_INDEX | A_INGEST, &a);
     if (rc >= 0)
         goto done;
     if (!a.model)
@@ -367,14 +374,13 @@ done:
 
 /* ---- query ------------------------------------------------------------------------ */
 
-static int print_hits(const char *query, int64_t self, const ims_coll_hit *h, size_t n,
-                      int json)
+static int print_hits(const char *query, int64_t self, const ims_coll_hit *h, size_t n, int json)
 {
     if (!json) {
         printf("%s%s\n", query, self ? " (in the collection)" : "");
         for (size_t i = 0; i < n; i++)
-            printf("  %2zu  %.4f  #%-6lld %-24s %s\n", i + 1, h[i].score,
-                   (long long)h[i].item.id, h[i].item.category, h[i].item.name);
+            printf("  %2zu  %.4f  #%-6lld %-24s %s\n", i + 1, h[i].score, (long long)h[i].item.id,
+                   h[i].item.category, h[i].item.name);
         return 0;
     }
     json_t *o = json_object(), *arr = json_array();

@@ -139,9 +139,9 @@ static int parse_args(int argc, char **argv, embed_args *a)
     int only_files = 0;
     for (int i = 1; i < argc; i++) {
         const char *o = argv[i];
-        int needs = !only_files && (!strcmp(o, "--model") || !strcmp(o, "-m") ||
-                                    !strcmp(o, "--layer") || !strcmp(o, "--fvecs") ||
-                                    !strcmp(o, "--batch") || !strcmp(o, "--threads"));
+        int needs = !only_files &&
+                    (!strcmp(o, "--model") || !strcmp(o, "-m") || !strcmp(o, "--layer") ||
+                     !strcmp(o, "--fvecs") || !strcmp(o, "--batch") || !strcmp(o, "--threads"));
         if (needs && i + 1 >= argc)
             return cli_usage("embed: %s needs a value", o);
         if (only_files || o[0] != '-' || !o[1]) {
@@ -235,8 +235,11 @@ int cmd_embed(int argc, char **argv)
         rc_exit = cli_fail("%s: --classify: the model has no classifier output", model);
         goto out;
     }
-    ims_nn_session_opts so = {.taps = layers, .n_taps = n_layers, .want_probs = classify,
-                              .max_batch = (int)batch, .n_threads = (int)a.threads};
+    ims_nn_session_opts so = {.taps = layers,
+                              .n_taps = n_layers,
+                              .want_probs = classify,
+                              .max_batch = (int)batch,
+                              .n_threads = (int)a.threads};
     if ((rc = ims_nn_session_new(m, &so, &s, &err))) {
         rc_exit = cli_fail_err(rc, &err);
         goto out;

@@ -63,8 +63,8 @@ int cmd_serve(int argc, char **argv)
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         int needs = !strcmp(a, "-c") || !strcmp(a, "--collection") || !strcmp(a, "--listen") ||
-                    !strcmp(a, "--threads") || !strcmp(a, "--sessions") || !strcmp(a, "--max-body") ||
-                    !strcmp(a, "--max-pixels");
+                    !strcmp(a, "--threads") || !strcmp(a, "--sessions") ||
+                    !strcmp(a, "--max-body") || !strcmp(a, "--max-pixels");
         if (needs && i + 1 >= argc)
             return cli_usage("serve: %s needs a value", a);
         if (!strcmp(a, "-c") || !strcmp(a, "--collection")) {
@@ -106,8 +106,8 @@ int cmd_serve(int argc, char **argv)
     ims_error err = {0};
     ims_coll *c = NULL;
     ims_server *s = NULL;
-    ims_coll_opts co = {.sessions = (int)sessions, .readonly = readonly,
-                        .max_pixels = (int64_t)max_pixels};
+    ims_coll_opts co = {
+        .sessions = (int)sessions, .readonly = readonly, .max_pixels = (int64_t)max_pixels};
     int rc = ims_coll_open(dir, &co, &c, &err);
     if (rc)
         return cli_fail_err(rc, &err);

@@ -47,8 +47,8 @@ int coll_backbone_open(const char *dir, ims_catalog *cat, coll_encoder *e, ims_e
 /* Open a model file with taps given one per line. */
 int coll_encoder_open_at(const char *path, const char *taps, coll_encoder *e, ims_error *err);
 void coll_encoder_close(coll_encoder *e);
-int coll_encoder_session(const coll_encoder *e, int max_batch, int threads,
-                         ims_nn_session **s, ims_error *err);
+int coll_encoder_session(const coll_encoder *e, int max_batch, int threads, ims_nn_session **s,
+                         ims_error *err);
 /* Per-tap L2 normalisation of n vectors in place (a zero part stays zero). */
 void coll_encoder_finish(const coll_encoder *e, float *v, int n);
 
@@ -56,10 +56,9 @@ void coll_encoder_finish(const coll_encoder *e, float *v, int n);
  * second thread, committing per batch) and store the result under
  * (kind, e->stamp); `finish` applies the per-tap normalisation (vectors)
  * or not (raw cached features). Failed decodes are logged and counted. */
-int coll_encode_items(const char *dir, ims_catalog *cat, const coll_encoder *e,
-                      const char *kind, int finish, const ims_pipe_opts *o, const int64_t *todo,
-                      size_t n_todo, const char *label, int64_t *done, int64_t *failed,
-                      ims_error *err);
+int coll_encode_items(const char *dir, ims_catalog *cat, const coll_encoder *e, const char *kind,
+                      int finish, const ims_pipe_opts *o, const int64_t *todo, size_t n_todo,
+                      const char *label, int64_t *done, int64_t *failed, ims_error *err);
 
 /* Split "a,b,c" (or "a\nb") into at most COLL_MAX_TAPS new strings. */
 int coll_split_taps(const char *list, char sep, char **taps, int *n, ims_error *err);

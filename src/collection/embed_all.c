@@ -21,11 +21,11 @@
 #include "core/core_int.h"
 
 typedef struct slot {
-    float *input;  /* batch x H x W x 3 */
-    int64_t *ids;  /* items in this batch (decoded ones only) */
-    int n;         /* decoded images in the batch */
-    int64_t next;  /* index into todo of the first item after this batch */
-    int full;      /* 1: ready for the encoder */
+    float *input; /* batch x H x W x 3 */
+    int64_t *ids; /* items in this batch (decoded ones only) */
+    int n;        /* decoded images in the batch */
+    int64_t next; /* index into todo of the first item after this batch */
+    int full;     /* 1: ready for the encoder */
 } slot;
 
 typedef struct feeder {
@@ -37,9 +37,9 @@ typedef struct feeder {
     int64_t n_todo;
     int batch;
     const ims_preprocess *pp;
-    int stop;         /* encoder gave up */
+    int stop; /* encoder gave up */
     int64_t failed;
-    int rc;           /* first fatal decoder error */
+    int rc; /* first fatal decoder error */
     ims_error err;
 } feeder;
 
@@ -107,14 +107,12 @@ static void *decoder(void *arg)
 
 /* Vectors from cached backbone features through the trained head (no image
  * is decoded); removes the items it did from todo (finetune.c). */
-int coll_embed_from_cache(const char *dir, ims_catalog *cat, const coll_encoder *e,
-                          int64_t *todo, size_t *n_todo, ims_embed_summary *sum,
-                          ims_error *err);
+int coll_embed_from_cache(const char *dir, ims_catalog *cat, const coll_encoder *e, int64_t *todo,
+                          size_t *n_todo, ims_embed_summary *sum, ims_error *err);
 
-int coll_encode_items(const char *dir, ims_catalog *cat, const coll_encoder *e,
-                      const char *kind, int finish, const ims_pipe_opts *o, const int64_t *todo,
-                      size_t n_todo, const char *label, int64_t *done, int64_t *failed,
-                      ims_error *err)
+int coll_encode_items(const char *dir, ims_catalog *cat, const coll_encoder *e, const char *kind,
+                      int finish, const ims_pipe_opts *o, const int64_t *todo, size_t n_todo,
+                      const char *label, int64_t *done, int64_t *failed, ims_error *err)
 {
     ims_pipe_opts d = {0};
     if (!o)

@@ -155,8 +155,8 @@ int coll_backbone_open(const char *dir, ims_catalog *cat, coll_encoder *e, ims_e
     return open_named(dir, cat, "backbone.ism", "backbone_taps", e, err);
 }
 
-int coll_encoder_session(const coll_encoder *e, int max_batch, int threads,
-                         ims_nn_session **s, ims_error *err)
+int coll_encoder_session(const coll_encoder *e, int max_batch, int threads, ims_nn_session **s,
+                         ims_error *err)
 {
     ims_nn_session_opts o = {.taps = (const char *const *)e->taps,
                              .n_taps = e->n_taps,
@@ -230,8 +230,7 @@ static int same_file_bytes(const char *a, const char *b)
     return !coll_sha256_file(a, ha, NULL) && !coll_sha256_file(b, hb, NULL) && !strcmp(ha, hb);
 }
 
-int ims_coll_set_backbone(const char *dir, const char *model_ism, const char *taps,
-                          ims_error *err)
+int ims_coll_set_backbone(const char *dir, const char *model_ism, const char *taps, ims_error *err)
 {
     ims_nn_model *m = NULL;
     ims_catalog *cat = NULL;

@@ -30,17 +30,16 @@
 
 int coll_labels(ims_catalog *cat, const int64_t *ids, size_t n, int *labels, char ***names,
                 size_t *n_names, ims_error *err);
-int coll_features(const char *dir, ims_catalog *cat, const coll_encoder *bb,
-                  const ims_pipe_opts *o, int64_t **ids, size_t *n, float **x,
-                  int64_t *computed, ims_error *err);
+int coll_features(const char *dir, ims_catalog *cat, const coll_encoder *bb, const ims_pipe_opts *o,
+                  int64_t **ids, size_t *n, float **x, int64_t *computed, ims_error *err);
 
 typedef struct evalset {
     int n, d;
-    const float *x;       /* n x d raw features */
+    const float *x; /* n x d raw features */
     const int *labels;
     const unsigned char *is_val;
-    const float *xq;      /* n_q x d raw features of the distorted copies */
-    const int *q_of;      /* row of the original of each copy */
+    const float *xq; /* n_q x d raw features of the distorted copies */
+    const int *q_of; /* row of the original of each copy */
     int n_q;
     int k;
 } evalset;
@@ -50,8 +49,8 @@ typedef struct evalset {
  * gallery the head was trained on, as a shop's catalogue is; the query is
  * a photo the head never saw). Instance scores: each distorted copy
  * queries all items for its original. */
-static int score_q(const evalset *s, const float *emb, const float *cq, const float *qemb,
-                   int dim, ims_eval_scores *out, ims_error *err)
+static int score_q(const evalset *s, const float *emb, const float *cq, const float *qemb, int dim,
+                   ims_eval_scores *out, ims_error *err)
 {
     memset(out, 0, sizeof *out);
     int k = s->k, kk = k > 10 ? k : 10;
@@ -157,8 +156,8 @@ static int subset(const float *x, const int *labels, const unsigned char *is_val
 
 /* Features of seeded distorted copies of the validation items. */
 static int distorted_features(const char *dir, ims_catalog *cat, const coll_encoder *bb,
-                              const int64_t *ids, const unsigned char *is_val, int n,
-                              float **xq, int **q_of, int *n_q, ims_error *err)
+                              const int64_t *ids, const unsigned char *is_val, int n, float **xq,
+                              int **q_of, int *n_q, ims_error *err)
 {
     *n_q = 0;
     int n_val = 0;
@@ -227,8 +226,8 @@ static int ann_recall(const char *dir, ims_catalog *cat, const int64_t *ids,
         size_t na = 0, nb = 0;
         const float *q = v + (size_t)i * enc.dim;
         if (ims_hnsw_search(h, q, (size_t)k, NULL, a, &na) ||
-            ims_flat_search(IMS_METRIC_COSINE, (uint32_t)enc.dim, v, (size_t)n, uids, q,
-                            (size_t)k, b, &nb))
+            ims_flat_search(IMS_METRIC_COSINE, (uint32_t)enc.dim, v, (size_t)n, uids, q, (size_t)k,
+                            b, &nb))
             continue;
         for (size_t x = 0; x < nb; x++)
             for (size_t y = 0; y < na; y++)

@@ -45,17 +45,15 @@ int coll_labels(ims_catalog *cat, const int64_t *ids, size_t n, int *labels, cha
 
 /* Cached raw backbone features of every accepted item (computing missing
  * ones). *x is n x bb->dim, in the order of *ids. */
-int coll_features(const char *dir, ims_catalog *cat, const coll_encoder *bb,
-                  const ims_pipe_opts *o, int64_t **ids, size_t *n, float **x,
-                  int64_t *computed, ims_error *err)
+int coll_features(const char *dir, ims_catalog *cat, const coll_encoder *bb, const ims_pipe_opts *o,
+                  int64_t **ids, size_t *n, float **x, int64_t *computed, ims_error *err)
 {
     int64_t *missing = NULL, failed = 0;
     size_t n_missing = 0;
     *ids = NULL, *x = NULL, *n = 0;
     int rc = ims_catalog_drop_stale(cat, COLL_FEATURES, bb->stamp, NULL, err);
     if (!rc)
-        rc = ims_catalog_missing_vectors(cat, COLL_FEATURES, bb->stamp, &missing, &n_missing,
-                                         err);
+        rc = ims_catalog_missing_vectors(cat, COLL_FEATURES, bb->stamp, &missing, &n_missing, err);
     if (!rc)
         rc = coll_encode_items(dir, cat, bb, COLL_FEATURES, 0, o, missing, n_missing,
                                "backbone features", computed, &failed, err);
@@ -90,8 +88,8 @@ static int progress_cb(void *ud, int epoch, int n_epochs, float loss, float trai
     int tty = *(int *)ud;
     if (!tty && (epoch + 1) % 10 && epoch + 1 != n_epochs)
         return 0;
-    fprintf(stderr, "%sfinetune: %d/%d  loss %.4f  train acc %.3f  val acc %.3f%s",
-            tty ? "\r" : "", epoch + 1, n_epochs, loss, train_acc, val_acc, tty ? "   " : "\n");
+    fprintf(stderr, "%sfinetune: %d/%d  loss %.4f  train acc %.3f  val acc %.3f%s", tty ? "\r" : "",
+            epoch + 1, n_epochs, loss, train_acc, val_acc, tty ? "   " : "\n");
     return 0;
 }
 
@@ -122,8 +120,8 @@ static int finetune_digest(const char *dir, const char *model, const ims_finetun
         goto done;
     ims__sha256_ctx s;
     ims__sha256_init(&s);
-    int len = snprintf(buf, sizeof buf, "%s|%s|%d|%d|%llu|", mhex, o->taps ? o->taps : "",
-                       o->dim, o->epochs, (unsigned long long)o->seed);
+    int len = snprintf(buf, sizeof buf, "%s|%s|%d|%d|%llu|", mhex, o->taps ? o->taps : "", o->dim,
+                       o->epochs, (unsigned long long)o->seed);
     ims__sha256_update(&s, buf, (size_t)len);
     for (size_t i = 0; i < n && !rc; i++) {
         ims_item it;
@@ -155,8 +153,8 @@ static int up_to_date(const char *dir, const char *digest)
         !coll_encoder_open(dir, cat, &e, NULL)) {
         if (!strcmp(mode, "none"))
             ok = 1;
-        else if (!ims_catalog_get_meta(cat, "head_encoder_stamp", &for_stamp, NULL) &&
-                 for_stamp && !strcmp(for_stamp, e.stamp))
+        else if (!ims_catalog_get_meta(cat, "head_encoder_stamp", &for_stamp, NULL) && for_stamp &&
+                 !strcmp(for_stamp, e.stamp))
             ok = 1;
     }
     coll_encoder_close(&e);
@@ -196,8 +194,9 @@ int ims_coll_finetune(const char *dir, const ims_finetune_opts *o, ims_finetune_
     if ((rc = finetune_digest(dir, o->model ? o->model : bbp, o, digest, err)))
         goto done;
     if (up_to_date(dir, digest)) {
-        snprintf(sum->message, sizeof sum->message, "encoder up to date (same backbone, "
-                                                    "options and items)");
+        snprintf(sum->message, sizeof sum->message,
+                 "encoder up to date (same backbone, "
+                 "options and items)");
         sum->trained = -1;
         goto done;
     }
@@ -233,8 +232,8 @@ int ims_coll_finetune(const char *dir, const ims_finetune_opts *o, ims_finetune_
     }
     ims_error terr;
     ims_error_clear(&terr);
-    rc = ims_train_fit(x, (int)n, bb.dim, bb.tap_dim, bb.n_taps, labels, (int)n_names, &to,
-                       &head, &terr);
+    rc = ims_train_fit(x, (int)n, bb.dim, bb.tap_dim, bb.n_taps, labels, (int)n_names, &to, &head,
+                       &terr);
     if (o->progress && tty)
         fputc('\n', stderr);
     if (rc == IMS_ESTATE) { /* nothing to train: keep the raw taps */
@@ -302,9 +301,8 @@ done:
     return rc;
 }
 
-int coll_embed_from_cache(const char *dir, ims_catalog *cat, const coll_encoder *e,
-                          int64_t *todo, size_t *n_todo, ims_embed_summary *sum,
-                          ims_error *err)
+int coll_embed_from_cache(const char *dir, ims_catalog *cat, const coll_encoder *e, int64_t *todo,
+                          size_t *n_todo, ims_embed_summary *sum, ims_error *err)
 {
     char *mode = NULL, *for_stamp = NULL, *hp = NULL;
     ims_train_head *head = NULL;

@@ -19,8 +19,8 @@
 
 #define CHUNK 1024
 
-int ims_coll_build_index(const char *dir, const ims_coll_index_opts *o,
-                         ims_coll_index_summary *sum, ims_error *err)
+int ims_coll_build_index(const char *dir, const ims_coll_index_opts *o, ims_coll_index_summary *sum,
+                         ims_error *err)
 {
     ims_coll_index_opts d = {0};
     if (!o)
@@ -42,8 +42,7 @@ int ims_coll_build_index(const char *dir, const ims_coll_index_opts *o,
     }
     if ((rc = ims_catalog_open(dir, 0, &cat, err)) || (rc = coll_encoder_open(dir, cat, &enc, err)))
         goto done;
-    if ((rc = ims_catalog_missing_vectors(cat, COLL_VECTORS, enc.stamp, &missing, &n_missing,
-                                          err)))
+    if ((rc = ims_catalog_missing_vectors(cat, COLL_VECTORS, enc.stamp, &missing, &n_missing, err)))
         goto done;
     if (n_missing) {
         rc = ims_error_set(err, IMS_ESTATE,

@@ -185,8 +185,7 @@ static int index_item(ims_coll *c, ims_catalog *cat, int64_t id, float *v, ims_e
 {
     if (ims_hnsw_contains(c->index, (uint64_t)id))
         return IMS_OK;
-    int rc = ims_catalog_get_vectors(cat, COLL_VECTORS, c->enc.stamp, 1, &id, v, c->enc.dim,
-                                     err);
+    int rc = ims_catalog_get_vectors(cat, COLL_VECTORS, c->enc.stamp, 1, &id, v, c->enc.dim, err);
     if (rc == IMS_ENOTFOUND) {
         char *path = NULL;
         ims_image *img = NULL;
@@ -196,8 +195,8 @@ static int index_item(ims_coll *c, ims_catalog *cat, int64_t id, float *v, ims_e
         if (!rc)
             rc = encode_image(c, img, v, -1, err);
         if (!rc && !c->readonly)
-            rc = ims_catalog_put_vectors(cat, COLL_VECTORS, c->enc.stamp, 1, &id, v,
-                                         c->enc.dim, err);
+            rc = ims_catalog_put_vectors(cat, COLL_VECTORS, c->enc.stamp, 1, &id, v, c->enc.dim,
+                                         err);
         ims_image_free(img);
         ims_free(path);
     }
@@ -216,8 +215,7 @@ static int replay_log(ims_coll *c, ims_catalog *cat, ims_error *err)
     char *path = coll_path(c->dir, "index.log");
     if (!path)
         return ims_error_set(err, IMS_ENOMEM, "out of memory");
-    c->log_fd = open(path, c->readonly ? O_RDONLY : O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC,
-                     0644);
+    c->log_fd = open(path, c->readonly ? O_RDONLY : O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
     if (c->log_fd < 0 && !(c->readonly && errno == ENOENT)) {
         int rc = ims_error_set_errno(err, IMS_EIO, errno, "%s", path);
         ims_free(path);
@@ -276,8 +274,7 @@ static int reconcile(ims_coll *c, ims_catalog *cat, ims_error *err)
             rc = index_item(c, cat, ids[i], v, err);
         ims_free(v);
         if (!rc)
-            ims_log(IMS_LOG_INFO, "%s: index reconciled with the catalogue (%zu items)", c->dir,
-                    n);
+            ims_log(IMS_LOG_INFO, "%s: index reconciled with the catalogue (%zu items)", c->dir, n);
     }
     ims_free(ids);
     return rc;
@@ -405,8 +402,8 @@ static void filters_clear(ims_coll *c)
 
 /* Run a search with the category's id bitset (built on first use, cached
  * until the next write). */
-static int search_vec(ims_coll *c, const float *q, size_t k, const char *category,
-                      ims_hit *hits, size_t *n_hits, ims_error *err)
+static int search_vec(ims_coll *c, const float *q, size_t k, const char *category, ims_hit *hits,
+                      size_t *n_hits, ims_error *err)
 {
     ims_search_opts so = {0};
     int rc;
@@ -423,8 +420,7 @@ static int search_vec(ims_coll *c, const float *q, size_t k, const char *categor
             so.n_allow_bits = c->filters[i].n_bits;
             rc = ims_hnsw_search(c->index, q, k, &so, hits, n_hits);
             pthread_rwlock_unlock(&c->filter_lock);
-            return rc ? ims_error_set(err, rc, "search: %s", ims_hnsw_errmsg(c->index))
-                      : IMS_OK;
+            return rc ? ims_error_set(err, rc, "search: %s", ims_hnsw_errmsg(c->index)) : IMS_OK;
         }
         pthread_rwlock_unlock(&c->filter_lock);
         if (pass)
@@ -524,8 +520,8 @@ static int check_k(int k, ims_error *err)
     return IMS_OK;
 }
 
-static int search_and_fill(ims_coll *c, const float *q, int k, const char *category,
-                           int64_t self, ims_coll_hit **hits, size_t *n, ims_error *err)
+static int search_and_fill(ims_coll *c, const float *q, int k, const char *category, int64_t self,
+                           ims_coll_hit **hits, size_t *n, ims_error *err)
 {
     size_t want = (size_t)k + (self ? 1 : 0);
     ims_hit *h = ims_malloc(want * sizeof *h);
@@ -539,9 +535,8 @@ static int search_and_fill(ims_coll *c, const float *q, int k, const char *categ
     return rc;
 }
 
-int ims_coll_search_image(ims_coll *c, const void *bytes, size_t len, int k,
-                          const char *category, ims_coll_hit **hits, size_t *n,
-                          int64_t *self_id, ims_error *err)
+int ims_coll_search_image(ims_coll *c, const void *bytes, size_t len, int k, const char *category,
+                          ims_coll_hit **hits, size_t *n, int64_t *self_id, ims_error *err)
 {
     *hits = NULL, *n = 0;
     if (self_id)
@@ -645,8 +640,8 @@ int ims_coll_image(ims_coll *c, int64_t id, void **bytes, size_t *len, char form
 
 /* ---- writes -------------------------------------------------------------------------- */
 
-int ims_coll_add(ims_coll *c, const void *bytes, size_t len, const char *category,
-                 const char *name, const char *metadata, int64_t *id, ims_error *err)
+int ims_coll_add(ims_coll *c, const void *bytes, size_t len, const char *category, const char *name,
+                 const char *metadata, int64_t *id, ims_error *err)
 {
     *id = 0;
     if (c->readonly)
@@ -689,8 +684,7 @@ int ims_coll_add(ims_coll *c, const void *bytes, size_t len, const char *categor
      * item no search finds */
     int repair = rc == IMS_EEXIST && *id > 0 && !ims_hnsw_contains(c->index, (uint64_t)*id);
     if (!rc || repair)
-        rc = ims_catalog_put_vectors(cat, COLL_VECTORS, c->enc.stamp, 1, id, v, c->enc.dim,
-                                     err);
+        rc = ims_catalog_put_vectors(cat, COLL_VECTORS, c->enc.stamp, 1, id, v, c->enc.dim, err);
     if (!rc)
         rc = ims_catalog_commit(cat, err);
     else
@@ -753,8 +747,7 @@ void ims_coll_get_stats(ims_coll *c, ims_coll_stats *s)
     pthread_mutex_unlock(&c->stats_mu);
 }
 
-int ims_coll_categories(ims_coll *c, char ***names, int64_t **counts, size_t *n,
-                        ims_error *err)
+int ims_coll_categories(ims_coll *c, char ***names, int64_t **counts, size_t *n, ims_error *err)
 {
     ims_catalog *cat = cat_take(c);
     int rc = ims_catalog_categories(cat, names, counts, n, err);

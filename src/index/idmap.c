@@ -131,9 +131,10 @@ int ims__map_ensure(ims_hnsw *h)
         if (rc == IMS_OK)
             __atomic_store_n(&h->map_ready, 1, __ATOMIC_RELEASE);
         else
-            ims__hnsw_err(h, rc, "%s", rc == IMS_ECORRUPT
-                                           ? "corrupt index: a live id appears twice (IDS section)"
-                                           : "out of memory building the id map");
+            ims__hnsw_err(h, rc, "%s",
+                          rc == IMS_ECORRUPT
+                              ? "corrupt index: a live id appears twice (IDS section)"
+                              : "out of memory building the id map");
     }
     pthread_mutex_unlock(&h->map_lock);
     return rc;

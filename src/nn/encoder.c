@@ -40,16 +40,15 @@ static int copy_graph(const ims__graph *src, ims__graph *g, ims_error *err)
     g->pp = src->pp;
     for (uint32_t i = 0; i < src->n_nodes; i++) {
         ims__node p = src->nodes[i];
-        if (p.weight >= 0 &&
-            ims__graph_add_weights(g, src->weights + p.weight, (uint64_t)p.n_weight, &p.weight,
-                                   NULL))
+        if (p.weight >= 0 && ims__graph_add_weights(g, src->weights + p.weight,
+                                                    (uint64_t)p.n_weight, &p.weight, NULL))
             return ims_error_set(err, IMS_ENOMEM, "encoder: out of memory");
         if (p.bias >= 0 &&
             ims__graph_add_weights(g, src->weights + p.bias, (uint64_t)p.n_bias, &p.bias, NULL))
             return ims_error_set(err, IMS_ENOMEM, "encoder: out of memory");
         if ((rc = ims__graph_add_node(g, &p, ims__str(src, src->nodes[i].name),
-                                      ims__node_inputs(src, &src->nodes[i]),
-                                      src->nodes[i].n_inputs, NULL, err)))
+                                      ims__node_inputs(src, &src->nodes[i]), src->nodes[i].n_inputs,
+                                      NULL, err)))
             return rc;
     }
     for (uint32_t k = 0; k < src->n_aliases; k++)
@@ -84,8 +83,7 @@ static int add_head(ims__graph *g, const ims_nn_head *h, ims_error *err)
     uint32_t parts[64], u, p, emb, x;
     int64_t d = 0;
     if (h->n_taps < 1 || h->n_taps > 64 || h->k < 1 || !h->proj || !h->proj_bias)
-        return ims_error_set(err, IMS_EINVAL, "encoder: bad head (taps %d, k %d)", h->n_taps,
-                             h->k);
+        return ims_error_set(err, IMS_EINVAL, "encoder: bad head (taps %d, k %d)", h->n_taps, h->k);
     for (int t = 0; t < h->n_taps; t++) {
         uint32_t i;
         if ((rc = ims__graph_find_tap(g, h->taps[t], &i, err)))
@@ -106,9 +104,8 @@ static int add_head(ims__graph *g, const ims_nn_head *h, ims_error *err)
             return rc;
     }
     u = parts[0];
-    if (h->n_taps > 1 &&
-        (rc = add(g, IMS_OP_CONCAT, "encoder/u", parts, (uint32_t)h->n_taps, NULL, 0, NULL, 0, 0,
-                  0, &u, err)))
+    if (h->n_taps > 1 && (rc = add(g, IMS_OP_CONCAT, "encoder/u", parts, (uint32_t)h->n_taps, NULL,
+                                   0, NULL, 0, 0, 0, &u, err)))
         return rc;
     if ((rc = add(g, IMS_OP_DENSE, "encoder/proj", &u, 1, h->proj, d * h->k, h->proj_bias, h->k,
                   h->k, h->proj_relu, &p, err)))
@@ -120,10 +117,10 @@ static int add_head(ims__graph *g, const ims_nn_head *h, ims_error *err)
         uint32_t two[2];
         if ((rc = add(g, IMS_OP_AFFINE, "encoder/raw/scale", &u, 1, &h->raw_w, 1, NULL, 0, 0, 0,
                       &two[0], err)) ||
-            (rc = add(g, IMS_OP_AFFINE, "encoder/proj/scale", &x, 1, &h->proj_w, 1, NULL, 0, 0,
-                      0, &two[1], err)) ||
-            (rc = add(g, IMS_OP_CONCAT, "encoder/fused", two, 2, NULL, 0, NULL, 0, 0, 0, &x,
-                      err)) ||
+            (rc = add(g, IMS_OP_AFFINE, "encoder/proj/scale", &x, 1, &h->proj_w, 1, NULL, 0, 0, 0,
+                      &two[1], err)) ||
+            (rc =
+                 add(g, IMS_OP_CONCAT, "encoder/fused", two, 2, NULL, 0, NULL, 0, 0, 0, &x, err)) ||
             (rc = add(g, IMS_OP_L2NORM, "encoder/embedding", &x, 1, NULL, 0, NULL, 0, 0, 0, &emb,
                       err)))
             return rc;
@@ -138,8 +135,7 @@ static int add_head(ims__graph *g, const ims_nn_head *h, ims_error *err)
             return ims_error_set(err, IMS_EINVAL, "encoder: classifier without weights/names");
         if ((rc = add(g, IMS_OP_DENSE, "encoder/logits", &v, 1, h->cls, cin * h->n_classes,
                       h->cls_bias, h->n_classes, h->n_classes, 0, &z, err)) ||
-            (rc = add(g, IMS_OP_SOFTMAX, "encoder/probs", &z, 1, NULL, 0, NULL, 0, 0, 0, &pr,
-                      err)))
+            (rc = add(g, IMS_OP_SOFTMAX, "encoder/probs", &z, 1, NULL, 0, NULL, 0, 0, 0, &pr, err)))
             return rc;
         g->output = (int32_t)pr;
         g->n_classes = (uint32_t)h->n_classes;
@@ -154,8 +150,8 @@ static int add_head(ims__graph *g, const ims_nn_head *h, ims_error *err)
     return IMS_OK;
 }
 
-int ims_nn_write_encoder(const char *backbone_ism, const ims_nn_head *head,
-                         const char *out_ism, ims_error *err)
+int ims_nn_write_encoder(const char *backbone_ism, const ims_nn_head *head, const char *out_ism,
+                         ims_error *err)
 {
     IMS_ASSERT(backbone_ism && head && out_ism);
     ims_nn_model *m = NULL;

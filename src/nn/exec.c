@@ -25,7 +25,9 @@ void ims__exec_node(ims__run *s, uint32_t i)
     case IMS_OP_ACT: ims__op_affine(s, i); break;
     case IMS_OP_SOFTMAX: ims__op_softmax(s, i); break;
     case IMS_OP_RESHAPE: ims__op_reshape(s, i); break;
-    case IMS_OP_L2NORM: ims__op_l2norm(s, i); break;
+    case IMS_OP_L2NORM:
+        ims__op_l2norm(s, i);
+        break;
     default: IMS_ASSERT(!"unknown op (graph not validated?)");
     }
 }

@@ -198,9 +198,9 @@ static void plan_fuse(ims_nn_session *s, plan_tmp *t, const ims__nn_env *env)
         const ims__node *n = &g->nodes[i];
         const uint32_t *in = ims__node_inputs(g, n);
         for (uint32_t k = 0; k < n->n_inputs; k++)
-            t->lastuse[k ? in[k]
-                         : s->fuse_src[i] >= 0 ? s->in0[s->fuse_src[i]] : s->in0[i]] =
-                (int32_t)i;
+            t->lastuse[k                     ? in[k]
+                       : s->fuse_src[i] >= 0 ? s->in0[s->fuse_src[i]]
+                                             : s->in0[i]] = (int32_t)i;
     }
 }
 
@@ -289,8 +289,7 @@ static int plan_place(ims_nn_session *s, plan_tmp *t, ims_error *err)
             continue;
         const ims__node *n = &g->nodes[i];
         size_t sz;
-        if (!ims_size_mul3(1, (size_t)n->h * n->w, (size_t)n->c, &sz) ||
-            sz > ((size_t)1 << 40))
+        if (!ims_size_mul3(1, (size_t)n->h * n->w, (size_t)n->c, &sz) || sz > ((size_t)1 << 40))
             return ims_error_set(err, IMS_ETOOBIG, "node %s: activation too large",
                                  ims__str(g, n->name));
         roots[n_roots++] = (root_info){i, (int32_t)N, t->gend[i], (sz + 15) & ~(size_t)15, -1};
@@ -458,8 +457,8 @@ int ims__plan(ims_nn_session *s, ims_error *err)
     t.gend = ims_malloc((size_t)N * sizeof *t.gend);
     t.c0 = ims_calloc(N, sizeof *t.c0);
     t.roots = ims_calloc(N, sizeof *t.roots);
-    if (!s->kind || !s->view || !s->in0 || !s->pads || !s->tap_of || !s->fuse_src ||
-        !s->pack_off || !t.need || !t.lastuse || !t.ncons || !t.gend || !t.c0 || !t.roots) {
+    if (!s->kind || !s->view || !s->in0 || !s->pads || !s->tap_of || !s->fuse_src || !s->pack_off ||
+        !t.need || !t.lastuse || !t.ncons || !t.gend || !t.c0 || !t.roots) {
         rc = ims_error_set(err, IMS_ENOMEM, "session plan: out of memory");
         goto done;
     }

@@ -12,8 +12,9 @@
 #include "nn_int.h"
 
 static const char *op_names[IMS_OP__COUNT] = {
-    "Input", "Conv2D", "DepthwiseConv2D", "Dense", "MaxPool", "AvgPool", "GlobalAvgPool",
-    "Add", "Concat", "Pad", "Affine", "Activation", "Softmax", "Reshape", "L2Normalize",
+    "Input",         "Conv2D",  "DepthwiseConv2D", "Dense", "MaxPool", "AvgPool",
+    "GlobalAvgPool", "Add",     "Concat",          "Pad",   "Affine",  "Activation",
+    "Softmax",       "Reshape", "L2Normalize",
 };
 static const char *act_names[IMS_ACT__COUNT] = {"none", "relu", "sigmoid", "tanh"};
 
@@ -298,8 +299,7 @@ int ims__infer_shape(const ims__graph *g, uint32_t i_node, int32_t *oh, int32_t 
     case IMS_OP_SOFTMAX:
     case IMS_OP_L2NORM:
         if (H != 1 || W != 1)
-            return BAD("node %u (%s): %s needs a flat input", i_node, name,
-                       ims__op_name(n->op));
+            return BAD("node %u (%s): %s needs a flat input", i_node, name, ims__op_name(n->op));
         h = 1, w = 1, c = C;
         break;
     case IMS_OP_RESHAPE:

@@ -9,8 +9,9 @@
 
 #include "train/train_int.h"
 
-#define MID "StatefulPartitionedCall/sequential/keras_layer/StatefulPartitionedCall/" \
-            "StatefulPartitionedCall/StatefulPartitionedCall/predict/"
+#define MID                                                                   \
+    "StatefulPartitionedCall/sequential/keras_layer/StatefulPartitionedCall/" \
+    "StatefulPartitionedCall/StatefulPartitionedCall/predict/"
 
 /* 13/project + 16/project: the best raw instance pair (r@10 .928); fused,
  * P@10 .530 (vs .536 with feature_vector + 13/project, within noise) at

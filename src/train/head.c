@@ -27,7 +27,8 @@
 #define INST_MARGIN 0.0 /* allowed instance r@10 drop on validation copies */
 #endif
 static const float SHRINKS[] = {0.05f, 0.1f, 0.2f, 0.35f, 0.5f, 0.7f};
-static const float WEIGHTS[] = {0.0f, 0.25f, 0.35f, 0.5f, 0.6f, 0.7f, 0.85f, 1.0f, 1.25f, 1.5f, 2.0f};
+static const float WEIGHTS[] = {0.0f,  0.25f, 0.35f, 0.5f, 0.6f, 0.7f,
+                                0.85f, 1.0f,  1.25f, 1.5f, 2.0f};
 
 void ims_train_opts_default(ims_train_opts *o)
 {
@@ -188,7 +189,10 @@ int ims_train_out_dim(const ims_train_head *h) { return h->out_dim; }
 int ims_train_n_classes(const ims_train_head *h) { return h->n_classes; }
 int ims_train_n_taps(const ims_train_head *h) { return h->n_taps; }
 const int *ims_train_tap_dims(const ims_train_head *h) { return h->tap_dims; }
-float ims_train_weight(const ims_train_head *h) { return h->kind == IMS_TRAIN_FUSION ? h->proj_w : 0; }
+float ims_train_weight(const ims_train_head *h)
+{
+    return h->kind == IMS_TRAIN_FUSION ? h->proj_w : 0;
+}
 float ims_train_shrink(const ims_train_head *h) { return h->shrink; }
 float ims_train_val_acc(const ims_train_head *h) { return h->val_acc; }
 
@@ -239,13 +243,13 @@ static void unit_proj(const ims_train_head *h, const float *u, int m, float *z)
 }
 
 typedef struct fit_ctx {
-    const float *u, *ua;   /* unit rows, unit copies (or NULL) */
+    const float *u, *ua; /* unit rows, unit copies (or NULL) */
     int n, d, n_classes;
     const int *labels;
-    int *vidx, n_val;      /* validation rows */
-    float *tu;             /* training rows, compact */
+    int *vidx, n_val; /* validation rows */
+    float *tu;        /* training rows, compact */
     int *tl, n_tr;
-    float *Su, *Sau;       /* u sims: val x all, copies x all */
+    float *Su, *Sau; /* u sims: val x all, copies x all */
     const ims_train_opts *o;
 } fit_ctx;
 
@@ -340,8 +344,8 @@ static int check_args(const float *x, int n, int d, const int *tap_dims, int n_t
         sum += tap_dims[t];
     }
     if (sum != d)
-        return ims_error_set(err, IMS_EINVAL, "train: tap dims sum to %lld, not %d",
-                             (long long)sum, d);
+        return ims_error_set(err, IMS_EINVAL, "train: tap dims sum to %lld, not %d", (long long)sum,
+                             d);
     for (int i = 0; i < n; i++)
         if (labels[i] < 0 || labels[i] >= n_classes)
             return ims_error_set(err, IMS_EINVAL, "train: row %d has label %d outside [0,%d)", i,
@@ -367,9 +371,8 @@ static int check_args(const float *x, int n, int d, const int *tap_dims, int n_t
     return IMS_OK;
 }
 
-int ims_train_fit(const float *x, int n, int d, const int *tap_dims, int n_taps,
-                  const int *labels, int n_classes, const ims_train_opts *opts,
-                  ims_train_head **out, ims_error *err)
+int ims_train_fit(const float *x, int n, int d, const int *tap_dims, int n_taps, const int *labels,
+                  int n_classes, const ims_train_opts *opts, ims_train_head **out, ims_error *err)
 {
     IMS_ASSERT(out);
     *out = NULL;

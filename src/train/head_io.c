@@ -41,12 +41,17 @@ static float get_f32(const unsigned char *p)
     return f;
 }
 
-static size_t n_cls_in(const ims_train_head *h) { return h->cls_on_proj ? (size_t)h->k : (size_t)h->d; }
+static size_t n_cls_in(const ims_train_head *h)
+{
+    return h->cls_on_proj ? (size_t)h->k : (size_t)h->d;
+}
 
 static size_t blob_size(const ims_train_head *h)
 {
-    return HEAD_FIXED + 4 * ((size_t)h->n_taps + (size_t)h->d * h->k + h->k +
-                             n_cls_in(h) * h->n_classes + h->n_classes) + 4;
+    return HEAD_FIXED +
+           4 * ((size_t)h->n_taps + (size_t)h->d * h->k + h->k + n_cls_in(h) * h->n_classes +
+                h->n_classes) +
+           4;
 }
 
 static unsigned char *put_floats(unsigned char *p, const float *x, size_t n)
@@ -115,8 +120,8 @@ int ims_train_load(const void *buf, size_t len, ims_train_head **out, ims_error 
     if (!d || !nt || !k || !C || d > MAX_DIM || nt > 4096 || k > MAX_DIM || C > 65536 ||
         (uint64_t)d * k > MAX_DIM * 16ull)
         return CORRUPT(16, "bad sizes");
-    ims_train_head tmp = {.d = (int)d, .n_taps = (int)nt, .k = (int)k, .n_classes = (int)C,
-                          .cls_on_proj = (int)cop};
+    ims_train_head tmp = {
+        .d = (int)d, .n_taps = (int)nt, .k = (int)k, .n_classes = (int)C, .cls_on_proj = (int)cop};
     if (blob_size(&tmp) != len)
         return CORRUPT(len, "size %zu, expected %zu", len, blob_size(&tmp));
     int *dims = ims_malloc(nt * sizeof *dims);
@@ -167,9 +172,10 @@ int ims_train_write_encoder(const ims_train_head *h, const char *backbone_ism,
         if ((rc = ims_nn_tap_dim(m, taps[t], &dim, err)))
             break;
         if (dim != h->tap_dims[t]) {
-            rc = ims_error_set(err, IMS_EINVAL, "encoder: tap '%s' has %d values, the head "
-                                                "was trained on %d", taps[t], dim,
-                               h->tap_dims[t]);
+            rc = ims_error_set(err, IMS_EINVAL,
+                               "encoder: tap '%s' has %d values, the head "
+                               "was trained on %d",
+                               taps[t], dim, h->tap_dims[t]);
             break;
         }
     }
@@ -177,11 +183,22 @@ int ims_train_write_encoder(const ims_train_head *h, const char *backbone_ism,
     if (rc)
         return rc;
     ims_nn_head nh = {
-        .name = name, .taps = taps, .n_taps = h->n_taps, .in_scale = h->in_scale, .k = h->k,
-        .proj = h->P, .proj_bias = h->pb, .proj_relu = h->relu,
-        .fuse = h->kind == IMS_TRAIN_FUSION, .raw_w = h->raw_w, .proj_w = h->proj_w,
-        .n_classes = class_names ? h->n_classes : 0, .cls = h->C, .cls_bias = h->cb,
-        .cls_on_proj = h->cls_on_proj, .class_names = class_names,
+        .name = name,
+        .taps = taps,
+        .n_taps = h->n_taps,
+        .in_scale = h->in_scale,
+        .k = h->k,
+        .proj = h->P,
+        .proj_bias = h->pb,
+        .proj_relu = h->relu,
+        .fuse = h->kind == IMS_TRAIN_FUSION,
+        .raw_w = h->raw_w,
+        .proj_w = h->proj_w,
+        .n_classes = class_names ? h->n_classes : 0,
+        .cls = h->C,
+        .cls_bias = h->cb,
+        .cls_on_proj = h->cls_on_proj,
+        .class_names = class_names,
     };
     return ims_nn_write_encoder(backbone_ism, &nh, out_ism, err);
 }

@@ -134,8 +134,9 @@ int ims__lda_fit(ims_train_head *h, const float *u, int n, const int *labels, fl
     double alpha = IMS_MIN(IMS_MAX(shrink, 1e-4), 0.999);
     double a = (1 - alpha) / dof, b = alpha * (tr / dof) / d;
     if (!(b > 0)) {
-        rc = ims_error_set(err, IMS_ESTATE, "nothing to train: the features do not vary "
-                                            "within categories");
+        rc = ims_error_set(err, IMS_ESTATE,
+                           "nothing to train: the features do not vary "
+                           "within categories");
         goto done;
     }
     M = ims_malloc((size_t)d * m * sizeof *M);
@@ -154,8 +155,9 @@ int ims__lda_fit(ims_train_head *h, const float *u, int n, const int *labels, fl
     memcpy(A, M, (size_t)d * m * sizeof *A);
     if ((rc = shrunk_solve(X, n, d, a, b, A, m))) {
         if (rc == IMS_EINVAL)
-            rc = ims_error_set(err, IMS_EINVAL, "LDA: within-class scatter not positive "
-                                                "definite");
+            rc = ims_error_set(err, IMS_EINVAL,
+                               "LDA: within-class scatter not positive "
+                               "definite");
         goto done;
     }
     for (int i = 0; i < m; i++)

@@ -29,8 +29,7 @@ static int top_k(const float *s, int n, int skip, int k, int *out)
     return m;
 }
 
-void ims__sim(const float *e, const int *q_idx, int n_q, const float *f, int n, int dim,
-              float *S)
+void ims__sim(const float *e, const int *q_idx, int n_q, const float *f, int n, int dim, float *S)
 {
     for (int q = 0; q < n_q; q++) {
         const float *a = e + (size_t)q_idx[q] * dim;
@@ -44,8 +43,8 @@ void ims__sim(const float *e, const int *q_idx, int n_q, const float *f, int n, 
     }
 }
 
-void ims__retrieval(const float *S, int n_q, int n, const int *q_idx, const int *labels,
-                    double *p1, double *p5, double *p10, double *map10)
+void ims__retrieval(const float *S, int n_q, int n, const int *q_idx, const int *labels, double *p1,
+                    double *p5, double *p10, double *map10)
 {
     double s1 = 0, s5 = 0, s10 = 0, sap = 0;
     int top[TOPK];
@@ -81,8 +80,7 @@ void ims__retrieval(const float *S, int n_q, int n, const int *q_idx, const int 
         *map10 = n_q ? sap / n_q : 0;
 }
 
-void ims__instance_recall(const float *S, int n_q, int n, const int *q_idx, double *r1,
-                          double *r10)
+void ims__instance_recall(const float *S, int n_q, int n, const int *q_idx, double *r1, double *r10)
 {
     int h1 = 0, h10 = 0, top[TOPK];
     for (int q = 0; q < n_q; q++) {

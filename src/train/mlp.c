@@ -16,7 +16,7 @@
 
 typedef struct mlp {
     int d, H, C;
-    float *w1, *b1, *w2, *b2;  /* parameters (one block) */
+    float *w1, *b1, *w2, *b2; /* parameters (one block) */
     size_t n_par;
 } mlp;
 
@@ -94,7 +94,8 @@ int ims__mlp_fit(ims_train_head *h, const float *u, int n, const int *labels,
     }
     float *z = a + m.H, *da = z + m.C, *dz = da + m.H;
     m.w1 = par, m.b1 = m.w1 + (size_t)m.d * m.H, m.w2 = m.b1 + m.H, m.b2 = m.w2 + (size_t)m.H * m.C;
-    float *gw1 = g, *gb1 = gw1 + (size_t)m.d * m.H, *gw2 = gb1 + m.H, *gb2 = gw2 + (size_t)m.H * m.C;
+    float *gw1 = g, *gb1 = gw1 + (size_t)m.d * m.H, *gw2 = gb1 + m.H,
+          *gb2 = gw2 + (size_t)m.H * m.C;
 
     ims__rng r = {o->seed ^ 0xD1B54A32D192ED03ull};
     double lim1 = sqrt(6.0 / (m.d + m.H)), lim2 = sqrt(6.0 / (m.H + m.C));

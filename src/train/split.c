@@ -34,8 +34,7 @@ void ims__rng_shuffle(ims__rng *r, int *a, int n)
     }
 }
 
-int ims_train_split(const int *labels, int n, float val_frac, uint64_t seed,
-                    unsigned char *is_val)
+int ims_train_split(const int *labels, int n, float val_frac, uint64_t seed, unsigned char *is_val)
 {
     IMS_ASSERT(n >= 0 && (n == 0 || (labels && is_val)));
     int n_classes = 0;

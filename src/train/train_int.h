@@ -21,17 +21,17 @@
 #include "imgsim/train.h"
 
 struct ims_train_head {
-    int kind;        /* enum ims_train_kind */
-    int d;           /* input dim: sum of tap_dims */
+    int kind; /* enum ims_train_kind */
+    int d;    /* input dim: sum of tap_dims */
     int n_taps;
-    int *tap_dims;   /* n_taps */
-    float in_scale;  /* applied to the concatenation of unit taps */
-    int k;           /* projection dim */
-    float *P;        /* d x k */
-    float *pb;       /* k */
-    int relu;        /* ReLU after the projection (MLP) */
-    float raw_w;     /* FUSION: weight of u (1), else 0 */
-    float proj_w;    /* FUSION: weight of the unit projection (w) */
+    int *tap_dims;  /* n_taps */
+    float in_scale; /* applied to the concatenation of unit taps */
+    int k;          /* projection dim */
+    float *P;       /* d x k */
+    float *pb;      /* k */
+    int relu;       /* ReLU after the projection (MLP) */
+    float raw_w;    /* FUSION: weight of u (1), else 0 */
+    float proj_w;   /* FUSION: weight of the unit projection (w) */
     int n_classes;
     int cls_on_proj; /* classifier input: 0 = u, 1 = p */
     float *C;        /* (cls_on_proj ? k : d) x n_classes */
@@ -61,8 +61,8 @@ void ims__head_unit(const ims_train_head *h, const float *x, float *u);
  * q_idx[q] against every item): the query itself is excluded, hit = same
  * label. Outputs (any may be NULL): P@1, P@5, P@10, mAP@10 (AP over the
  * top 10, normalised by min(10, relevant items)). */
-void ims__retrieval(const float *S, int n_q, int n, const int *q_idx, const int *labels,
-                    double *p1, double *p5, double *p10, double *map10);
+void ims__retrieval(const float *S, int n_q, int n, const int *q_idx, const int *labels, double *p1,
+                    double *p5, double *p10, double *map10);
 /* Instance recall from S (n_q x n, row q = a distorted copy of item
  * q_idx[q] against every item, the original included): the fraction of
  * queries whose original ranks in the top 1 / top 10. */
@@ -70,8 +70,7 @@ void ims__instance_recall(const float *S, int n_q, int n, const int *q_idx, doub
                           double *r10);
 /* S[q][j] = e[q_idx[q]] . f[j] (e may be a second matrix, e.g. copies:
  * then q_idx indexes e's rows). */
-void ims__sim(const float *e, const int *q_idx, int n_q, const float *f, int n, int dim,
-              float *S);
+void ims__sim(const float *e, const int *q_idx, int n_q, const float *f, int n, int dim, float *S);
 
 /* ---- linalg.c ------------------------------------------------------------- */
 /* In-place Cholesky of the n x n SPD matrix a (lower triangle); -1 if not SPD. */

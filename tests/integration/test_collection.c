@@ -22,8 +22,8 @@
 #include <sys/wait.h>
 
 #include "check.h"
-#include "imgsim/collection.h"
 #include "core/core_int.h"
+#include "imgsim/collection.h"
 #include "imgsim/imgsim.h"
 
 #if defined(__SANITIZE_ADDRESS__)
@@ -93,8 +93,8 @@ static int make_photos(const char *food)
     sh("cp \"$(ls -d '%s/Fruits'/* | head -1)\" '%s/Fruits/zz-copy.jpeg'", g_photos, g_photos);
     /* the sample set has byte-identical copies of its own: count contents */
     char cmd[1200];
-    snprintf(cmd, sizeof cmd, "find '%s' -type f -exec sha256sum {} + | cut -c1-64 | sort -u | wc -l",
-             g_photos);
+    snprintf(cmd, sizeof cmd,
+             "find '%s' -type f -exec sha256sum {} + | cut -c1-64 | sort -u | wc -l", g_photos);
     FILE *p = popen(cmd, "r");
     if (!p || fscanf(p, "%d", &distinct) != 1)
         distinct = -1;
@@ -152,9 +152,10 @@ static void test_build_and_query(int distinct)
 {
     char coll[600];
     snprintf(coll, sizeof coll, "%s/c1", g_tmp);
-    CHECK_EQ(sh("'%s' build -c '%s' '%s' --model '%s/mobilenet_v2.ism' --no-finetune 2>'%s/build.log'",
-                g_cli, coll, g_photos, g_models, g_tmp),
-             0);
+    CHECK_EQ(
+        sh("'%s' build -c '%s' '%s' --model '%s/mobilenet_v2.ism' --no-finetune 2>'%s/build.log'",
+           g_cli, coll, g_photos, g_models, g_tmp),
+        0);
     ims_coll *c = NULL;
     ims_error err = {0};
     ims_coll_opts o = {.sessions = 2};
@@ -243,8 +244,7 @@ static void test_build_and_query(int distinct)
         del_id = na ? any[0].item.id : 1;
         ims_coll_hits_free(any, na);
     }
-    CHECK_EQ(ims_coll_add(c, img, len, "Poultry", "a new photo", "{\"sku\":\"X1\"}", &new_id,
-                          &err),
+    CHECK_EQ(ims_coll_add(c, img, len, "Poultry", "a new photo", "{\"sku\":\"X1\"}", &new_id, &err),
              IMS_OK);
     CHECK(new_id > 0);
     CHECK_EQ(ims_coll_add(c, img, len, NULL, "again", NULL, &dup_id, &err), IMS_EEXIST);

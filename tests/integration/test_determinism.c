@@ -119,9 +119,9 @@ static int encode_all(const model_run *mr, ims_nn_session *s, int max_batch, flo
     ims_error err = {0};
     for (int i = 0; i < mr->n_photos; i += max_batch) {
         int n = mr->n_photos - i < max_batch ? mr->n_photos - i : max_batch;
-        int rc = ims_nn_session_run(s, mr->input + (size_t)i * mr->n_in, n,
-                                    feat + (size_t)i * mr->dim, probs + (size_t)i * mr->n_cls,
-                                    &err);
+        int rc =
+            ims_nn_session_run(s, mr->input + (size_t)i * mr->n_in, n, feat + (size_t)i * mr->dim,
+                               probs + (size_t)i * mr->n_cls, &err);
         if (rc) {
             fprintf(stderr, "run: %s\n", err.msg);
             return rc;
@@ -132,13 +132,15 @@ static int encode_all(const model_run *mr, ims_nn_session *s, int max_batch, flo
 
 static ims_nn_session *new_session(const model_run *mr, int max_batch, int n_threads)
 {
-    ims_nn_session_opts so = {.taps = mr->taps, .n_taps = 2, .want_probs = 1,
-                              .max_batch = max_batch, .n_threads = n_threads};
+    ims_nn_session_opts so = {.taps = mr->taps,
+                              .n_taps = 2,
+                              .want_probs = 1,
+                              .max_batch = max_batch,
+                              .n_threads = n_threads};
     ims_nn_session *s = NULL;
     ims_error err = {0};
     int rc = ims_nn_session_new(mr->m, &so, &s, &err);
-    CHECK_MSG(rc == IMS_OK, "session (batch %d, %d threads): %s", max_batch, n_threads,
-              err.msg);
+    CHECK_MSG(rc == IMS_OK, "session (batch %d, %d threads): %s", max_batch, n_threads, err.msg);
     return s;
 }
 
@@ -163,8 +165,11 @@ static void *worker_main(void *arg)
 {
     worker *w = arg;
     const model_run *mr = w->mr;
-    ims_nn_session_opts so = {.taps = mr->taps, .n_taps = 2, .want_probs = 1,
-                              .max_batch = w->max_batch, .n_threads = w->n_threads};
+    ims_nn_session_opts so = {.taps = mr->taps,
+                              .n_taps = 2,
+                              .want_probs = 1,
+                              .max_batch = w->max_batch,
+                              .n_threads = w->n_threads};
     ims_nn_session *s = NULL;
     ims_error err = {0};
     w->rc = ims_nn_session_new(mr->m, &so, &s, &err);
@@ -197,8 +202,8 @@ static void run_model(const char *models, const model_case *mc, char **photos, i
     CHECK_MSG(rc == IMS_OK, "%s: %s", path, err.msg);
     if (rc)
         return;
-    model_run mr = {m, {ims_nn_default_tap(m), mc->mid_tap}, n_photos, 0, ims_nn_n_classes(m),
-                    NULL, 0};
+    model_run mr = {m, {ims_nn_default_tap(m), mc->mid_tap}, n_photos, 0, ims_nn_n_classes(m), NULL,
+                    0};
     for (int t = 0; t < 2; t++) {
         int d = 0;
         rc = ims_nn_tap_dim(m, mr.taps[t], &d, &err);

@@ -171,8 +171,9 @@ static void run_model(const char *models, const char *food, const char *src, con
         ims__sha256_hex(in, n_in * sizeof(float), hex);
         same[n_imgs] = !strcmp(hex, json_string_value(json_object_get(r, "input_sha256")));
         if (!same[n_imgs])
-            fprintf(stderr, "%s %s: input tensor differs from the oracle's (rgb %s); "
-                            "checking end to end with the looser tolerances\n",
+            fprintf(stderr,
+                    "%s %s: input tensor differs from the oracle's (rgb %s); "
+                    "checking end to end with the looser tolerances\n",
                     name, code, rgb_same[n_imgs] ? "same" : "differs");
         row[n_imgs++] = i;
     }
@@ -183,8 +184,11 @@ static void run_model(const char *models, const char *food, const char *src, con
     static const int MODES[2][2] = {{1, 0}, {4, 2}};
     for (int mode = 0; mode < 2; mode++) {
         int max_batch = MODES[mode][0], n_threads = MODES[mode][1];
-        ims_nn_session_opts so = {.taps = tap_names, .n_taps = n_taps, .want_probs = 1,
-                                  .max_batch = max_batch, .n_threads = n_threads};
+        ims_nn_session_opts so = {.taps = tap_names,
+                                  .n_taps = n_taps,
+                                  .want_probs = 1,
+                                  .max_batch = max_batch,
+                                  .n_threads = n_threads};
         ims_nn_session *s = NULL;
         rc = ims_nn_session_new(m, &so, &s, &err);
         CHECK_MSG(rc == IMS_OK, "%s: session: %s", name, err.msg);
@@ -233,17 +237,17 @@ static void run_model(const char *models, const char *food, const char *src, con
                 double c = cosine(f + tap_off[t], ref, tap_dim[t]);
                 if (c < st.min_cos[t])
                     st.min_cos[t] = c;
-                CHECK_MSG(c >= tol_c, "%s %s (batch %d, %d threads): tap %s cosine %.6f < %g",
-                          name, code, max_batch, n_threads, tap_names[t], c, tol_c);
+                CHECK_MSG(c >= tol_c, "%s %s (batch %d, %d threads): tap %s cosine %.6f < %g", name,
+                          code, max_batch, n_threads, tap_names[t], c, tol_c);
             }
         }
         printf("%s (batch %d, threads %d): %d images, input sha256 equal %d/%d (rgb %d/%d), "
                "max |dprob| %.3g, %.2f s/image\n",
-               name, max_batch, n_threads, st.n_images, st.n_sha_match, st.n_images,
-               st.n_rgb_match, st.n_images, st.max_dprob, st.n_images ? dt / st.n_images : 0.0);
+               name, max_batch, n_threads, st.n_images, st.n_sha_match, st.n_images, st.n_rgb_match,
+               st.n_images, st.max_dprob, st.n_images ? dt / st.n_images : 0.0);
         for (int t = 0; t < n_taps; t++)
-            printf("  %-10s min cosine %.9f (1-cos %.1e)  %s (%d)\n", tap_keys[t],
-                   st.min_cos[t], 1 - st.min_cos[t], tap_names[t], tap_dim[t]);
+            printf("  %-10s min cosine %.9f (1-cos %.1e)  %s (%d)\n", tap_keys[t], st.min_cos[t],
+                   1 - st.min_cos[t], tap_names[t], tap_dim[t]);
         CHECK_MSG(st.n_images > 0, "%s: no image checked", name);
     }
     free(input);

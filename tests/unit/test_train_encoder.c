@@ -23,10 +23,11 @@
 #define N (PER_CLASS * N_CLASSES)
 
 static const char *GROUPS[N_CLASSES] = {"Fruits", "Marine Fish", "Green Leafy Vegetables"};
-#define PRE "StatefulPartitionedCall/sequential/keras_layer/StatefulPartitionedCall/" \
-            "StatefulPartitionedCall/StatefulPartitionedCall/predict/"
-static const char *TAPS[2] = {PRE "feature_vector/SpatialSqueeze",
-                              PRE "MobilenetV2/expanded_conv_13/project/BatchNorm/FusedBatchNormV3"};
+#define PRE                                                                   \
+    "StatefulPartitionedCall/sequential/keras_layer/StatefulPartitionedCall/" \
+    "StatefulPartitionedCall/StatefulPartitionedCall/predict/"
+static const char *TAPS[2] = {PRE "feature_vector/SpatialSqueeze", PRE
+                              "MobilenetV2/expanded_conv_13/project/BatchNorm/FusedBatchNormV3"};
 
 /* The first PER_CLASS photos (sorted names) of a group folder. */
 static int list_photos(const char *dir, char paths[][1024])

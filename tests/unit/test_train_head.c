@@ -101,7 +101,9 @@ static void test_kinds(void)
         if (kinds[k] == IMS_TRAIN_MLP)
             CHECK_MSG(t.last < 0.5f * t.first, "loss %.3f -> %.3f", t.first, t.last);
         int od = ims_train_out_dim(h);
-        CHECK(od == (kinds[k] == IMS_TRAIN_FUSION ? D + C - 1 : kinds[k] == IMS_TRAIN_LDA ? C - 1 : 32));
+        CHECK(od == (kinds[k] == IMS_TRAIN_FUSION ? D + C - 1
+                     : kinds[k] == IMS_TRAIN_LDA  ? C - 1
+                                                  : 32));
         float *e = malloc(sizeof(float) * N * od);
         ims_train_apply(h, X, N, e);
         double norm = 0;
