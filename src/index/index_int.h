@@ -130,6 +130,9 @@ extern const ims__index_kernels ims__index_kernels_ref;
 #ifdef IMS_HAVE_AVX2
 extern const ims__index_kernels ims__index_kernels_avx2;
 #endif
+#ifdef IMS_HAVE_AVX512
+extern const ims__index_kernels ims__index_kernels_avx512;
+#endif
 /* The table for `level`, by the rule both modules follow: the best level
  * <= `level` that this build has and this CPU supports (ims_cpu_detect());
  * never NULL, since ref always exists. The kernels in force are
