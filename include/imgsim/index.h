@@ -205,7 +205,12 @@ int ims_hnsw_compact(ims_hnsw *h);
 /* The k nearest admitted live items of `query` (n_dims floats), ascending by
  * distance, into hits[0..*n_hits). *n_hits < k when fewer items qualify.
  * Uses Algorithm 5 (K-NN-SEARCH), or an exact scan when opts/mode or the
- * estimated admitted count make that cheaper. No allocation once warm.
+ * estimated admitted count make that cheaper. With a filter or deletes the
+ * graph walk scores admitted items only, reaching them through
+ * non-admitted neighbours (two hops); it has about the unfiltered cost
+ * down to a selectivity near 1.5 / (2 M), below which AUTO scans (see
+ * bench/RESULTS-filter.md). opts->stats, if set, says which plan ran and
+ * the work done. No allocation once warm.
  * Errors: IMS_EINVAL (k == 0, NaN query), IMS_ENOMEM. */
 int ims_hnsw_search(ims_hnsw *h, const float *query, size_t k, const ims_search_opts *opts,
                     ims_hit *hits, size_t *n_hits /* OUT */);
