@@ -46,8 +46,7 @@ static double gauss(void)
     return sqrt(-2 * log(u)) * cos(6.283185307179586 * v);
 }
 
-static void gen(float *x, size_t n, uint32_t d, const float *centres, const float *spread,
-                int n_c)
+static void gen(float *x, size_t n, uint32_t d, const float *centres, const float *spread, int n_c)
 {
     for (size_t i = 0; i < n; i++) {
         int c = (int)(next_u64() % (uint64_t)n_c);
@@ -100,18 +99,30 @@ int main(int argc, char **argv)
             use_fn = 1;
             continue;
         }
-        if (!strcmp(a, "--n")) n = strtoul(v, NULL, 10);
-        else if (!strcmp(a, "--nq")) nq = strtoul(v, NULL, 10);
-        else if (!strcmp(a, "--dim")) dim = (uint32_t)atoi(v);
-        else if (!strcmp(a, "--M")) M = (uint32_t)atoi(v);
-        else if (!strcmp(a, "--efc")) efc = (uint32_t)atoi(v);
-        else if (!strcmp(a, "--ef")) ef = (uint32_t)atoi(v);
-        else if (!strcmp(a, "--rounds")) rounds = atoi(v);
-        else if (!strcmp(a, "--threads")) threads = atoi(v);
-        else if (!strcmp(a, "--seed")) rng = strtoull(v, NULL, 10);
-        else if (!strcmp(a, "--sel")) sel_list = v;
-        else if (!strcmp(a, "--delete")) del = atof(v);
-        else if (!strcmp(a, "--storage")) storage = ims_storage_from_name(v);
+        if (!strcmp(a, "--n"))
+            n = strtoul(v, NULL, 10);
+        else if (!strcmp(a, "--nq"))
+            nq = strtoul(v, NULL, 10);
+        else if (!strcmp(a, "--dim"))
+            dim = (uint32_t)atoi(v);
+        else if (!strcmp(a, "--M"))
+            M = (uint32_t)atoi(v);
+        else if (!strcmp(a, "--efc"))
+            efc = (uint32_t)atoi(v);
+        else if (!strcmp(a, "--ef"))
+            ef = (uint32_t)atoi(v);
+        else if (!strcmp(a, "--rounds"))
+            rounds = atoi(v);
+        else if (!strcmp(a, "--threads"))
+            threads = atoi(v);
+        else if (!strcmp(a, "--seed"))
+            rng = strtoull(v, NULL, 10);
+        else if (!strcmp(a, "--sel"))
+            sel_list = v;
+        else if (!strcmp(a, "--delete"))
+            del = atof(v);
+        else if (!strcmp(a, "--storage"))
+            storage = ims_storage_from_name(v);
         else {
             fprintf(stderr, "usage: see the comment atop bench/filter.c\n");
             return 2;
@@ -141,8 +152,12 @@ int main(int argc, char **argv)
     for (size_t i = 0; i < n; i++)
         ids[i] = i;
 
-    ims_hnsw_params p = {.metric = IMS_METRIC_L2, .n_dims = dim, .M = M,
-                         .ef_construction = efc, .ef_search = ef, .storage = storage};
+    ims_hnsw_params p = {.metric = IMS_METRIC_L2,
+                         .n_dims = dim,
+                         .M = M,
+                         .ef_construction = efc,
+                         .ef_search = ef,
+                         .storage = storage};
     ims_hnsw *h;
     ims_error err;
     if (ims_hnsw_new(&p, &h, &err)) {
@@ -186,7 +201,8 @@ int main(int argc, char **argv)
         }
         printf("# unfiltered (ef %u): %.0f QPS, %.0f distances/query\n", ef, bq, dq / nq);
     }
-    printf("\n| selectivity | admitted | faster plan | AUTO picks | AUTO QPS | AUTO R@10 | GRAPH QPS | GRAPH "
+    printf("\n| selectivity | admitted | faster plan | AUTO picks | AUTO QPS | AUTO R@10 | GRAPH "
+           "QPS | GRAPH "
            "R@10 | GRAPH dist/q | GRAPH adm/q | EXACT QPS | EXACT R@10 | AUTO/best |\n");
     printf("|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
 
@@ -212,8 +228,8 @@ int main(int argc, char **argv)
             }
         size_t nt[4096];
         for (size_t i = 0; i < nq && i < 4096; i++)
-            ims_flat_search(IMS_METRIC_L2, dim, sub, m, sub_ids, q + i * dim, 10,
-                            truth + i * 10, &nt[i]);
+            ims_flat_search(IMS_METRIC_L2, dim, sub, m, sub_ids, q + i * dim, 10, truth + i * 10,
+                            &nt[i]);
         static const int modes[3] = {IMS_SEARCH_AUTO, IMS_SEARCH_GRAPH, IMS_SEARCH_EXACT};
         double best[3] = {0, 0, 0}, recall[3] = {0, 0, 0}, dist[3] = {0, 0, 0}, adm[3] = {0, 0, 0};
         int picks_exact = 0, leaked = 0;
@@ -254,9 +270,12 @@ int main(int argc, char **argv)
             }
         }
         double fast = best[1] > best[2] ? best[1] : best[2];
-        printf("| %.1f%% | %zu | %s | %s | %.0f | %.4f | %.0f | %.4f | %.0f | %.0f | %.0f | %.4f | %.2f |%s\n",
+        printf("| %.1f%% | %zu | %s | %s | %.0f | %.4f | %.0f | %.4f | %.0f | %.0f | %.0f | %.4f | "
+               "%.2f |%s\n",
                sel * 100, m, best[1] > best[2] ? "graph" : "exact",
-               picks_exact == (int)nq ? "exact" : picks_exact == 0 ? "graph" : "mixed",
+               picks_exact == (int)nq ? "exact"
+               : picks_exact == 0     ? "graph"
+                                      : "mixed",
                best[0], recall[0] / nq, best[1], recall[1] / nq, dist[1] / nq, adm[1] / nq, best[2],
                recall[2] / nq, best[0] / fast, leaked ? " LEAKED" : "");
         fflush(stdout);

@@ -109,13 +109,13 @@ enum ims_search_mode {
  * timing it; benchmarks count work). Filled when ims_search_opts.stats is
  * set, on success and on failure. */
 typedef struct ims_search_stats {
-    int plan;                /* IMS_SEARCH_GRAPH or IMS_SEARCH_EXACT: the plan run
+    int plan;             /* IMS_SEARCH_GRAPH or IMS_SEARCH_EXACT: the plan run
                                 (0 when nothing ran: empty index, bad query) */
-    uint64_t n_distances;    /* distance evaluations (re-ranking included) */
-    uint64_t n_admit;        /* admission tests (delete flag + filters) */
-    double est_admitted;     /* planner's estimate of admitted live items */
-    double cost_graph;       /* planner's cost estimates of the two plans (modelled */
-    double cost_exact;       /*   ns; AUTO runs the lower one, exact on a tie) */
+    uint64_t n_distances; /* distance evaluations (re-ranking included) */
+    uint64_t n_admit;     /* admission tests (delete flag + filters) */
+    double est_admitted;  /* planner's estimate of admitted live items */
+    double cost_graph;    /* planner's cost estimates of the two plans (modelled */
+    double cost_exact;    /*   ns; AUTO runs the lower one, exact on a tie) */
 } ims_search_stats;
 
 /* Search options; a NULL pointer or zeroed struct means defaults. */

@@ -117,7 +117,8 @@ static float ip_f16(const float *q, const uint16_t *c, size_t n)
 
 static inline __m512 ld_u8(const uint8_t *c)
 {
-    return _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(const void *)c)));
+    return _mm512_cvtepi32_ps(
+        _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(const void *)c)));
 }
 static inline __m512 ld_u8_tail(const uint8_t *c, __mmask16 m)
 {
@@ -179,9 +180,9 @@ static void f16_encode(const float *x, uint16_t *out, size_t n)
                             _mm512_cvtps_ph(_mm512_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT));
     if (i < n) {
         __mmask16 m = tail16(n - i);
-        _mm256_mask_storeu_epi16(out + i, m,
-                                 _mm512_cvtps_ph(_mm512_maskz_loadu_ps(m, x + i),
-                                                 _MM_FROUND_TO_NEAREST_INT));
+        _mm256_mask_storeu_epi16(
+            out + i, m,
+            _mm512_cvtps_ph(_mm512_maskz_loadu_ps(m, x + i), _MM_FROUND_TO_NEAREST_INT));
     }
 }
 

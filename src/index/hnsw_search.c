@@ -167,8 +167,8 @@ static inline int admit(const ims_hnsw *h, filt *f, uint32_t i)
 }
 
 /* Algorithm 2 at layer 0, unfiltered, no deletes: W holds every node. */
-static int base_search(ims_hnsw *h, ims__scratch *s, const ims__qctx *qc, uint32_t ep,
-                       float d_ep, uint32_t ef, filt *f)
+static int base_search(ims_hnsw *h, ims__scratch *s, const ims__qctx *qc, uint32_t ep, float d_ep,
+                       uint32_t ef, filt *f)
 {
     ims__heap *C = &s->C, *W = &s->W;
     C->n = W->n = 0;
@@ -469,8 +469,7 @@ int ims_hnsw_search(ims_hnsw *h, const float *query, size_t k, const ims_search_
     }
     double graph_cost, exact_cost;
     int sparse;
-    ims__plan_costs(h, admitted, ef, user_filter, f.fn != NULL, &graph_cost, &exact_cost,
-                    &sparse);
+    ims__plan_costs(h, admitted, ef, user_filter, f.fn != NULL, &graph_cost, &exact_cost, &sparse);
     int exact = opts->mode == IMS_SEARCH_EXACT ||
                 (opts->mode != IMS_SEARCH_GRAPH && exact_cost <= graph_cost);
     if (st) {

@@ -27,16 +27,10 @@ typedef struct fctx {
     uint64_t permille;
 } fctx;
 
-static int in_filter(uint64_t id, const fctx *f)
-{
-    return (id * 2654435761u) % 1000 < f->permille;
-}
+static int in_filter(uint64_t id, const fctx *f) { return (id * 2654435761u) % 1000 < f->permille; }
 static int pred(uint64_t id, void *ud) { return in_filter(id, ud); }
 /* the truth's admission: in the filter and live */
-static int truth_admit(uint64_t id, void *ud)
-{
-    return in_filter(id, ud) && !dead[id - 1000];
-}
+static int truth_admit(uint64_t id, void *ud) { return in_filter(id, ud) && !dead[id - 1000]; }
 
 static void check_all(ims_hnsw *h, const char *stage)
 {
@@ -75,8 +69,8 @@ static void check_all(ims_hnsw *h, const char *stage)
                 o.stats = NULL;
                 double r = tix_recall(h, IMS_METRIC_L2, X, N, DIM, Q, NQ, 10, &o, truth_admit, &f);
                 double want = n_exact == NQ ? 0.998 : 0.95;
-                CHECK_MSG(r >= want, "%s: filter %.1f%% mode %d bits %d: recall %.4f < %.3f",
-                          stage, permille[p] / 10.0, modes[m], use_bits, r, want);
+                CHECK_MSG(r >= want, "%s: filter %.1f%% mode %d bits %d: recall %.4f < %.3f", stage,
+                          permille[p] / 10.0, modes[m], use_bits, r, want);
             }
     }
     free(bits);
@@ -151,8 +145,7 @@ static void test_planner(void)
     static const struct {
         uint64_t permille;
         int plan;
-    } want[] = {{5, IMS_SEARCH_EXACT}, {20, IMS_SEARCH_EXACT}, {200, -1},
-                {500, IMS_SEARCH_GRAPH}};
+    } want[] = {{5, IMS_SEARCH_EXACT}, {20, IMS_SEARCH_EXACT}, {200, -1}, {500, IMS_SEARCH_GRAPH}};
     for (size_t p = 0; p < IMS_ARRAY_LEN(want); p++) {
         fctx f = {want[p].permille};
         memset(bits, 0, (n_bits / 64 + 1) * 8);
@@ -164,8 +157,9 @@ static void test_planner(void)
         CHECK_RC(ims_hnsw_search(h, Q, 10, &fo, hits, &nh), IMS_OK);
         /* AUTO runs the plan the model says is cheaper; -1: either */
         CHECK((st.plan == IMS_SEARCH_EXACT) == (st.cost_exact <= st.cost_graph));
-        CHECK_MSG(want[p].plan < 0 || st.plan == want[p].plan, "%.1f%%: plan %d, want %d (graph %.0f exact %.0f)",
-                  want[p].permille / 10.0, st.plan, want[p].plan, st.cost_graph, st.cost_exact);
+        CHECK_MSG(want[p].plan < 0 || st.plan == want[p].plan,
+                  "%.1f%%: plan %d, want %d (graph %.0f exact %.0f)", want[p].permille / 10.0,
+                  st.plan, want[p].plan, st.cost_graph, st.cost_exact);
         CHECK(fabs(st.est_admitted - (double)n_in) <= 0.2 * (double)n_in + 20);
         if (st.plan == IMS_SEARCH_EXACT) /* the scan scores only admitted items */
             CHECK_EQ(st.n_distances, n_in);

@@ -41,7 +41,7 @@ static void test_level(const ims__index_kernels *K)
     unsigned long long s = 7;
     /* every tail length of the 8-, 16-, 32- and 64-wide loops, and the
      * masked tails of the AVX-512 kernels (n mod 16 = 1..15) */
-    static const size_t sizes[] = {1,  2,  3,  7,  8,  9,  15, 16,  17,  31,  32,   33,   47,
+    static const size_t sizes[] = {1,  2,  3,  7,  8,  9,   15,  16,  17,  31,   32,   33,   47,
                                    48, 63, 64, 65, 79, 100, 127, 128, 129, 1279, 1280, 4095, 4096};
     float *a = malloc(4096 * 4), *b = malloc(4096 * 4), *w = malloc(4096 * 4);
     uint16_t *hc = malloc(4096 * 2);
