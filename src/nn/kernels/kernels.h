@@ -3,8 +3,8 @@
  * kernels.h — the executor's inner loops, one table per CPU level.
  *
  * ref.c holds plain C loops (auto-vectorisable, always built): the oracle.
- * avx2.c holds AVX2/FMA variants (compiled with per-file flags, only called
- * after run-time detection). dispatch.c hands out the table for a level;
+ * avx2.c holds AVX2/FMA variants and avx512.c AVX-512 F/BW/VL ones
+ * (compiled with per-file flags, only called after run-time detection). dispatch.c hands out the table for a level;
  * test_nn_kernels.c compares every supported level with ref under stated
  * tolerances. All data is NHWC float32; `ld` is the distance in floats
  * between two consecutive pixels (>= channels, larger for a slice of a
@@ -78,6 +78,9 @@ const ims__nn_kernels *ims__nn_kernels_for(int level);
 extern const ims__nn_kernels ims__nn_kernels_ref;
 #if defined(IMS_HAVE_AVX2)
 extern const ims__nn_kernels ims__nn_kernels_avx2;
+#endif
+#if defined(IMS_HAVE_AVX512)
+extern const ims__nn_kernels ims__nn_kernels_avx512;
 #endif
 
 /* Scalar activation shared by every level (sigmoid, tanh). */
