@@ -55,13 +55,14 @@ typedef struct ims__gemm_a {
     ims__fill_fn fill; /* or rows produced on demand into per-thread scratch */
     const void *ctx;
     float *scratch;    /* n_threads blocks of `slot` floats, one per pool tid */
-    size_t slot;       /* floats per thread block (>= ims__gemm_mc(K)*K of every conv) */
+    size_t slot;       /* floats per thread block (>= ims__gemm_mc(k, K)*K of every conv) */
 } ims__gemm_a;
 void ims__gemm_packed(const ims__nn_kernels *k, ims__pool *pool, int M, int N, int K,
                       const ims__gemm_a *a, const float *Bp, const float *bias_p, float *C,
                       int ldc, int act, float act_max);
-/* Rows per block of A for a depth of K (the block stays in L2). */
-int ims__gemm_mc(int K);
+/* Rows per block of A for a depth of K with kernel table k (the block
+ * stays in L2; a multiple of k->mr). */
+int ims__gemm_mc(const ims__nn_kernels *k, int K);
 /* Floats ims__pack_b writes for a K x N matrix (panels, then the bias). */
 size_t ims__packed_size(int K, int N);
 /* Pack B (K x N, row-major) and bias (N floats or NULL) into dst (64-byte

@@ -398,7 +398,7 @@ static int plan_scratch(ims_nn_session *s, size_t total, ims_error *err)
         if (s->pack_off[i] < 0 || !im2col_floats(s, i))
             continue;
         int K = n->kh * n->kw * g->nodes[s->in0[i]].c;
-        size_t f = (size_t)ims__gemm_mc(K) * (size_t)K;
+        size_t f = (size_t)ims__gemm_mc(s->k, K) * (size_t)K;
         if (f > tscratch)
             tscratch = f;
     }

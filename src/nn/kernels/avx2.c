@@ -468,4 +468,4 @@ static void gemm_packed(int M, int N, int K, const float *A, int lda, const floa
     }
 }
 
-const ims__nn_kernels ims__nn_kernels_avx2 = {"avx2", bias_act, dw_rows, vadd, vscale, pool_rows, gemm, gemm_packed};
+const ims__nn_kernels ims__nn_kernels_avx2 = {"avx2", 6, 96 * 1024, bias_act, dw_rows, vadd, vscale, pool_rows, gemm, gemm_packed};

@@ -444,4 +444,4 @@ static void gemm_packed(int M, int N, int K, const float *A, int lda, const floa
     }
 }
 
-const ims__nn_kernels ims__nn_kernels_avx512 = {"avx512", bias_act, dw_rows, vadd, vscale, pool_rows, gemm, gemm_packed};
+const ims__nn_kernels ims__nn_kernels_avx512 = {"avx512", 12, 192 * 1024, bias_act, dw_rows, vadd, vscale, pool_rows, gemm, gemm_packed};

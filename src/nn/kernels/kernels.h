@@ -40,6 +40,8 @@ static inline const float *ims__dw_row(const ims__dw_args *a, int iy)
 
 typedef struct ims__nn_kernels {
     const char *name; /* ims_cpu_level_name() of the table's level */
+    int mr;           /* rows of gemm_packed's register tile (row blocks are multiples) */
+    int l2_block;     /* bytes of A per row block of gemm_packed (kept in L2) */
     /* y[r*ld + j] = act(y[r*ld + j] + bias[j]) for r < rows, j < c (bias may be NULL). */
     void (*bias_act)(float *y, int64_t rows, int c, int ld, const float *bias, int act,
                      float act_max);
