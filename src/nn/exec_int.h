@@ -69,6 +69,19 @@ size_t ims__packed_size(int K, int N);
  * aligned, ims__packed_size floats); the packed bias follows the panels. */
 void ims__pack_b(const float *B, const float *bias, int K, int N, float *dst);
 
+/* ---- ops_winograd.c: F(2x2, 3x3) for stride-1 3x3 convolutions ---------- */
+
+/* The planner's rule (shape only): 3x3, stride 1, dilation 1, output >= 16x16. */
+int ims__wino_ok(const ims__node *n, int cin);
+/* Tiles per task block for kernel table k. */
+int ims__wino_mt(const ims__nn_kernels *k, int cin);
+/* Floats of per-thread scratch one Winograd convolution needs. */
+size_t ims__wino_scratch(const ims__nn_kernels *k, int cin, int cout);
+/* Floats of packed weights: 16 transformed kernels, each as ims__pack_b. */
+size_t ims__wino_packed_size(int cin, int cout);
+/* Transform and pack the HWIO 3x3 kernel W (tmp: cin*cout floats). */
+void ims__wino_pack(const float *W, int cin, int cout, float *tmp, float *dst);
+
 /* Products with M*N*K below this many multiply-adds use the own kernel. */
 #define IMS_GEMM_BLAS_MIN_MACS (64 * 64 * 64)
 
@@ -81,6 +94,7 @@ typedef struct ims__nn_env {
     int no_pack; /* IMS_NN_GEMM=blas: no packed GEMM, OpenBLAS for every product */
     int no_fuse; /* IMS_NN_FUSE=0: no fused expansion + depthwise blocks */
     int profile; /* IMS_NN_PROFILE=1: per-node times on stderr at session free */
+    int no_wino; /* IMS_NN_WINOGRAD=0: stride-1 3x3 convolutions by im2col, not Winograd */
 } ims__nn_env;
 /* The settings (also runs ims__gemm_init once); never NULL. */
 const ims__nn_env *ims__nn_env_get(void);
@@ -130,7 +144,8 @@ struct ims_nn_session {
     size_t n_arena;      /* floats */
     float *packed;       /* convolution weights packed for ims__gemm_packed */
     int64_t *pack_off;   /* per node: float offset into packed, -1 = not packed */
-    float *tscratch;     /* per-thread im2col blocks for ims__gemm_packed */
+    uint8_t *wino;       /* per node: 1 = Winograd F(2x2,3x3) (packed as ims__wino_pack) */
+    float *tscratch;     /* per-thread im2col blocks for ims__gemm_packed (or Winograd) */
     size_t n_tscratch;   /* floats per thread block (the largest conv's mc*K) */
     float *scratch;      /* im2col rows / gathers */
     size_t n_scratch;    /* floats */
@@ -153,6 +168,7 @@ typedef struct ims__run {
     const int32_t *pads;
     const int64_t *pack_off;
     const float *packed;
+    const uint8_t *wino;
     const int32_t *fuse_src;
     float *fring;
     size_t n_fring;
@@ -199,6 +215,7 @@ static inline const float *ims__weights(const ims__run *s, int64_t off)
 
 /* ops_*.c: execute node i of s (inputs from the plan, output to its view). */
 void ims__op_conv2d(ims__run *s, uint32_t i);
+void ims__op_conv_winograd(ims__run *s, uint32_t i); /* ops_winograd.c */
 void ims__op_dwconv2d(ims__run *s, uint32_t i);
 void ims__op_dense(ims__run *s, uint32_t i);
 void ims__op_pool(ims__run *s, uint32_t i); /* MAXPOOL, AVGPOOL */

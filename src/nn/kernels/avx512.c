@@ -444,4 +444,16 @@ static void gemm_packed(int M, int N, int K, const float *A, int lda, const floa
     }
 }
 
-const ims__nn_kernels ims__nn_kernels_avx512 = {"avx512", 12, 192 * 1024, bias_act, dw_rows, vadd, vscale, pool_rows, gemm, gemm_packed};
+#define WT_VEC __m512
+#define WT_LANES 16
+#define WT_MASK_T __mmask16
+#define WT_MASK(n) tail_mask(n)
+#define WT_LD(m, p) _mm512_maskz_loadu_ps((m), (p))
+#define WT_ST(m, p, v) _mm512_mask_storeu_ps((p), (m), (v))
+#define WT_ADD _mm512_add_ps
+#define WT_SUB _mm512_sub_ps
+#define WT_SET1 _mm512_set1_ps
+#define WT_ACT act16
+#include "wino_tile.h"
+
+const ims__nn_kernels ims__nn_kernels_avx512 = {"avx512", 12, 192 * 1024, bias_act, dw_rows, vadd, vscale, pool_rows, gemm, gemm_packed, wino_in, wino_out};

@@ -14,6 +14,7 @@
 #define IMS_NN_KERNELS_H
 
 #include <math.h>
+#include <stddef.h>
 #include <stdint.h>
 
 /* One depthwise convolution (multiplier 1) of one image. */
@@ -65,6 +66,12 @@ typedef struct ims__nn_kernels {
     void (*gemm_packed)(int M, int N, int K, const float *A, int lda, const float *Bp,
                         const float *bias_p, float *C, int ldc, int p0, int p1, int act,
                         float act_max);
+    /* Winograd F(2x2, 3x3) tile transforms (kernels/wino_tile.h): input
+     * tile d[16] (pixel pointers) -> v[xi*st + c]; products m[xi*st + c]
+     * -> act(. + bias) into the 4 output pixels o[4] (NULL: not written). */
+    void (*wino_in)(const float *const *d, int c, float *v, size_t st);
+    void (*wino_out)(const float *m, size_t st, int c, const float *bias, int act,
+                     float act_max, float *const *o);
 } ims__nn_kernels;
 
 #define IMS_PANEL 16 /* columns per packed-B panel */
