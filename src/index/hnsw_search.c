@@ -300,6 +300,15 @@ static int filtered_search(ims_hnsw *h, ims__scratch *s, const ims__qctx *qc, ui
             if (m + 1 < n_mid)
                 __builtin_prefetch(h->links0 + (size_t)mid[m + 1] * (1 + M0));
             uint32_t cnt2 = IMS_MIN(l2[0], M0);
+            /* the tests below touch visited[], flags[] and ids[] of 32
+             * scattered slots: issue those loads together */
+            for (uint32_t j = 0; j < cnt2; j++) {
+                uint32_t e2 = l2[1 + j];
+                if (e2 < n_nodes) {
+                    __builtin_prefetch(visited + e2);
+                    __builtin_prefetch(h->ids + e2);
+                }
+            }
             for (uint32_t j = 0; j < cnt2 && n_todo < M0; j++) {
                 uint32_t e2 = l2[1 + j];
                 if (e2 >= n_nodes || visited[e2] == tag || !admit(h, f, e2))
