@@ -3,9 +3,11 @@
  * encode.c — inference benchmark: images/second of every models/<name>.ism (or a
  * synthetic MobileNetV2-shaped graph when none is there) at batch 1 and 16,
  * with 1 and 2 threads, each configuration in a fresh process so that its
- * peak RSS is its own; plus the machine's peak FMA rate (AVX2 FMA
- * throughput loop, 1 and 2 threads) and the fraction of it each model
- * reaches (FLOPs per image from ims_nn_stats).
+ * peak RSS is its own; plus the CPU model, the kernel level in force
+ * (IMS_SIMD=ref|avx2|avx512 forces one), the machine's peak FMA rate at
+ * that level's width (AVX2 or AVX-512 FMA loop, 12 independent
+ * accumulators, 1 and 2 threads) and the fraction of it each model reaches
+ * (FLOPs per image from ims_nn_stats).
  *
  *   bench_encode [--models DIR] [--runs N] [--batch 1,16] [--threads 1,2] [--json]
  *   bench_encode --child MODEL.ism|synthetic BATCH THREADS RUNS   (one config)
@@ -33,53 +35,79 @@
 /* ---- peak FMA rate ---------------------------------------------------------- */
 
 #define FMA_ITERS 50000000L
+#define FMA_CHAINS 12 /* a0..a11 in FMA_BODY */
 
-__attribute__((target("avx2,fma"))) static void *fma_loop(void *arg)
-{
-    /* 12 independent chains (more than FMA latency x ports), in registers */
-    __m256 m = _mm256_set1_ps(0.999999f), c = _mm256_set1_ps(1e-7f);
-    __m256 a0 = _mm256_set1_ps(0), a1 = _mm256_set1_ps(1), a2 = _mm256_set1_ps(2),
-           a3 = _mm256_set1_ps(3), a4 = _mm256_set1_ps(4), a5 = _mm256_set1_ps(5),
-           a6 = _mm256_set1_ps(6), a7 = _mm256_set1_ps(7), a8 = _mm256_set1_ps(8),
-           a9 = _mm256_set1_ps(9), a10 = _mm256_set1_ps(10), a11 = _mm256_set1_ps(11);
-    for (long it = 0; it < FMA_ITERS; it++) {
-        a0 = _mm256_fmadd_ps(a0, m, c), a1 = _mm256_fmadd_ps(a1, m, c);
-        a2 = _mm256_fmadd_ps(a2, m, c), a3 = _mm256_fmadd_ps(a3, m, c);
-        a4 = _mm256_fmadd_ps(a4, m, c), a5 = _mm256_fmadd_ps(a5, m, c);
-        a6 = _mm256_fmadd_ps(a6, m, c), a7 = _mm256_fmadd_ps(a7, m, c);
-        a8 = _mm256_fmadd_ps(a8, m, c), a9 = _mm256_fmadd_ps(a9, m, c);
-        a10 = _mm256_fmadd_ps(a10, m, c), a11 = _mm256_fmadd_ps(a11, m, c);
-        __asm__ volatile("" : "+x"(a0), "+x"(a1), "+x"(a2), "+x"(a3), "+x"(a4), "+x"(a5));
-    }
-    __m256 s = _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)),
-                             _mm256_add_ps(_mm256_add_ps(a4, a5), _mm256_add_ps(a6, a7)));
-    s = _mm256_add_ps(s, _mm256_add_ps(_mm256_add_ps(a8, a9), _mm256_add_ps(a10, a11)));
-    float t[8];
-    _mm256_storeu_ps(t, s);
-    struct timespec ts;
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-    ((double *)arg)[0] = t[0];
-    ((double *)arg)[1] = (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+/* 12 independent chains (more than FMA latency x ports: 4 x 2), in
+ * registers; `lanes` floats per register. The wall clock can be shared on
+ * a loaded machine, so each thread reports its own CPU time too. */
+#define FMA_BODY(VEC, SET1, FMA, ADD, STORE, LANES)                                       \
+    VEC m = SET1(0.999999f), c = SET1(1e-7f);                                             \
+    VEC a0 = SET1(0), a1 = SET1(1), a2 = SET1(2), a3 = SET1(3), a4 = SET1(4), a5 = SET1(5); \
+    VEC a6 = SET1(6), a7 = SET1(7), a8 = SET1(8), a9 = SET1(9), a10 = SET1(10), a11 = SET1(11); \
+    for (long it = 0; it < FMA_ITERS; it++) {                                             \
+        a0 = FMA(a0, m, c), a1 = FMA(a1, m, c), a2 = FMA(a2, m, c), a3 = FMA(a3, m, c);     \
+        a4 = FMA(a4, m, c), a5 = FMA(a5, m, c), a6 = FMA(a6, m, c), a7 = FMA(a7, m, c);     \
+        a8 = FMA(a8, m, c), a9 = FMA(a9, m, c), a10 = FMA(a10, m, c), a11 = FMA(a11, m, c); \
+        __asm__ volatile("" : "+v"(a0), "+v"(a1), "+v"(a2), "+v"(a3), "+v"(a4), "+v"(a5),   \
+                         "+v"(a6), "+v"(a7), "+v"(a8), "+v"(a9), "+v"(a10), "+v"(a11));     \
+    }                                                                                     \
+    VEC s = ADD(ADD(ADD(a0, a1), ADD(a2, a3)), ADD(ADD(a4, a5), ADD(a6, a7)));            \
+    s = ADD(s, ADD(ADD(a8, a9), ADD(a10, a11)));                                          \
+    float t[LANES];                                                                       \
+    STORE(t, s);                                                                          \
+    struct timespec ts;                                                                   \
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);                                          \
+    ((double *)arg)[0] = t[0];                                                            \
+    ((double *)arg)[1] = (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;                   \
     return NULL;
+
+__attribute__((target("avx2,fma"))) static void *fma_loop_avx2(void *arg)
+{
+    FMA_BODY(__m256, _mm256_set1_ps, _mm256_fmadd_ps, _mm256_add_ps, _mm256_storeu_ps, 8)
 }
 
-/* GFLOP/s of n threads running the FMA loop (2 FLOPs per lane per FMA):
- * wall-clock rate in *wall, and the rate the threads reach while they are
- * on a CPU (per-thread CPU time; what a quiet machine gives) as result. */
-static double peak_gflops(int n, double *wall)
+__attribute__((target("avx512f,fma"))) static void *fma_loop_avx512(void *arg)
+{
+    FMA_BODY(__m512, _mm512_set1_ps, _mm512_fmadd_ps, _mm512_add_ps, _mm512_storeu_ps, 16)
+}
+
+/* GFLOP/s of n threads running the FMA loop of `lanes` (8: AVX2, 16:
+ * AVX-512) floats (2 FLOPs per lane per FMA): wall-clock rate in *wall, and
+ * the rate the threads reach while they are on a CPU (per-thread CPU
+ * time; what a quiet machine gives) as result. */
+static double peak_gflops(int n, int lanes, double *wall)
 {
     pthread_t th[64];
     double out[64][2];
     double t0 = ims_now();
     for (int i = 0; i < n; i++)
-        pthread_create(&th[i], NULL, fma_loop, out[i]);
+        pthread_create(&th[i], NULL, lanes == 16 ? fma_loop_avx512 : fma_loop_avx2, out[i]);
     for (int i = 0; i < n; i++)
         pthread_join(th[i], NULL);
-    double dt = ims_now() - t0, rate = 0;
+    double dt = ims_now() - t0, rate = 0, flops = (double)FMA_ITERS * FMA_CHAINS * lanes * 2;
     for (int i = 0; i < n; i++)
-        rate += (double)FMA_ITERS * 12 * 8 * 2 / out[i][1] / 1e9;
-    *wall = (double)n * FMA_ITERS * 12 * 8 * 2 / dt / 1e9;
+        rate += flops / out[i][1] / 1e9;
+    *wall = n * flops / dt / 1e9;
     return rate;
+}
+
+/* "model name" of /proc/cpuinfo (the CPUID brand string), or "?". */
+static void cpu_model(char *out, size_t n)
+{
+    snprintf(out, n, "?");
+    FILE *f = fopen("/proc/cpuinfo", "r");
+    char line[512];
+    while (f && fgets(line, sizeof line, f)) {
+        char *v = strchr(line, ':');
+        if (!strncmp(line, "model name", 10) && v) {
+            v += v[1] == ' ' ? 2 : 1;
+            v[strcspn(v, "\n")] = 0;
+            snprintf(out, n, "%s", v);
+            break;
+        }
+    }
+    if (f)
+        fclose(f);
 }
 
 /* ---- synthetic MobileNetV2 (1.0, 224), as the Keras application ------------- */
@@ -327,13 +355,19 @@ int main(int argc, char **argv)
     if (!n_models)
         models[n_models++] = strdup("synthetic");
 
-    double wall[2], peak[2] = {peak_gflops(1, &wall[0]), peak_gflops(2, &wall[1])};
+    /* the peak of the widest ISA the kernels in force use */
+    int level = ims_cpu_level(), lanes = level >= IMS_CPU_AVX512 ? 16 : 8;
+    char model[256];
+    cpu_model(model, sizeof model);
+    double wall[2], peak[2] = {peak_gflops(1, lanes, &wall[0]), peak_gflops(2, lanes, &wall[1])};
     double la[3] = {0};
     if (getloadavg(la, 3) < 0)
         la[0] = -1;
-    printf("# peak FMA rate (CPU time): %.1f GFLOP/s (1 thread), %.1f GFLOP/s (2 threads); "
-           "wall clock: %.1f, %.1f; load %.2f\n",
-           peak[0], peak[1], wall[0], wall[1], la[0]);
+    printf("# cpu: %s; kernel level %s (cpu supports %s); %d online CPUs\n", model,
+           ims_cpu_level_name(level), ims_cpu_level_name(ims_cpu_detect()), ims_cpu_count());
+    printf("# peak %s FMA rate (CPU time, %d chains): %.1f GFLOP/s (1 thread), %.1f GFLOP/s "
+           "(2 threads); wall clock: %.1f, %.1f; load %.2f\n",
+           lanes == 16 ? "AVX-512" : "AVX2", FMA_CHAINS, peak[0], peak[1], wall[0], wall[1], la[0]);
     printf("# %-22s %5s %7s %10s %10s %8s %9s %8s %11s\n", "model", "batch", "threads",
            "best img/s", "med img/s", "GFLOP/img", "%peak", "RSS MB", "CPU ms/img");
     fflush(stdout);

@@ -105,6 +105,19 @@ enum ims_search_mode {
     IMS_SEARCH_EXACT = 2, /* always an exact scan of the admitted items */
 };
 
+/* What one search did (introspection: tests assert the plan without
+ * timing it; benchmarks count work). Filled when ims_search_opts.stats is
+ * set, on success and on failure. */
+typedef struct ims_search_stats {
+    int plan;             /* IMS_SEARCH_GRAPH or IMS_SEARCH_EXACT: the plan run
+                                (0 when nothing ran: empty index, bad query) */
+    uint64_t n_distances; /* distance evaluations (re-ranking included) */
+    uint64_t n_admit;     /* admission tests (delete flag + filters) */
+    double est_admitted;  /* planner's estimate of admitted live items */
+    double cost_graph;    /* planner's cost estimates of the two plans (modelled */
+    double cost_exact;    /*   ns; AUTO runs the lower one, exact on a tie) */
+} ims_search_stats;
+
 /* Search options; a NULL pointer or zeroed struct means defaults. */
 typedef struct ims_search_opts {
     uint32_t ef;             /* candidate list size (0: the index default; raised to k) */
@@ -113,6 +126,7 @@ typedef struct ims_search_opts {
     const uint64_t *allow;   /* optional bitset over ids: id admitted iff */
     uint64_t n_allow_bits;   /*   id < n_allow_bits && bit id set (both filters apply) */
     int mode;                /* enum ims_search_mode */
+    ims_search_stats *stats; /* OUT: optional, what the search did (see above) */
 } ims_search_opts;
 
 /* Summary of an index. */
@@ -191,7 +205,12 @@ int ims_hnsw_compact(ims_hnsw *h);
 /* The k nearest admitted live items of `query` (n_dims floats), ascending by
  * distance, into hits[0..*n_hits). *n_hits < k when fewer items qualify.
  * Uses Algorithm 5 (K-NN-SEARCH), or an exact scan when opts/mode or the
- * estimated admitted count make that cheaper. No allocation once warm.
+ * estimated admitted count make that cheaper. With a filter or deletes the
+ * graph walk scores admitted items only, reaching them through
+ * non-admitted neighbours (two hops); it has about the unfiltered cost
+ * down to a selectivity near 1.5 / (2 M), below which AUTO scans (see
+ * bench/RESULTS-filter.md). opts->stats, if set, says which plan ran and
+ * the work done. No allocation once warm.
  * Errors: IMS_EINVAL (k == 0, NaN query), IMS_ENOMEM. */
 int ims_hnsw_search(ims_hnsw *h, const float *query, size_t k, const ims_search_opts *opts,
                     ims_hit *hits, size_t *n_hits /* OUT */);

@@ -4,7 +4,10 @@
  *
  * AVX2 is usable only when CPUID reports AVX2, FMA and F16C *and* the OS saves
  * YMM state (OSXSAVE set and XGETBV shows XMM|YMM enabled); checking CPUID
- * alone would crash on kernels that disable AVX.
+ * alone would crash on kernels that disable AVX. AVX-512 additionally needs
+ * F, DQ, BW and VL in CPUID leaf 7 and XCR0 bits 5-7 (opmask, upper halves
+ * of ZMM0-15, ZMM16-31) besides 1-2: an OS may enable AVX but not AVX-512
+ * state (and some hypervisors do just that).
  */
 #include <pthread.h>
 #include <stdlib.h>
@@ -38,7 +41,12 @@ static int detect(void)
         return IMS_CPU_REF;
     if (!__get_cpuid_count(7, 0, &a, &b, &c, &d))
         return IMS_CPU_REF;
-    return ((b >> 5) & 1) ? IMS_CPU_AVX2 : IMS_CPU_REF;
+    if (!((b >> 5) & 1))
+        return IMS_CPU_REF;
+    int f = (b >> 16) & 1, dq = (b >> 17) & 1, bw = (b >> 30) & 1, vl = (b >> 31) & 1;
+    if (f && dq && bw && vl && (xgetbv0() & 0xe6) == 0xe6)
+        return IMS_CPU_AVX512;
+    return IMS_CPU_AVX2;
 }
 #else
 static int detect(void) { return IMS_CPU_REF; }
@@ -76,6 +84,8 @@ const char *ims_cpu_level_name(int level)
         return "ref";
     case IMS_CPU_AVX2:
         return "avx2";
+    case IMS_CPU_AVX512:
+        return "avx512";
     }
     return "?";
 }
@@ -86,6 +96,8 @@ int ims_cpu_level_from_name(const char *name)
         return IMS_CPU_REF;
     if (!strcmp(name, "avx2"))
         return IMS_CPU_AVX2;
+    if (!strcmp(name, "avx512"))
+        return IMS_CPU_AVX512;
     return -1;
 }
 
@@ -126,7 +138,7 @@ static void init_once(void)
     if (s && *s) {
         int want = ims_cpu_level_from_name(s);
         if (want < 0)
-            ims_log(IMS_LOG_WARN, "IMS_SIMD=%s: unknown level (use ref or avx2); using %s", s,
+            ims_log(IMS_LOG_WARN, "IMS_SIMD=%s: unknown level (use ref, avx2 or avx512); using %s", s,
                     ims_cpu_level_name(level));
         else if (want > level)
             ims_log(IMS_LOG_WARN, "IMS_SIMD=%s: not supported by this CPU; using %s", s,

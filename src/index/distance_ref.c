@@ -113,6 +113,10 @@ const ims__index_kernels ims__index_kernels_ref = {
  * <= `level` that this build has and this CPU supports; never NULL. */
 const ims__index_kernels *ims__index_kernels_for(int level)
 {
+#ifdef IMS_HAVE_AVX512
+    if (level >= IMS_CPU_AVX512 && ims_cpu_detect() >= IMS_CPU_AVX512)
+        return &ims__index_kernels_avx512;
+#endif
 #ifdef IMS_HAVE_AVX2
     if (level >= IMS_CPU_AVX2 && ims_cpu_detect() >= IMS_CPU_AVX2)
         return &ims__index_kernels_avx2;

@@ -130,6 +130,9 @@ extern const ims__index_kernels ims__index_kernels_ref;
 #ifdef IMS_HAVE_AVX2
 extern const ims__index_kernels ims__index_kernels_avx2;
 #endif
+#ifdef IMS_HAVE_AVX512
+extern const ims__index_kernels ims__index_kernels_avx512;
+#endif
 /* The table for `level`, by the rule both modules follow: the best level
  * <= `level` that this build has and this CPU supports (ims_cpu_detect());
  * never NULL, since ref always exists. The kernels in force are
@@ -167,8 +170,8 @@ typedef struct ims__scratch {
     float *abuf, *bbuf;        /* INT8 query tables */
     float *dec;                /* a decoded node vector */
     float *abuf2, *bbuf2;      /* second query context (node-to-node) */
-    uint32_t *nbuf;            /* a copy of one link list */
-    uint32_t *nbuf2;
+    uint32_t *nbuf;            /* a copy of one link list (1 + M0) */
+    uint32_t *nbuf2;           /* 2 (1 + M0): nodes to score (search) */
 } ims__scratch;
 
 /* ---- the handle ------------------------------------------------------------------ */
@@ -267,6 +270,12 @@ int ims__select_neighbors(ims_hnsw *h, ims__scratch *s, ims__heap *Cset, uint32_
                           ims__cand *out);
 
 /* hnsw_search.c */
+/* The planner's cost estimates (modelled ns, see hnsw_search.c) of the
+ * graph walk and of the exact scan, given the estimated admitted count;
+ * AUTO scans when exact <= graph. *sparse: the filtered walk must route
+ * through non-admitted nodes. Exposed for tests. */
+void ims__plan_costs(const ims_hnsw *h, double admitted, uint32_t ef, int user_filter,
+                     int predicate, double *graph, double *exact, int *sparse);
 int ims__search_layer(ims_hnsw *h, ims__scratch *s, const ims__qctx *qc, const ims__cand *ep,
                       size_t n_ep, uint32_t ef, int lc, int parallel, uint32_t skip);
 

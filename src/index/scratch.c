@@ -43,7 +43,7 @@ ims__scratch *ims__scratch_get(ims_hnsw *h)
             return NULL;
         size_t D = (h->n_dims + 15) & ~(size_t)15;
         s->qbuf = ims_aligned_alloc(64, 6 * D * sizeof(float));
-        s->nbuf = ims_malloc(2 * (1 + (size_t)h->M0) * sizeof(uint32_t));
+        s->nbuf = ims_malloc(3 * (1 + (size_t)h->M0) * sizeof(uint32_t));
         if (!s->qbuf || !s->nbuf) {
             ims__scratch_free(s);
             return NULL;

@@ -54,19 +54,33 @@ typedef struct ims__gemm_a {
     int lda;
     ims__fill_fn fill; /* or rows produced on demand into per-thread scratch */
     const void *ctx;
-    float *scratch; /* n_threads blocks of `slot` floats, one per pool tid */
-    size_t slot;    /* floats per thread block (>= ims__gemm_mc(K)*K of every conv) */
+    float *scratch;    /* n_threads blocks of `slot` floats, one per pool tid */
+    size_t slot;       /* floats per thread block (>= ims__gemm_mc(k, K)*K of every conv) */
 } ims__gemm_a;
 void ims__gemm_packed(const ims__nn_kernels *k, ims__pool *pool, int M, int N, int K,
                       const ims__gemm_a *a, const float *Bp, const float *bias_p, float *C,
                       int ldc, int act, float act_max);
-/* Rows per block of A for a depth of K (the block stays in L2). */
-int ims__gemm_mc(int K);
+/* Rows per block of A for a depth of K with kernel table k (the block
+ * stays in L2; a multiple of k->mr). */
+int ims__gemm_mc(const ims__nn_kernels *k, int K);
 /* Floats ims__pack_b writes for a K x N matrix (panels, then the bias). */
 size_t ims__packed_size(int K, int N);
 /* Pack B (K x N, row-major) and bias (N floats or NULL) into dst (64-byte
  * aligned, ims__packed_size floats); the packed bias follows the panels. */
 void ims__pack_b(const float *B, const float *bias, int K, int N, float *dst);
+
+/* ---- ops_winograd.c: F(2x2, 3x3) for stride-1 3x3 convolutions ---------- */
+
+/* The planner's rule (shape only): 3x3, stride 1, dilation 1, output >= 16x16. */
+int ims__wino_ok(const ims__node *n, int cin);
+/* Tiles per task block for kernel table k. */
+int ims__wino_mt(const ims__nn_kernels *k, int cin);
+/* Floats of per-thread scratch one Winograd convolution needs. */
+size_t ims__wino_scratch(const ims__nn_kernels *k, int cin, int cout);
+/* Floats of packed weights: 16 transformed kernels, each as ims__pack_b. */
+size_t ims__wino_packed_size(int cin, int cout);
+/* Transform and pack the HWIO 3x3 kernel W (tmp: cin*cout floats). */
+void ims__wino_pack(const float *W, int cin, int cout, float *tmp, float *dst);
 
 /* Products with M*N*K below this many multiply-adds use the own kernel. */
 #define IMS_GEMM_BLAS_MIN_MACS (64 * 64 * 64)
@@ -80,6 +94,7 @@ typedef struct ims__nn_env {
     int no_pack; /* IMS_NN_GEMM=blas: no packed GEMM, OpenBLAS for every product */
     int no_fuse; /* IMS_NN_FUSE=0: no fused expansion + depthwise blocks */
     int profile; /* IMS_NN_PROFILE=1: per-node times on stderr at session free */
+    int no_wino; /* IMS_NN_WINOGRAD=0: stride-1 3x3 convolutions by im2col, not Winograd */
 } ims__nn_env;
 /* The settings (also runs ims__gemm_init once); never NULL. */
 const ims__nn_env *ims__nn_env_get(void);
@@ -129,7 +144,8 @@ struct ims_nn_session {
     size_t n_arena;      /* floats */
     float *packed;       /* convolution weights packed for ims__gemm_packed */
     int64_t *pack_off;   /* per node: float offset into packed, -1 = not packed */
-    float *tscratch;     /* per-thread im2col blocks for ims__gemm_packed */
+    uint8_t *wino;       /* per node: 1 = Winograd F(2x2,3x3) (packed as ims__wino_pack) */
+    float *tscratch;     /* per-thread im2col blocks for ims__gemm_packed (or Winograd) */
     size_t n_tscratch;   /* floats per thread block (the largest conv's mc*K) */
     float *scratch;      /* im2col rows / gathers */
     size_t n_scratch;    /* floats */
@@ -152,6 +168,7 @@ typedef struct ims__run {
     const int32_t *pads;
     const int64_t *pack_off;
     const float *packed;
+    const uint8_t *wino;
     const int32_t *fuse_src;
     float *fring;
     size_t n_fring;
@@ -198,6 +215,7 @@ static inline const float *ims__weights(const ims__run *s, int64_t off)
 
 /* ops_*.c: execute node i of s (inputs from the plan, output to its view). */
 void ims__op_conv2d(ims__run *s, uint32_t i);
+void ims__op_conv_winograd(ims__run *s, uint32_t i); /* ops_winograd.c */
 void ims__op_dwconv2d(ims__run *s, uint32_t i);
 void ims__op_dense(ims__run *s, uint32_t i);
 void ims__op_pool(ims__run *s, uint32_t i); /* MAXPOOL, AVGPOOL */

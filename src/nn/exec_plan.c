@@ -348,7 +348,7 @@ static int plan_pack(ims_nn_session *s, const ims__nn_env *env, ims_error *err)
 {
     const ims__graph *g = s->g;
     const uint32_t N = g->n_nodes;
-    size_t n_packed = 0;
+    size_t n_packed = 0, n_tmp = 0;
     for (uint32_t i = 0; i < N; i++) {
         const ims__node *n = &g->nodes[i];
         s->pack_off[i] = -1;
@@ -356,19 +356,31 @@ static int plan_pack(ims_nn_session *s, const ims__nn_env *env, ims_error *err)
             (n->op != IMS_OP_CONV2D && n->op != IMS_OP_DENSE))
             continue;
         s->pack_off[i] = (int64_t)n_packed;
-        n_packed += ims__packed_size(pack_k(g, s, i), n->c);
+        int cin = g->nodes[s->in0[i]].c;
+        s->wino[i] = !env->no_wino && s->kind[i] == IMS_X_RUN && ims__wino_ok(n, cin);
+        n_packed += s->wino[i] ? ims__wino_packed_size(cin, n->c)
+                               : ims__packed_size(pack_k(g, s, i), n->c);
+        if (s->wino[i] && (size_t)cin * n->c > n_tmp)
+            n_tmp = (size_t)cin * n->c;
     }
     if (!n_packed)
         return IMS_OK;
     s->packed = ims_aligned_alloc(64, n_packed * sizeof(float));
     if (!s->packed)
         return ims_error_set(err, IMS_ENOMEM, "session: out of memory for packed weights");
+    float *tmp = n_tmp ? ims_malloc(n_tmp * sizeof(float)) : NULL;
+    if (n_tmp && !tmp)
+        return ims_error_set(err, IMS_ENOMEM, "session: out of memory for packed weights");
     for (uint32_t i = 0; i < N; i++) {
         const ims__node *n = &g->nodes[i];
-        if (s->pack_off[i] >= 0)
+        if (s->wino[i])
+            ims__wino_pack(g->weights + n->weight, g->nodes[s->in0[i]].c, n->c, tmp,
+                           s->packed + s->pack_off[i]);
+        else if (s->pack_off[i] >= 0)
             ims__pack_b(g->weights + n->weight, n->bias >= 0 ? g->weights + n->bias : NULL,
                         pack_k(g, s, i), n->c, s->packed + s->pack_off[i]);
     }
+    ims_free(tmp);
     return IMS_OK;
 }
 
@@ -394,10 +406,15 @@ static int plan_scratch(ims_nn_session *s, size_t total, ims_error *err)
     size_t tscratch = 0;
     for (uint32_t i = 1; i < N; i++) {
         const ims__node *n = &g->nodes[i];
+        if (s->wino[i]) { /* tiles' transforms and products instead of im2col rows */
+            size_t f = ims__wino_scratch(s->k, g->nodes[s->in0[i]].c, n->c);
+            tscratch = f > tscratch ? f : tscratch;
+            continue;
+        }
         if (s->pack_off[i] < 0 || !im2col_floats(s, i))
             continue;
         int K = n->kh * n->kw * g->nodes[s->in0[i]].c;
-        size_t f = (size_t)ims__gemm_mc(K) * (size_t)K;
+        size_t f = (size_t)ims__gemm_mc(s->k, K) * (size_t)K;
         if (f > tscratch)
             tscratch = f;
     }
@@ -451,14 +468,15 @@ int ims__plan(ims_nn_session *s, ims_error *err)
     s->tap_of = ims_malloc((size_t)N * sizeof *s->tap_of);
     s->fuse_src = ims_malloc((size_t)N * sizeof *s->fuse_src);
     s->pack_off = ims_malloc((size_t)N * sizeof *s->pack_off);
+    s->wino = ims_calloc(N, 1);
     t.need = ims_calloc(N, 1);
     t.lastuse = ims_malloc((size_t)N * sizeof *t.lastuse);
     t.ncons = ims_calloc(N, sizeof *t.ncons);
     t.gend = ims_malloc((size_t)N * sizeof *t.gend);
     t.c0 = ims_calloc(N, sizeof *t.c0);
     t.roots = ims_calloc(N, sizeof *t.roots);
-    if (!s->kind || !s->view || !s->in0 || !s->pads || !s->tap_of || !s->fuse_src || !s->pack_off ||
-        !t.need || !t.lastuse || !t.ncons || !t.gend || !t.c0 || !t.roots) {
+    if (!s->kind || !s->view || !s->in0 || !s->pads || !s->tap_of || !s->fuse_src ||
+        !s->pack_off || !s->wino || !t.need || !t.lastuse || !t.ncons || !t.gend || !t.c0 || !t.roots) {
         rc = ims_error_set(err, IMS_ENOMEM, "session plan: out of memory");
         goto done;
     }

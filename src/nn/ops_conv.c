@@ -90,6 +90,10 @@ static void im2col_fill(const void *ctx, int64_t row0, int rows, float *dst)
 
 void ims__op_conv2d(ims__run *s, uint32_t i)
 {
+    if (s->wino && s->wino[i]) {
+        ims__op_conv_winograd(s, i);
+        return;
+    }
     const ims__node *nd = &s->g->nodes[i];
     ims__tensor x = ims__tensor_of(s, s->in0[i]), y = ims__tensor_of(s, i);
     const int32_t *pads = s->pads + 4 * i;

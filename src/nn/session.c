@@ -28,6 +28,8 @@ static void env_init(void)
     env.no_fuse = v && *v == '0';
     v = getenv("IMS_NN_PROFILE");
     env.profile = v && *v == '1';
+    v = getenv("IMS_NN_WINOGRAD");
+    env.no_wino = v && *v == '0';
     ims__gemm_init();
 }
 
@@ -94,6 +96,7 @@ void ims_nn_session_free(ims_nn_session *s)
     ims_aligned_free(s->packed);
     ims_aligned_free(s->tscratch);
     ims_free(s->pack_off);
+    ims_free(s->wino);
     ims_aligned_free(s->scratch);
     ims_free(s);
 }
@@ -189,7 +192,7 @@ static ims__run make_run(const ims_nn_session *s, int c, ims__pool *pool)
     memset(&r, 0, sizeof r);
     r.g = s->g, r.k = s->k, r.pool = pool;
     r.kind = s->kind, r.view = s->view, r.in0 = s->in0, r.pads = s->pads;
-    r.pack_off = s->pack_off, r.packed = s->packed;
+    r.pack_off = s->pack_off, r.packed = s->packed, r.wino = s->wino;
     r.fuse_src = s->fuse_src, r.fring = s->fring, r.n_fring = s->n_fring;
     r.frows = s->frows, r.max_rows = s->max_rows;
     r.arena = s->arena ? s->arena + (size_t)c * s->n_arena : NULL;

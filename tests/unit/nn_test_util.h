@@ -331,8 +331,10 @@ static inline int tu_check_graph(ims_nn_model *m, const uint32_t *taps, int n_ta
             memcpy(wantp + (size_t)b * nc, r.out[g->output], (size_t)nc * sizeof(float));
         tu_ref_free(&r);
     }
-    float *got[2][2] = {{NULL, NULL}, {NULL, NULL}};
+    enum { MAX_LEVELS = 8 }; /* one row per kernel level (IMS_CPU_*) */
+    float *got[MAX_LEVELS][2] = {{NULL, NULL}};
     int top = ims_cpu_detect();
+    IMS_ASSERT(top < MAX_LEVELS);
     for (int level = 0; level <= top; level++) {
         ims_cpu_set_level(level);
         for (int th = 1; th <= 2; th++) {
@@ -369,10 +371,7 @@ static inline int tu_check_graph(ims_nn_model *m, const uint32_t *taps, int n_ta
             free(pr);
             free(f1);
             free(p1);
-            if (level < 2)
-                got[level][th - 1] = f;
-            else
-                free(f);
+            got[level][th - 1] = f;
             ims_nn_session_free(s);
         }
         if (got[level][0] && got[level][1]) {
@@ -382,7 +381,7 @@ static inline int tu_check_graph(ims_nn_model *m, const uint32_t *taps, int n_ta
         }
     }
     ims_cpu_set_level(top);
-    for (int a = 0; a < 2; a++)
+    for (int a = 0; a < MAX_LEVELS; a++)
         for (int b = 0; b < 2; b++)
             free(got[a][b]);
     free(x);

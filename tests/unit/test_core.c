@@ -178,6 +178,8 @@ int main(void)
     CHECK_RC(ims_cpu_set_level(ims_cpu_detect()), IMS_OK);
     CHECK_RC(ims_cpu_set_level(99), IMS_EUNSUPPORTED);
     CHECK_EQ(ims_cpu_level_from_name("avx2"), IMS_CPU_AVX2);
+    CHECK_EQ(ims_cpu_level_from_name("avx512"), IMS_CPU_AVX512);
+    CHECK(!strcmp(ims_cpu_level_name(IMS_CPU_AVX512), "avx512"));
     CHECK_EQ(ims_cpu_level_from_name("bogus"), -1);
     CHECK(ims_cpu_count() >= 1);
 

@@ -11,7 +11,9 @@
  * f16 decoding must be exact; f16 encoding must round to nearest (the
  * decoded result at most half a unit in the last place away).
  *
- * A level this build or machine lacks is skipped with a message.
+ * A level this build or machine lacks is skipped with a message; the
+ * dispatch rule (best level at or below, never NULL) is checked for every
+ * level, one above the highest included.
  */
 #include <math.h>
 #include <string.h>
@@ -37,8 +39,10 @@ static int within(double got, double want, double mag, size_t n)
 static void test_level(const ims__index_kernels *K)
 {
     unsigned long long s = 7;
-    static const size_t sizes[] = {1, 2, 3, 7, 8, 9, 15, 16, 31, 32, 33, 63, 64, 100, 128, 129,
-                                   1280, 4096};
+    /* every tail length of the 8-, 16-, 32- and 64-wide loops, and the
+     * masked tails of the AVX-512 kernels (n mod 16 = 1..15) */
+    static const size_t sizes[] = {1,  2,  3,  7,  8,  9,   15,  16,  17,  31,   32,   33,   47,
+                                   48, 63, 64, 65, 79, 100, 127, 128, 129, 1279, 1280, 4095, 4096};
     float *a = malloc(4096 * 4), *b = malloc(4096 * 4), *w = malloc(4096 * 4);
     uint16_t *hc = malloc(4096 * 2);
     uint8_t *c = malloc(4096);
@@ -117,6 +121,18 @@ int main(void)
         n_tested++;
     }
     CHECK(n_tested >= 1); /* ref always */
+    /* the rule: the best level at or below the one asked for, never NULL,
+     * even for a level above any this build knows */
+    for (int level = IMS_CPU_REF; level <= IMS_CPU_AVX512 + 1; level++) {
+        const ims__index_kernels *K = ims__index_kernels_for(level);
+        CHECK(K != NULL);
+        if (!K)
+            continue;
+        int got = ims_cpu_level_from_name(K->name);
+        CHECK_MSG(got >= 0 && got <= level && got <= ims_cpu_detect(),
+                  "level %d gave %s (cpu supports %s)", level, K->name,
+                  ims_cpu_level_name(ims_cpu_detect()));
+    }
     /* the table in force is one of them */
     CHECK_STR_EQ(ims__index_kernels_for(ims_cpu_level())->name,
                  ims_cpu_level_name(ims_cpu_level()));

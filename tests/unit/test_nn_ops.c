@@ -79,6 +79,31 @@ static void test_conv(int n_cases)
     }
 }
 
+/* Stride-1 3x3 convolutions with outputs of 16x16 and more: the planner
+ * runs them by Winograd F(2x2, 3x3) (ops_winograd.c); odd output sizes
+ * leave half-empty tiles, channel counts leave vector tails. */
+static void test_conv_winograd(int n_cases)
+{
+    for (int t = 0; t < n_cases; t++) {
+        ims_nn_model m;
+        int H = tu_rand(16, 23), W = tu_rand(16, 23), cin = tu_rand(1, 40);
+        uint32_t x = start(&m, H, W, cin);
+        ims__node p = tu_proto(IMS_OP_CONV2D);
+        p.kh = p.kw = 3;
+        do {
+            p.pad_t = tu_rand(0, 2), p.pad_b = tu_rand(0, 2);
+            p.pad_l = tu_rand(0, 2), p.pad_r = tu_rand(0, 2);
+        } while (H + p.pad_t + p.pad_b - 2 < 16 || W + p.pad_l + p.pad_r - 2 < 16);
+        p.c = t % 2 ? tu_rand(1, 40) : tu_rand(41, 100);
+        rand_act(&p);
+        uint32_t y = tu_add(&m, p, "conv", &x, 1, 9LL * cin * p.c, tu_rand(0, 1) ? p.c : 0);
+        char label[128];
+        snprintf(label, sizeof label, "winograd conv %dx%dx%d p%d,%d,%d,%d c%d act%u", H, W, cin,
+                 p.pad_t, p.pad_b, p.pad_l, p.pad_r, p.c, p.act);
+        finish(&m, y, label);
+    }
+}
+
 static void test_dwconv(int n_cases)
 {
     for (int t = 0; t < n_cases; t++) {
@@ -266,6 +291,7 @@ int main(void)
 {
     ims_init();
     test_conv(40);
+    test_conv_winograd(12);
     test_dwconv(40);
     test_dense(12);
     test_pool(30);

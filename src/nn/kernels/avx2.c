@@ -468,4 +468,16 @@ static void gemm_packed(int M, int N, int K, const float *A, int lda, const floa
     }
 }
 
-const ims__nn_kernels ims__nn_kernels_avx2 = {"avx2", bias_act, dw_rows, vadd, vscale, pool_rows, gemm, gemm_packed};
+#define WT_VEC __m256
+#define WT_LANES 8
+#define WT_MASK_T __m256i
+#define WT_MASK(n) tail_mask(n)
+#define WT_LD(m, p) _mm256_maskload_ps((p), (m))
+#define WT_ST(m, p, v) _mm256_maskstore_ps((p), (m), (v))
+#define WT_ADD _mm256_add_ps
+#define WT_SUB _mm256_sub_ps
+#define WT_SET1 _mm256_set1_ps
+#define WT_ACT act8
+#include "wino_tile.h"
+
+const ims__nn_kernels ims__nn_kernels_avx2 = {"avx2", 6, 96 * 1024, bias_act, dw_rows, vadd, vscale, pool_rows, gemm, gemm_packed, wino_in, wino_out};

@@ -7,6 +7,10 @@
 
 const ims__nn_kernels *ims__nn_kernels_for(int level)
 {
+#if defined(IMS_HAVE_AVX512)
+    if (level >= IMS_CPU_AVX512 && ims_cpu_detect() >= IMS_CPU_AVX512)
+        return &ims__nn_kernels_avx512;
+#endif
 #if defined(IMS_HAVE_AVX2)
     if (level >= IMS_CPU_AVX2 && ims_cpu_detect() >= IMS_CPU_AVX2)
         return &ims__nn_kernels_avx2;

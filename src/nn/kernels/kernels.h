@@ -3,8 +3,8 @@
  * kernels.h — the executor's inner loops, one table per CPU level.
  *
  * ref.c holds plain C loops (auto-vectorisable, always built): the oracle.
- * avx2.c holds AVX2/FMA variants (compiled with per-file flags, only called
- * after run-time detection). dispatch.c hands out the table for a level;
+ * avx2.c holds AVX2/FMA variants and avx512.c AVX-512 F/BW/VL ones
+ * (compiled with per-file flags, only called after run-time detection). dispatch.c hands out the table for a level;
  * test_nn_kernels.c compares every supported level with ref under stated
  * tolerances. All data is NHWC float32; `ld` is the distance in floats
  * between two consecutive pixels (>= channels, larger for a slice of a
@@ -14,6 +14,7 @@
 #define IMS_NN_KERNELS_H
 
 #include <math.h>
+#include <stddef.h>
 #include <stdint.h>
 
 /* One depthwise convolution (multiplier 1) of one image. */
@@ -40,6 +41,8 @@ static inline const float *ims__dw_row(const ims__dw_args *a, int iy)
 
 typedef struct ims__nn_kernels {
     const char *name; /* ims_cpu_level_name() of the table's level */
+    int mr;           /* rows of gemm_packed's register tile (row blocks are multiples) */
+    int l2_block;     /* bytes of A per row block of gemm_packed (kept in L2) */
     /* y[r*ld + j] = act(y[r*ld + j] + bias[j]) for r < rows, j < c (bias may be NULL). */
     void (*bias_act)(float *y, int64_t rows, int c, int ld, const float *bias, int act,
                      float act_max);
@@ -63,6 +66,12 @@ typedef struct ims__nn_kernels {
     void (*gemm_packed)(int M, int N, int K, const float *A, int lda, const float *Bp,
                         const float *bias_p, float *C, int ldc, int p0, int p1, int act,
                         float act_max);
+    /* Winograd F(2x2, 3x3) tile transforms (kernels/wino_tile.h): input
+     * tile d[16] (pixel pointers) -> v[xi*st + c]; products m[xi*st + c]
+     * -> act(. + bias) into the 4 output pixels o[4] (NULL: not written). */
+    void (*wino_in)(const float *const *d, int c, float *v, size_t st);
+    void (*wino_out)(const float *m, size_t st, int c, const float *bias, int act,
+                     float act_max, float *const *o);
 } ims__nn_kernels;
 
 #define IMS_PANEL 16 /* columns per packed-B panel */
@@ -78,6 +87,9 @@ const ims__nn_kernels *ims__nn_kernels_for(int level);
 extern const ims__nn_kernels ims__nn_kernels_ref;
 #if defined(IMS_HAVE_AVX2)
 extern const ims__nn_kernels ims__nn_kernels_avx2;
+#endif
+#if defined(IMS_HAVE_AVX512)
+extern const ims__nn_kernels ims__nn_kernels_avx512;
 #endif
 
 /* Scalar activation shared by every level (sigmoid, tanh). */

@@ -141,4 +141,16 @@ static void gemm_packed(int M, int N, int K, const float *A, int lda, const floa
     }
 }
 
-const ims__nn_kernels ims__nn_kernels_ref = {"ref", bias_act, dw_rows, vadd, vscale, pool_rows, gemm, gemm_packed};
+#define WT_VEC float
+#define WT_LANES 1
+#define WT_MASK_T int
+#define WT_MASK(n) (n)
+#define WT_LD(m, p) ((void)(m), *(p))
+#define WT_ST(m, p, v) (*(p) = (v))
+#define WT_ADD(a, b) ((a) + (b))
+#define WT_SUB(a, b) ((a) - (b))
+#define WT_SET1(x) (x)
+#define WT_ACT(v, av, lo, hi) ((av) ? ((v) > (lo) ? ((v) < (hi) ? (v) : (hi)) : (lo)) : (v))
+#include "wino_tile.h"
+
+const ims__nn_kernels ims__nn_kernels_ref = {"ref", 6, 96 * 1024, bias_act, dw_rows, vadd, vscale, pool_rows, gemm, gemm_packed, wino_in, wino_out};
