@@ -28,10 +28,9 @@ timed() { # LABEL CMD...: wall seconds and peak RSS of CMD
   echo "$wall $((rss / 1024))"
 }
 printf '%-18s %10s %10s %10s %8s %10s %10s %8s\n' model enc_img/s encode1x_s build_s ratio build_MB embed_img/s embed%
+"$B/bench_encode" --models models --runs 3 --batch 16 --threads "$threads" > "$OUT/encode.txt" 2>/dev/null
 for m in "${models[@]}"; do
-  enc=$("$B/bench_encode" --models models --runs 3 --batch 16 --threads "$threads" 2>/dev/null |
-        awk -v m="$m" '$0 ~ "\""m"\"" || $1 == m {print}' | head -1 |
-        grep -oE '"img_per_s(_best)?":[0-9.]+' | head -1 | cut -d: -f2)
+  enc=$(awk -v m="$m" '$1 == m && $2 == 16 {print $4; exit}' "$OUT/encode.txt")
   [ -z "$enc" ] && enc=nan
   rm -rf "$OUT/c-$m" "$OUT/r-$m"
   read -r bwall brss < <(timed "build-$m" "$IMGSIM" build -c "$OUT/c-$m" data/food \
@@ -42,8 +41,9 @@ for m in "${models[@]}"; do
   n=463
   awk -v m="$m" -v enc="$enc" -v bw="$bwall" -v brss="$brss" -v rate="$rate" -v n="$n" 'BEGIN {
     once = enc > 0 ? n / enc : 0
-    printf "%-18s %10.1f %10.1f %10.1f %8.2f %10d %10.1f %7.0f%%\n", m, enc, once, bw,
-           once > 0 ? bw / once : 0, brss, rate, enc > 0 ? 100 * rate / enc : 0 }'
+    ratio = (once > 0) ? bw / once : 0; pct = (enc > 0) ? 100 * rate / enc : 0
+    printf "%-18s %10.1f %10.1f %10.1f %8.2f %10d %10.1f %7.0f%%\n", m, enc, once, bw, ratio,
+           brss, rate, pct }'
 done
 echo "== embed-all peak RSS, mobilenet_v2"
 for n in 500 5000; do
