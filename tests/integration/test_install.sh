@@ -65,7 +65,7 @@ ver=$("$imgsim" --version)
 echo "$ver"
 grep -Eq '^imgsim [0-9]+\.[0-9]+\.[0-9]+$' <<<"$ver" || fail "--version: no version line"
 grep -Eq '^revision: [0-9A-Za-z._-]+$' <<<"$ver" || fail "--version: no revision"
-grep -Eq '^kernels: (ref|avx2)$' <<<"$ver" || fail "--version: no kernel level"
+grep -Eq '^kernels: (ref|avx2|avx512)$' <<<"$ver" || fail "--version: no kernel level"
 
 # ---- installed fetch-models ------------------------------------------------------
 fm=$root/share/imgsim/fetch-models
