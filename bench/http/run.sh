@@ -4,7 +4,8 @@
 #  (a) GET /v1/items/{id}/similar?k=10 at 64 connections, per --threads value
 #  (b) POST /v1/search (one 307x173 sample JPEG, raw body) at 1 and 4 connections,
 #      against the decode+encode time of that image alone (imgsim embed,
-#      batch 1, 1 thread) and the encoder's batch throughput
+#      batch 1, 1 thread: includes file I/O and JSON output) and the encoder
+#      alone (bench_encode, batch 1 and 16, 1 and 2 threads)
 #  (c) POST /v1/items with distinct images (bench_variants): durable 201s/s
 #  (d) restart to first answered POST /v1/search (ms, 5 tries)
 # usage: bench/http/run.sh [MODEL_NAME] (default mobilenet_v2_mid)
@@ -78,6 +79,10 @@ if ! skip b; then
   load
   echo "(b) embed alone (decode+encode, batch 1, 1 thread): $((best1 / 1000)).$(( (best1 % 1000) / 100 )) ms/img (best of 3)"
   echo "(b) embed batch 8, all CPUs: $((best41 / 1000)).$(( (best41 % 1000) / 100 )) ms/img = $(( 1000000 / best41 )) img/s"
+  # the encoder alone, no decode (bench_encode, batch 1 and 16, 1 and 2 threads)
+  mkdir -p "$work/m_$model"; ln -sf "$root/models/$model.ism" "$work/m_$model/"
+  "$build/bench_encode" --models "$work/m_$model" --runs 20 --batch 1,16 --threads 1,2 2>&1 |
+    grep -E "^ +$model |^# model" | sed 's/^/(b) bench_encode: /'
   for t in ${SEARCH_THREADS:-8}; do
     serve "$t"
     curl -fs -H 'Content-Type: image/jpeg' --data-binary @"$img" "$url/v1/search?k=10" >/dev/null
