@@ -115,7 +115,7 @@ fi
 
 if ! skip d; then
   ms=()
-  for r in 1 2 3 4 5; do
+  for _ in 1 2 3 4 5; do
     s=$(date +%s%N)
     "$cli" serve -c "$coll" --listen 127.0.0.1:0 --quiet >"$work/out" 2>"$work/log" &
     pid=$!
