@@ -62,7 +62,7 @@ if ! skip b; then
   tm() { local s; s=$(date +%s%N); "$@" >/dev/null; echo $(( ($(date +%s%N) - s) / 1000 )); }
   copies=(); for _ in $(seq 40); do copies+=("$img"); done
   best1=; best41=
-  for r in 1 2 3; do
+  for _ in 1 2 3; do
     a=$(tm "$cli" embed --model "models/$model.ism" --batch 1 --threads 1 "$img")
     b=$(tm "$cli" embed --model "models/$model.ism" --batch 1 --threads 1 "$img" "${copies[@]}")
     d=$(( (b - a) / 40 ))
@@ -70,7 +70,7 @@ if ! skip b; then
   done
   # batch throughput: 8 per run, all CPUs, 160 copies
   many=(); for _ in $(seq 4); do many+=("${copies[@]}"); done
-  for r in 1 2; do
+  for _ in 1 2; do
     a=$(tm "$cli" embed --model "models/$model.ism" --batch 8 "$img")
     b=$(tm "$cli" embed --model "models/$model.ism" --batch 8 "$img" "${many[@]}")
     d=$(( (b - a) / 160 ))
