@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "cli_int.h"
@@ -264,8 +265,13 @@ int cmd_embed(int argc, char **argv)
             strcat(o.layer, ",");
         strcat(o.layer, layers[k]);
     }
+    struct stat fst;
+    int direct = fvecs && !stat(fvecs, &fst) && !S_ISREG(fst.st_mode);
     if (fvecs) {
-        snprintf(fv_tmp, sizeof fv_tmp, "%s.tmp", fvecs);
+        /* A regular file is written atomically (temp + rename); /dev/null,
+         * a FIFO or a terminal is written in place: renaming over it would
+         * replace the device with a file. */
+        snprintf(fv_tmp, sizeof fv_tmp, direct ? "%s" : "%s.tmp", fvecs);
         o.fvecs = fopen(fv_tmp, "wb");
         if (!o.fvecs) {
             rc_exit = cli_fail("%s: cannot create: %s", fv_tmp, strerror(errno));
@@ -318,7 +324,7 @@ int cmd_embed(int argc, char **argv)
             rc_exit = cli_fail("%s: write error", fv_tmp);
             goto out;
         }
-        if (rename(fv_tmp, fvecs)) {
+        if (!direct && rename(fv_tmp, fvecs)) {
             rc_exit = cli_fail("%s: cannot rename to %s: %s", fv_tmp, fvecs, strerror(errno));
             goto out;
         }

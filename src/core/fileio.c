@@ -5,6 +5,7 @@
 #include <libgen.h>
 #include <pthread.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "core_int.h"
@@ -51,6 +52,20 @@ int ims__write_atomic(const char *path, int (*write_cb)(FILE *f, void *ud), void
                       ims_error *err)
 {
     char tmp[4096], dir[4096];
+    struct stat st;
+    if (!stat(path, &st) && !S_ISREG(st.st_mode)) {
+        /* /dev/null, a FIFO, a terminal: write in place (a rename would
+         * replace the device with a regular file) */
+        if (S_ISDIR(st.st_mode))
+            return ims_error_set(err, IMS_EIO, "%s: is a directory", path);
+        FILE *d = fopen(path, "wb");
+        if (!d)
+            return ims_error_set_errno(err, IMS_EIO, errno, "%s: cannot open", path);
+        int r = write_cb(d, ud);
+        if (fclose(d) && !r)
+            r = IMS_EIO;
+        return r ? ims_error_set(err, r < 0 ? r : IMS_EIO, "%s: write failed", path) : IMS_OK;
+    }
     if (snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid()) >= (int)sizeof tmp)
         return ims_error_set(err, IMS_EINVAL, "%s: path too long", path);
     FILE *f = fopen(tmp, "wb");

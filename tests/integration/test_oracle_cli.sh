@@ -158,5 +158,16 @@ expect 1 "bad.jpeg: " -- "$CLI" embed --model "$M" --fvecs "$T/v.fvecs" "$A" "$T
 ok ".fvecs holds 2 x (4 + 1280*4) bytes" test "$(stat -c %s "$T/v.fvecs")" = $((2 * (4 + 1280 * 4)))
 ok ".fvecs dim field" test "$(od -An -t d4 -N 4 "$T/v.fvecs" | tr -d ' ')" = 1280
 
+# writing to a device or FIFO: in place, never a rename over it (a rename
+# over /dev/null once turned it into a regular file on a test machine)
+mkfifo "$T/fifo"
+(cat "$T/fifo" > "$T/from-fifo") &
+ok "--fvecs to a FIFO" "$CLI" embed --model "$M" --fvecs "$T/fifo" "$A"
+wait
+ok "the FIFO is still a FIFO" test -p "$T/fifo"
+ok "the FIFO carried the vector" test "$(stat -c %s "$T/from-fifo")" = $((4 + 1280 * 4))
+ok "--fvecs /dev/null" "$CLI" embed --model "$M" --fvecs /dev/null "$A"
+ok "/dev/null is still a character device" test -c /dev/null
+
 echo "$n checks, $fails failed"
 [ "$fails" = 0 ]
