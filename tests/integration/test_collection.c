@@ -382,10 +382,7 @@ static void test_stale_and_resume(int distinct)
     ims_coll_close(c);
 }
 
-static int same_bytes(const char *a, const char *b)
-{
-    return !sh("cmp -s '%s' '%s'", a, b);
-}
+static int same_bytes(const char *a, const char *b) { return !sh("cmp -s '%s' '%s'", a, b); }
 
 /* Fine-tune twice from scratch with one seed: byte-identical encoder.ism
  * and head.bin; a third time with another seed differs. The encoder is a
@@ -409,9 +406,9 @@ static void test_finetune(int distinct)
     CHECK_MSG(!same_bytes(f[0], f[2]), "another seed, same encoder.ism");
     char log[800];
     snprintf(log, sizeof log, "%s/ft0.log", g_tmp);
-    CHECK_MSG(!sh("grep -q '%d vectors written (%d from cached features)' '%s'", distinct, distinct,
-                  log),
-              "embed-all after finetune did not use the cached features (see %s)", log);
+    CHECK_MSG(
+        !sh("grep -q '%d vectors written (%d from cached features)' '%s'", distinct, distinct, log),
+        "embed-all after finetune did not use the cached features (see %s)", log);
     /* the encoder is an ordinary model file */
     char out[800];
     snprintf(out, sizeof out, "%s/embed.json", g_tmp);
@@ -421,8 +418,8 @@ static void test_finetune(int distinct)
              0);
     CHECK_EQ(sh("grep -q '\"probs\"' '%s'", out), 0);
     /* re-running the build does no training and no encoding */
-    CHECK_EQ(sh("'%s' build -c '%s' '%s' --model '%s/mobilenet_v2.ism' --seed 7 > '%s' 2>&1",
-                g_cli, c[0], g_photos, g_models, out),
+    CHECK_EQ(sh("'%s' build -c '%s' '%s' --model '%s/mobilenet_v2.ism' --seed 7 > '%s' 2>&1", g_cli,
+                c[0], g_photos, g_models, out),
              0);
     CHECK_EQ(sh("grep -q 'encoder up to date' '%s' && grep -q '0 vectors written' '%s' && "
                 "grep -q 'index: up to date' '%s'",
@@ -430,9 +427,10 @@ static void test_finetune(int distinct)
              0);
     /* eval: the JSON keys of DESIGN.md */
     CHECK_EQ(sh("'%s' eval -c '%s' --json > '%s' 2>/dev/null", g_cli, c[0], out), 0);
-    const char *keys[] = {"\"k\":10", "\"finetuned\":{", "\"backbone\":{", "\"seed\":{",
-                          "\"p@10\":", "\"map@10\":", "\"instance_r@10\":",
-                          "\"classifier_accuracy\":", "\"ann_recall@10\":"};
+    const char *keys[] = {
+        "\"k\":10",          "\"finetuned\":{", "\"backbone\":{",     "\"seed\":{",
+        "\"p@10\":",         "\"map@10\":",     "\"instance_r@10\":", "\"classifier_accuracy\":",
+        "\"ann_recall@10\":"};
     for (size_t i = 0; i < IMS_ARRAY_LEN(keys); i++)
         CHECK_MSG(!sh("grep -qF '%s' '%s'", keys[i], out), "eval --json lacks %s", keys[i]);
 }
