@@ -5,7 +5,7 @@
  * overflow-checked size arithmetic.
  *
  * Call ims_init() once at start-up (it is idempotent and thread-safe). It
- * detects the CPU (CPUID and OSXSAVE/XGETBV), honours IMS_SIMD=ref|avx2 and
+ * detects the CPU (CPUID and OSXSAVE/XGETBV), honours IMS_SIMD=ref|avx2|avx512 and
  * IMS_LOG=error|warn|info|debug, and logs the chosen kernel level at info.
  */
 #ifndef IMGSIM_IMGSIM_H

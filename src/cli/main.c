@@ -32,7 +32,7 @@ static void usage(FILE *f)
                "commands:\n");
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         fprintf(f, "  %-12s %s\n", commands[i].name, commands[i].summary);
-    fprintf(f, "\nenvironment: IMS_SIMD=ref|avx2 forces a kernel level; "
+    fprintf(f, "\nenvironment: IMS_SIMD=ref|avx2|avx512 forces a kernel level; "
                "IMS_LOG=error|warn|info|debug sets logging.\n");
 }
 
