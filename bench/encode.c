@@ -40,25 +40,26 @@
 /* 12 independent chains (more than FMA latency x ports: 4 x 2), in
  * registers; `lanes` floats per register. The wall clock can be shared on
  * a loaded machine, so each thread reports its own CPU time too. */
-#define FMA_BODY(VEC, SET1, FMA, ADD, STORE, LANES)                                       \
-    VEC m = SET1(0.999999f), c = SET1(1e-7f);                                             \
-    VEC a0 = SET1(0), a1 = SET1(1), a2 = SET1(2), a3 = SET1(3), a4 = SET1(4), a5 = SET1(5); \
-    VEC a6 = SET1(6), a7 = SET1(7), a8 = SET1(8), a9 = SET1(9), a10 = SET1(10), a11 = SET1(11); \
-    for (long it = 0; it < FMA_ITERS; it++) {                                             \
-        a0 = FMA(a0, m, c), a1 = FMA(a1, m, c), a2 = FMA(a2, m, c), a3 = FMA(a3, m, c);     \
-        a4 = FMA(a4, m, c), a5 = FMA(a5, m, c), a6 = FMA(a6, m, c), a7 = FMA(a7, m, c);     \
-        a8 = FMA(a8, m, c), a9 = FMA(a9, m, c), a10 = FMA(a10, m, c), a11 = FMA(a11, m, c); \
-        __asm__ volatile("" : "+v"(a0), "+v"(a1), "+v"(a2), "+v"(a3), "+v"(a4), "+v"(a5),   \
-                         "+v"(a6), "+v"(a7), "+v"(a8), "+v"(a9), "+v"(a10), "+v"(a11));     \
-    }                                                                                     \
-    VEC s = ADD(ADD(ADD(a0, a1), ADD(a2, a3)), ADD(ADD(a4, a5), ADD(a6, a7)));            \
-    s = ADD(s, ADD(ADD(a8, a9), ADD(a10, a11)));                                          \
-    float t[LANES];                                                                       \
-    STORE(t, s);                                                                          \
-    struct timespec ts;                                                                   \
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);                                          \
-    ((double *)arg)[0] = t[0];                                                            \
-    ((double *)arg)[1] = (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;                   \
+#define FMA_BODY(VEC, SET1, FMA, ADD, STORE, LANES)                                              \
+    VEC m = SET1(0.999999f), c = SET1(1e-7f);                                                    \
+    VEC a0 = SET1(0), a1 = SET1(1), a2 = SET1(2), a3 = SET1(3), a4 = SET1(4), a5 = SET1(5);      \
+    VEC a6 = SET1(6), a7 = SET1(7), a8 = SET1(8), a9 = SET1(9), a10 = SET1(10), a11 = SET1(11);  \
+    for (long it = 0; it < FMA_ITERS; it++) {                                                    \
+        a0 = FMA(a0, m, c), a1 = FMA(a1, m, c), a2 = FMA(a2, m, c), a3 = FMA(a3, m, c);          \
+        a4 = FMA(a4, m, c), a5 = FMA(a5, m, c), a6 = FMA(a6, m, c), a7 = FMA(a7, m, c);          \
+        a8 = FMA(a8, m, c), a9 = FMA(a9, m, c), a10 = FMA(a10, m, c), a11 = FMA(a11, m, c);      \
+        __asm__ volatile(""                                                                      \
+                         : "+v"(a0), "+v"(a1), "+v"(a2), "+v"(a3), "+v"(a4), "+v"(a5), "+v"(a6), \
+                           "+v"(a7), "+v"(a8), "+v"(a9), "+v"(a10), "+v"(a11));                  \
+    }                                                                                            \
+    VEC s = ADD(ADD(ADD(a0, a1), ADD(a2, a3)), ADD(ADD(a4, a5), ADD(a6, a7)));                   \
+    s = ADD(s, ADD(ADD(a8, a9), ADD(a10, a11)));                                                 \
+    float t[LANES];                                                                              \
+    STORE(t, s);                                                                                 \
+    struct timespec ts;                                                                          \
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);                                                 \
+    ((double *)arg)[0] = t[0];                                                                   \
+    ((double *)arg)[1] = (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;                          \
     return NULL;
 
 __attribute__((target("avx2,fma"))) static void *fma_loop_avx2(void *arg)

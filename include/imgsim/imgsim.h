@@ -88,14 +88,14 @@ void ims_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3
  * at run time from what the CPU and OS support; IMS_SIMD=ref|avx2|avx512 in the
  * environment (read by ims_init) or ims_cpu_set_level() forces a lower one. */
 enum ims_cpu_level {
-    IMS_CPU_REF = 0,  /* portable C, the oracle of every other variant */
-    IMS_CPU_AVX2 = 1, /* AVX2 + FMA + F16C, with OS support for YMM state */
+    IMS_CPU_REF = 0,    /* portable C, the oracle of every other variant */
+    IMS_CPU_AVX2 = 1,   /* AVX2 + FMA + F16C, with OS support for YMM state */
     IMS_CPU_AVX512 = 2, /* AVX2 level + AVX-512 F/BW/VL/DQ, OS saves ZMM and opmask state */
 };
 int ims_cpu_detect(void);            /* best level this machine supports */
 int ims_cpu_level(void);             /* level in force */
 int ims_cpu_set_level(int level);    /* IMS_EUNSUPPORTED if above detect() */
-const char *ims_cpu_level_name(int level); /* "ref", "avx2", "avx512" */
+const char *ims_cpu_level_name(int level);     /* "ref", "avx2", "avx512" */
 int ims_cpu_level_from_name(const char *name); /* -1 if unknown */
 int ims_cpu_count(void);             /* online logical CPUs, >= 1 */
 

@@ -138,8 +138,8 @@ static void init_once(void)
     if (s && *s) {
         int want = ims_cpu_level_from_name(s);
         if (want < 0)
-            ims_log(IMS_LOG_WARN, "IMS_SIMD=%s: unknown level (use ref, avx2 or avx512); using %s", s,
-                    ims_cpu_level_name(level));
+            ims_log(IMS_LOG_WARN, "IMS_SIMD=%s: unknown level (use ref, avx2 or avx512); using %s",
+                    s, ims_cpu_level_name(level));
         else if (want > level)
             ims_log(IMS_LOG_WARN, "IMS_SIMD=%s: not supported by this CPU; using %s", s,
                     ims_cpu_level_name(level));

@@ -54,8 +54,8 @@ typedef struct ims__gemm_a {
     int lda;
     ims__fill_fn fill; /* or rows produced on demand into per-thread scratch */
     const void *ctx;
-    float *scratch;    /* n_threads blocks of `slot` floats, one per pool tid */
-    size_t slot;       /* floats per thread block (>= ims__gemm_mc(k, K)*K of every conv) */
+    float *scratch; /* n_threads blocks of `slot` floats, one per pool tid */
+    size_t slot;    /* floats per thread block (>= ims__gemm_mc(k, K)*K of every conv) */
 } ims__gemm_a;
 void ims__gemm_packed(const ims__nn_kernels *k, ims__pool *pool, int M, int N, int K,
                       const ims__gemm_a *a, const float *Bp, const float *bias_p, float *C,

@@ -358,8 +358,8 @@ static int plan_pack(ims_nn_session *s, const ims__nn_env *env, ims_error *err)
         s->pack_off[i] = (int64_t)n_packed;
         int cin = g->nodes[s->in0[i]].c;
         s->wino[i] = !env->no_wino && s->kind[i] == IMS_X_RUN && ims__wino_ok(n, cin);
-        n_packed += s->wino[i] ? ims__wino_packed_size(cin, n->c)
-                               : ims__packed_size(pack_k(g, s, i), n->c);
+        n_packed +=
+            s->wino[i] ? ims__wino_packed_size(cin, n->c) : ims__packed_size(pack_k(g, s, i), n->c);
         if (s->wino[i] && (size_t)cin * n->c > n_tmp)
             n_tmp = (size_t)cin * n->c;
     }
@@ -475,8 +475,8 @@ int ims__plan(ims_nn_session *s, ims_error *err)
     t.gend = ims_malloc((size_t)N * sizeof *t.gend);
     t.c0 = ims_calloc(N, sizeof *t.c0);
     t.roots = ims_calloc(N, sizeof *t.roots);
-    if (!s->kind || !s->view || !s->in0 || !s->pads || !s->tap_of || !s->fuse_src ||
-        !s->pack_off || !s->wino || !t.need || !t.lastuse || !t.ncons || !t.gend || !t.c0 || !t.roots) {
+    if (!s->kind || !s->view || !s->in0 || !s->pads || !s->tap_of || !s->fuse_src || !s->pack_off ||
+        !s->wino || !t.need || !t.lastuse || !t.ncons || !t.gend || !t.c0 || !t.roots) {
         rc = ims_error_set(err, IMS_ENOMEM, "session plan: out of memory");
         goto done;
     }

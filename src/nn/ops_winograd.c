@@ -150,9 +150,20 @@ void ims__op_conv_winograd(ims__run *s, uint32_t i)
     const ims__node *nd = &s->g->nodes[i];
     ims__tensor x = ims__tensor_of(s, s->in0[i]), y = ims__tensor_of(s, i);
     const int32_t *pads = s->pads + 4 * i;
-    wino_job j = {s, nd, x, y, s->packed + s->pack_off[i], ims__weights(s, nd->bias),
-                  pads[0], pads[2], (y.h + 1) / 2, (y.w + 1) / 2, ims__wino_mt(s->k, x.c), x.c,
-                  y.c, 0};
+    wino_job j = {s,
+                  nd,
+                  x,
+                  y,
+                  s->packed + s->pack_off[i],
+                  ims__weights(s, nd->bias),
+                  pads[0],
+                  pads[2],
+                  (y.h + 1) / 2,
+                  (y.w + 1) / 2,
+                  ims__wino_mt(s->k, x.c),
+                  x.c,
+                  y.c,
+                  0};
     j.n_tiles = (int64_t)s->n * j.th * j.tw;
     ims__pool_for(s->pool, (j.n_tiles + j.mt - 1) / j.mt, 1, wino_blocks, &j);
 }

@@ -64,8 +64,8 @@ static void bias_act(float *y, int64_t rows, int c, int ld, const float *bias, i
  * the row; rows outside the input get zero weights (their pointer is
  * clamped to a valid row), columns outside it are skipped on the border
  * pixels only. The sum order per element is that of avx2.c. */
-static inline __attribute__((always_inline)) void
-dw3x3_block(const ims__dw_args *a, int oy, int j, __mmask16 m, __m512 lo, __m512 hi)
+static inline __attribute__((always_inline)) void dw3x3_block(const ims__dw_args *a, int oy, int j,
+                                                              __mmask16 m, __m512 lo, __m512 hi)
 {
     const int64_t ldi = a->ld_in;
     const int iy0 = oy * a->sh - a->pad_t;
@@ -75,10 +75,12 @@ dw3x3_block(const ims__dw_args *a, int oy, int j, __mmask16 m, __m512 lo, __m512
     for (int q = 2; q >= 0; q--)
         if (iy0 + q >= 0 && iy0 + q < a->in_h)
             any_row = iy0 + q;
-    _Pragma("GCC unroll 3") for (int ky = 0; ky < 3; ky++) {
+    _Pragma("GCC unroll 3") for (int ky = 0; ky < 3; ky++)
+    {
         int iy = iy0 + ky, ok = iy >= 0 && iy < a->in_h;
         row[ky] = ims__dw_row(a, ok ? iy : any_row) + j; /* zero weights if !ok */
-        _Pragma("GCC unroll 3") for (int kx = 0; kx < 3; kx++) {
+        _Pragma("GCC unroll 3") for (int kx = 0; kx < 3; kx++)
+        {
             const float *kp = a->k + (int64_t)(ky * 3 + kx) * a->c + j;
             w[ky][kx] = !ok ? _mm512_setzero_ps() : _mm512_maskz_loadu_ps(m, kp);
         }
@@ -90,9 +92,8 @@ dw3x3_block(const ims__dw_args *a, int oy, int j, __mmask16 m, __m512 lo, __m512
     const int64_t ldo = a->ld_out, sx = (int64_t)sw * ldi;
     float *orow = a->out + (int64_t)oy * a->out_w * ldo + j;
     /* interior output columns: the whole 3-wide window inside the input */
-    int ox_a = (a->pad_l + sw - 1) / sw, ox_b = a->in_w - 3 + a->pad_l >= 0
-                                                    ? (a->in_w - 3 + a->pad_l) / sw + 1
-                                                    : 0;
+    int ox_a = (a->pad_l + sw - 1) / sw,
+        ox_b = a->in_w - 3 + a->pad_l >= 0 ? (a->in_w - 3 + a->pad_l) / sw + 1 : 0;
     if (ox_b > a->out_w)
         ox_b = a->out_w;
     if (ox_a > ox_b)
@@ -102,7 +103,8 @@ dw3x3_block(const ims__dw_args *a, int oy, int j, __mmask16 m, __m512 lo, __m512
             for (; sw == 1 && ox + 4 <= ox_b; ox += 4) {
                 /* stride 1: the 4 windows share 6 input columns per row */
                 __m512 s0 = b, s1 = b, s2 = b, s3 = b;
-                _Pragma("GCC unroll 3") for (int ky = 0; ky < 3; ky++) {
+                _Pragma("GCC unroll 3") for (int ky = 0; ky < 3; ky++)
+                {
                     const float *p = row[ky] + (int64_t)(ox - a->pad_l) * ldi;
                     __m512 c0 = LD(p), c1 = LD(p + ldi), c2 = LD(p + 2 * ldi);
                     __m512 c3 = LD(p + 3 * ldi), c4 = LD(p + 4 * ldi), c5 = LD(p + 5 * ldi);
@@ -122,9 +124,11 @@ dw3x3_block(const ims__dw_args *a, int oy, int j, __mmask16 m, __m512 lo, __m512
             }
             for (; ox + 4 <= ox_b; ox += 4) {
                 __m512 s0 = b, s1 = b, s2 = b, s3 = b;
-                _Pragma("GCC unroll 3") for (int ky = 0; ky < 3; ky++) {
+                _Pragma("GCC unroll 3") for (int ky = 0; ky < 3; ky++)
+                {
                     const float *p = row[ky] + (int64_t)(ox * sw - a->pad_l) * ldi;
-                    _Pragma("GCC unroll 3") for (int kx = 0; kx < 3; kx++) {
+                    _Pragma("GCC unroll 3") for (int kx = 0; kx < 3; kx++)
+                    {
                         const float *q = p + kx * ldi;
                         s0 = _mm512_fmadd_ps(LD(q), w[ky][kx], s0);
                         s1 = _mm512_fmadd_ps(LD(q + sx), w[ky][kx], s1);
@@ -144,11 +148,12 @@ dw3x3_block(const ims__dw_args *a, int oy, int j, __mmask16 m, __m512 lo, __m512
         int ix0 = ox * sw - a->pad_l;
         __m512 acc[3] = {b, _mm512_setzero_ps(), _mm512_setzero_ps()};
         _Pragma("GCC unroll 3") for (int ky = 0; ky < 3; ky++)
-            _Pragma("GCC unroll 3") for (int kx = 0; kx < 3; kx++) {
-                int ix = ix0 + kx;
-                if (ix >= 0 && ix < a->in_w)
-                    acc[ky] = _mm512_fmadd_ps(LD(row[ky] + (int64_t)ix * ldi), w[ky][kx], acc[ky]);
-            }
+            _Pragma("GCC unroll 3") for (int kx = 0; kx < 3; kx++)
+        {
+            int ix = ix0 + kx;
+            if (ix >= 0 && ix < a->in_w)
+                acc[ky] = _mm512_fmadd_ps(LD(row[ky] + (int64_t)ix * ldi), w[ky][kx], acc[ky]);
+        }
         ST(orow + ox * ldo, _mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), acc[2]));
     }
 #undef LD
@@ -221,12 +226,13 @@ static void vadd(float *y, const float *x, int64_t n)
     int64_t i = 0;
     for (; i + 64 <= n; i += 64)
         for (int u = 0; u < 64; u += 16)
-            _mm512_storeu_ps(y + i + u, _mm512_add_ps(_mm512_loadu_ps(y + i + u),
-                                                      _mm512_loadu_ps(x + i + u)));
+            _mm512_storeu_ps(y + i + u,
+                             _mm512_add_ps(_mm512_loadu_ps(y + i + u), _mm512_loadu_ps(x + i + u)));
     for (; i < n; i += 16) {
         __mmask16 m = tail_mask(n - i < 16 ? (int)(n - i) : 16);
-        _mm512_mask_storeu_ps(y + i, m, _mm512_add_ps(_mm512_maskz_loadu_ps(m, y + i),
-                                                      _mm512_maskz_loadu_ps(m, x + i)));
+        _mm512_mask_storeu_ps(
+            y + i, m,
+            _mm512_add_ps(_mm512_maskz_loadu_ps(m, y + i), _mm512_maskz_loadu_ps(m, x + i)));
     }
 }
 
@@ -301,29 +307,31 @@ static void pool_rows(const ims__dw_args *a, int oy0, int oy1)
 }
 
 /* Rows [i, i+R) x columns [j, j+32) of C = A.B, R a compile-time constant. */
-#define GEMM_BLOCK(R)                                                                    \
-    do {                                                                                 \
-        __m512 acc[R][2];                                                                \
-        _Pragma("GCC unroll 12") for (int r = 0; r < R; r++)                            \
-            acc[r][0] = acc[r][1] = _mm512_setzero_ps();                                 \
-        for (int k = 0; k < K; k++) {                                                    \
-            const float *b = B + (int64_t)k * ldb + j;                                   \
+#define GEMM_BLOCK(R)                                                                         \
+    do {                                                                                      \
+        __m512 acc[R][2];                                                                     \
+        _Pragma("GCC unroll 12") for (int r = 0; r < R; r++) acc[r][0] = acc[r][1] =          \
+            _mm512_setzero_ps();                                                              \
+        for (int k = 0; k < K; k++) {                                                         \
+            const float *b = B + (int64_t)k * ldb + j;                                        \
             __m512 b0 = _mm512_maskz_loadu_ps(m0, b), b1 = _mm512_maskz_loadu_ps(m1, b + 16); \
-            _Pragma("GCC unroll 12") for (int r = 0; r < R; r++) {                      \
-                __m512 av = _mm512_set1_ps(A[(int64_t)(i + r) * lda + k]);               \
-                acc[r][0] = _mm512_fmadd_ps(av, b0, acc[r][0]);                          \
-                acc[r][1] = _mm512_fmadd_ps(av, b1, acc[r][1]);                          \
-            }                                                                            \
-        }                                                                                \
-        _Pragma("GCC unroll 12") for (int r = 0; r < R; r++) {                          \
-            float *c = C + (int64_t)(i + r) * ldc + j;                                   \
-            _mm512_mask_storeu_ps(c, m0, acc[r][0]);                                     \
-            _mm512_mask_storeu_ps(c + 16, m1, acc[r][1]);                                \
-        }                                                                                \
+            _Pragma("GCC unroll 12") for (int r = 0; r < R; r++)                              \
+            {                                                                                 \
+                __m512 av = _mm512_set1_ps(A[(int64_t)(i + r) * lda + k]);                    \
+                acc[r][0] = _mm512_fmadd_ps(av, b0, acc[r][0]);                               \
+                acc[r][1] = _mm512_fmadd_ps(av, b1, acc[r][1]);                               \
+            }                                                                                 \
+        }                                                                                     \
+        _Pragma("GCC unroll 12") for (int r = 0; r < R; r++)                                  \
+        {                                                                                     \
+            float *c = C + (int64_t)(i + r) * ldc + j;                                        \
+            _mm512_mask_storeu_ps(c, m0, acc[r][0]);                                          \
+            _mm512_mask_storeu_ps(c + 16, m1, acc[r][1]);                                     \
+        }                                                                                     \
     } while (0)
 
-static void gemm(int M, int N, int K, const float *A, int lda, const float *B, int ldb,
-                 float *C, int ldc)
+static void gemm(int M, int N, int K, const float *A, int lda, const float *B, int ldb, float *C,
+                 int ldc)
 {
     for (int j = 0; j < N; j += 32) {
         int w = N - j < 32 ? N - j : 32;
@@ -332,85 +340,134 @@ static void gemm(int M, int N, int K, const float *A, int lda, const float *B, i
         for (; i + 12 <= M; i += 12)
             GEMM_BLOCK(12);
         switch (M - i) {
-        case 11: GEMM_BLOCK(11); break;
-        case 10: GEMM_BLOCK(10); break;
-        case 9: GEMM_BLOCK(9); break;
-        case 8: GEMM_BLOCK(8); break;
-        case 7: GEMM_BLOCK(7); break;
-        case 6: GEMM_BLOCK(6); break;
-        case 5: GEMM_BLOCK(5); break;
-        case 4: GEMM_BLOCK(4); break;
-        case 3: GEMM_BLOCK(3); break;
-        case 2: GEMM_BLOCK(2); break;
-        case 1: GEMM_BLOCK(1); break;
-        default: break;
+        case 11:
+            GEMM_BLOCK(11);
+            break;
+        case 10:
+            GEMM_BLOCK(10);
+            break;
+        case 9:
+            GEMM_BLOCK(9);
+            break;
+        case 8:
+            GEMM_BLOCK(8);
+            break;
+        case 7:
+            GEMM_BLOCK(7);
+            break;
+        case 6:
+            GEMM_BLOCK(6);
+            break;
+        case 5:
+            GEMM_BLOCK(5);
+            break;
+        case 4:
+            GEMM_BLOCK(4);
+            break;
+        case 3:
+            GEMM_BLOCK(3);
+            break;
+        case 2:
+            GEMM_BLOCK(2);
+            break;
+        case 1:
+            GEMM_BLOCK(1);
+            break;
+        default:
+            break;
         }
     }
 }
 
 /* R rows x two 16-column panels (p, p+1) over the full K, epilogue in
  * registers; panel p is full (a later panel exists), p+1 may be partial. */
-#define PACKED_TILE2(R)                                                                  \
-    do {                                                                                 \
-        __m512 acc0[R], acc1[R];                                                         \
-        _Pragma("GCC unroll 12") for (int r = 0; r < R; r++)                            \
-            acc0[r] = acc1[r] = _mm512_setzero_ps();                                     \
-        const float *a = A + (int64_t)i * lda;                                           \
-        for (int k = 0; k < K; k++) {                                                    \
-            __m512 b0 = _mm512_load_ps(B0 + (int64_t)k * 16);                            \
-            __m512 b1 = _mm512_load_ps(B1 + (int64_t)k * 16);                            \
-            _Pragma("GCC unroll 12") for (int r = 0; r < R; r++) {                      \
-                __m512 av = _mm512_set1_ps(a[(int64_t)r * lda + k]);                     \
-                acc0[r] = _mm512_fmadd_ps(av, b0, acc0[r]);                              \
-                acc1[r] = _mm512_fmadd_ps(av, b1, acc1[r]);                              \
-            }                                                                            \
-        }                                                                                \
-        _Pragma("GCC unroll 12") for (int r = 0; r < R; r++) {                          \
-            float *c = C + (int64_t)(i + r) * ldc + p * 16;                              \
-            _mm512_storeu_ps(c, act16(_mm512_add_ps(acc0[r], bb0), act_v, lo, hi));      \
-            _mm512_mask_storeu_ps(c + 16, m1,                                            \
-                                  act16(_mm512_add_ps(acc1[r], bb1), act_v, lo, hi));    \
-        }                                                                                \
+#define PACKED_TILE2(R)                                                                           \
+    do {                                                                                          \
+        __m512 acc0[R], acc1[R];                                                                  \
+        _Pragma("GCC unroll 12") for (int r = 0; r < R; r++) acc0[r] = acc1[r] =                  \
+            _mm512_setzero_ps();                                                                  \
+        const float *a = A + (int64_t)i * lda;                                                    \
+        for (int k = 0; k < K; k++) {                                                             \
+            __m512 b0 = _mm512_load_ps(B0 + (int64_t)k * 16);                                     \
+            __m512 b1 = _mm512_load_ps(B1 + (int64_t)k * 16);                                     \
+            _Pragma("GCC unroll 12") for (int r = 0; r < R; r++)                                  \
+            {                                                                                     \
+                __m512 av = _mm512_set1_ps(a[(int64_t)r * lda + k]);                              \
+                acc0[r] = _mm512_fmadd_ps(av, b0, acc0[r]);                                       \
+                acc1[r] = _mm512_fmadd_ps(av, b1, acc1[r]);                                       \
+            }                                                                                     \
+        }                                                                                         \
+        _Pragma("GCC unroll 12") for (int r = 0; r < R; r++)                                      \
+        {                                                                                         \
+            float *c = C + (int64_t)(i + r) * ldc + p * 16;                                       \
+            _mm512_storeu_ps(c, act16(_mm512_add_ps(acc0[r], bb0), act_v, lo, hi));               \
+            _mm512_mask_storeu_ps(c + 16, m1, act16(_mm512_add_ps(acc1[r], bb1), act_v, lo, hi)); \
+        }                                                                                         \
     } while (0)
 
 /* R rows x one 16-column panel p (the odd one of a panel range). */
-#define PACKED_TILE1(R)                                                                  \
-    do {                                                                                 \
-        __m512 acc0[R];                                                                  \
-        _Pragma("GCC unroll 12") for (int r = 0; r < R; r++) acc0[r] = _mm512_setzero_ps(); \
-        const float *a = A + (int64_t)i * lda;                                           \
-        for (int k = 0; k < K; k++) {                                                    \
-            __m512 b0 = _mm512_load_ps(B0 + (int64_t)k * 16);                            \
-            _Pragma("GCC unroll 12") for (int r = 0; r < R; r++) {                      \
-                __m512 av = _mm512_set1_ps(a[(int64_t)r * lda + k]);                     \
-                acc0[r] = _mm512_fmadd_ps(av, b0, acc0[r]);                              \
-            }                                                                            \
-        }                                                                                \
-        _Pragma("GCC unroll 12") for (int r = 0; r < R; r++) {                          \
-            float *c = C + (int64_t)(i + r) * ldc + p * 16;                              \
+#define PACKED_TILE1(R)                                                                      \
+    do {                                                                                     \
+        __m512 acc0[R];                                                                      \
+        _Pragma("GCC unroll 12") for (int r = 0; r < R; r++) acc0[r] = _mm512_setzero_ps();  \
+        const float *a = A + (int64_t)i * lda;                                               \
+        for (int k = 0; k < K; k++) {                                                        \
+            __m512 b0 = _mm512_load_ps(B0 + (int64_t)k * 16);                                \
+            _Pragma("GCC unroll 12") for (int r = 0; r < R; r++)                             \
+            {                                                                                \
+                __m512 av = _mm512_set1_ps(a[(int64_t)r * lda + k]);                         \
+                acc0[r] = _mm512_fmadd_ps(av, b0, acc0[r]);                                  \
+            }                                                                                \
+        }                                                                                    \
+        _Pragma("GCC unroll 12") for (int r = 0; r < R; r++)                                 \
+        {                                                                                    \
+            float *c = C + (int64_t)(i + r) * ldc + p * 16;                                  \
             _mm512_mask_storeu_ps(c, m0, act16(_mm512_add_ps(acc0[r], bb0), act_v, lo, hi)); \
-        }                                                                                \
+        }                                                                                    \
     } while (0)
 
-#define TILE_ROWS(T)                                                                     \
-    do {                                                                                 \
-        int i = 0;                                                                       \
-        for (; i + 12 <= M; i += 12)                                                     \
-            T(12);                                                                       \
-        switch (M - i) {                                                                 \
-        case 11: T(11); break;                                                           \
-        case 10: T(10); break;                                                           \
-        case 9: T(9); break;                                                             \
-        case 8: T(8); break;                                                             \
-        case 7: T(7); break;                                                             \
-        case 6: T(6); break;                                                             \
-        case 5: T(5); break;                                                             \
-        case 4: T(4); break;                                                             \
-        case 3: T(3); break;                                                             \
-        case 2: T(2); break;                                                             \
-        case 1: T(1); break;                                                             \
-        default: break;                                                                  \
-        }                                                                                \
+#define TILE_ROWS(T)                 \
+    do {                             \
+        int i = 0;                   \
+        for (; i + 12 <= M; i += 12) \
+            T(12);                   \
+        switch (M - i) {             \
+        case 11:                     \
+            T(11);                   \
+            break;                   \
+        case 10:                     \
+            T(10);                   \
+            break;                   \
+        case 9:                      \
+            T(9);                    \
+            break;                   \
+        case 8:                      \
+            T(8);                    \
+            break;                   \
+        case 7:                      \
+            T(7);                    \
+            break;                   \
+        case 6:                      \
+            T(6);                    \
+            break;                   \
+        case 5:                      \
+            T(5);                    \
+            break;                   \
+        case 4:                      \
+            T(4);                    \
+            break;                   \
+        case 3:                      \
+            T(3);                    \
+            break;                   \
+        case 2:                      \
+            T(2);                    \
+            break;                   \
+        case 1:                      \
+            T(1);                    \
+            break;                   \
+        default:                     \
+            break;                   \
+        }                            \
     } while (0)
 
 static void gemm_packed(int M, int N, int K, const float *A, int lda, const float *Bp,
@@ -456,4 +513,6 @@ static void gemm_packed(int M, int N, int K, const float *A, int lda, const floa
 #define WT_ACT act16
 #include "wino_tile.h"
 
-const ims__nn_kernels ims__nn_kernels_avx512 = {"avx512", 12, 192 * 1024, bias_act, dw_rows, vadd, vscale, pool_rows, gemm, gemm_packed, wino_in, wino_out};
+const ims__nn_kernels ims__nn_kernels_avx512 = {"avx512", 12,          192 * 1024, bias_act,
+                                                dw_rows,  vadd,        vscale,     pool_rows,
+                                                gemm,     gemm_packed, wino_in,    wino_out};

@@ -70,8 +70,8 @@ typedef struct ims__nn_kernels {
      * tile d[16] (pixel pointers) -> v[xi*st + c]; products m[xi*st + c]
      * -> act(. + bias) into the 4 output pixels o[4] (NULL: not written). */
     void (*wino_in)(const float *const *d, int c, float *v, size_t st);
-    void (*wino_out)(const float *m, size_t st, int c, const float *bias, int act,
-                     float act_max, float *const *o);
+    void (*wino_out)(const float *m, size_t st, int c, const float *bias, int act, float act_max,
+                     float *const *o);
 } ims__nn_kernels;
 
 #define IMS_PANEL 16 /* columns per packed-B panel */

@@ -153,4 +153,6 @@ static void gemm_packed(int M, int N, int K, const float *A, int lda, const floa
 #define WT_ACT(v, av, lo, hi) ((av) ? ((v) > (lo) ? ((v) < (hi) ? (v) : (hi)) : (lo)) : (v))
 #include "wino_tile.h"
 
-const ims__nn_kernels ims__nn_kernels_ref = {"ref", 6, 96 * 1024, bias_act, dw_rows, vadd, vscale, pool_rows, gemm, gemm_packed, wino_in, wino_out};
+const ims__nn_kernels ims__nn_kernels_ref = {"ref",   6,           96 * 1024, bias_act,
+                                             dw_rows, vadd,        vscale,    pool_rows,
+                                             gemm,    gemm_packed, wino_in,   wino_out};

@@ -41,8 +41,8 @@ static void wino_in(const float *const *d, int C, float *v, size_t st)
 /* o[a*2+b][c] = act((A^T M A)[a][b] + bias[c]) for the channels c < C of
  * one tile, M[xi] at mm + xi * st; o[i] NULL = outside the output (not
  * written); A^T = [1 1 1 0; 0 1 -1 -1]. */
-static void wino_out(const float *mm, size_t st, int C, const float *bias, int act,
-                     float act_max, float *const *o)
+static void wino_out(const float *mm, size_t st, int C, const float *bias, int act, float act_max,
+                     float *const *o)
 {
     const WT_VEC lo = WT_SET1(0.0f), hi = WT_SET1(act_max > 0 ? act_max : INFINITY);
     const int av = act == 1;
