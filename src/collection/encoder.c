@@ -100,7 +100,9 @@ void coll_encoder_close(coll_encoder *e)
     memset(e, 0, sizeof *e);
 }
 
-int coll_encoder_open_at(const char *path, const char *taps, coll_encoder *e, ims_error *err)
+/* As coll_encoder_open_at; file_sha: the file's SHA-256 when known, else NULL. */
+static int open_at(const char *path, const char *taps, const char *file_sha, coll_encoder *e,
+                   ims_error *err)
 {
     memset(e, 0, sizeof *e);
     int rc;
@@ -113,7 +115,9 @@ int coll_encoder_open_at(const char *path, const char *taps, coll_encoder *e, im
         e->dim += e->tap_dim[i];
     }
     char file_hex[65];
-    if ((rc = coll_sha256_file(path, file_hex, err)))
+    if (file_sha)
+        snprintf(file_hex, sizeof file_hex, "%s", file_sha);
+    else if ((rc = coll_sha256_file(path, file_hex, err)))
         goto done;
     ims__sha256_ctx s;
     ims__sha256_init(&s);
@@ -123,6 +127,45 @@ int coll_encoder_open_at(const char *path, const char *taps, coll_encoder *e, im
 done:
     if (rc)
         coll_encoder_close(e);
+    return rc;
+}
+
+int coll_encoder_open_at(const char *path, const char *taps, coll_encoder *e, ims_error *err)
+{
+    return open_at(path, taps, NULL, e, err);
+}
+
+/* The SHA-256 of a collection's model file, cached in the settings under
+ * "<file>:sha256" with the file's device, inode, size, mtime and ctime:
+ * hashing a 90 MB encoder on every open would make start-up read it all.
+ * A file replaced (new inode) or rewritten (new mtime/ctime) is hashed
+ * again. A read-only catalogue just hashes. */
+static int model_sha(ims_catalog *cat, const char *path, const char *file, char hex[65],
+                     ims_error *err)
+{
+    struct stat st;
+    if (stat(path, &st))
+        return ims_error_set_errno(err, IMS_EIO, errno, "%s", path);
+    char key[128], sig[160], *have = NULL;
+    snprintf(key, sizeof key, "%s:sha256", file);
+    snprintf(sig, sizeof sig, "%llu:%llu:%lld:%lld.%09ld:%lld.%09ld ",
+             (unsigned long long)st.st_dev, (unsigned long long)st.st_ino,
+             (long long)st.st_size, (long long)st.st_mtim.tv_sec, st.st_mtim.tv_nsec,
+             (long long)st.st_ctim.tv_sec, st.st_ctim.tv_nsec);
+    size_t sl = strlen(sig);
+    if (!ims_catalog_get_meta(cat, key, &have, NULL) && have && strlen(have) == sl + 64 &&
+        !strncmp(have, sig, sl)) {
+        memcpy(hex, have + sl, 65);
+        ims_free(have);
+        return IMS_OK;
+    }
+    ims_free(have);
+    int rc = coll_sha256_file(path, hex, err);
+    if (!rc) {
+        char val[240];
+        snprintf(val, sizeof val, "%s%s", sig, hex);
+        ims_catalog_set_meta(cat, key, val, NULL); /* best effort (read-only: skipped) */
+    }
     return rc;
 }
 
@@ -138,8 +181,11 @@ static int open_named(const char *dir, ims_catalog *cat, const char *file, const
     if (!rc && (!taps || access(path, F_OK)))
         rc = ims_error_set(err, IMS_ESTATE,
                            "%s: no encoder yet (run imgsim finetune, or build with --model)", dir);
+    char hex[65];
     if (!rc)
-        rc = coll_encoder_open_at(path, taps, e, err);
+        rc = model_sha(cat, path, file, hex, err);
+    if (!rc)
+        rc = open_at(path, taps, hex, e, err);
     ims_free(taps);
     ims_free(path);
     return rc;
