@@ -149,9 +149,9 @@ static int model_sha(ims_catalog *cat, const char *path, const char *file, char 
     char key[128], sig[160], *have = NULL;
     snprintf(key, sizeof key, "%s:sha256", file);
     snprintf(sig, sizeof sig, "%llu:%llu:%lld:%lld.%09ld:%lld.%09ld ",
-             (unsigned long long)st.st_dev, (unsigned long long)st.st_ino,
-             (long long)st.st_size, (long long)st.st_mtim.tv_sec, st.st_mtim.tv_nsec,
-             (long long)st.st_ctim.tv_sec, st.st_ctim.tv_nsec);
+             (unsigned long long)st.st_dev, (unsigned long long)st.st_ino, (long long)st.st_size,
+             (long long)st.st_mtim.tv_sec, st.st_mtim.tv_nsec, (long long)st.st_ctim.tv_sec,
+             st.st_ctim.tv_nsec);
     size_t sl = strlen(sig);
     if (!ims_catalog_get_meta(cat, key, &have, NULL) && have && strlen(have) == sl + 64 &&
         !strncmp(have, sig, sl)) {
