@@ -70,20 +70,26 @@ enum MHD_Result ims__send(ims_req *q, struct MHD_Connection *conn, int status,
     return ok;
 }
 
-enum MHD_Result ims__send_json(ims_req *q, struct MHD_Connection *conn, int status, json_t *j)
+struct MHD_Response *ims__json_response(json_t *j)
 {
     char *text = j ? json_dumps(j, JSON_COMPACT | JSON_REAL_PRECISION(7)) : NULL;
     json_decref(j);
     if (!text)
-        return MHD_NO;
-    size_t len = strlen(text);
-    struct MHD_Response *r = MHD_create_response_from_buffer(len, text, MHD_RESPMEM_MUST_FREE);
+        return NULL;
+    struct MHD_Response *r =
+        MHD_create_response_from_buffer(strlen(text), text, MHD_RESPMEM_MUST_FREE);
     if (!r) {
         free(text);
-        return MHD_NO;
+        return NULL;
     }
     MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
-    return ims__send(q, conn, status, r);
+    return r;
+}
+
+enum MHD_Result ims__send_json(ims_req *q, struct MHD_Connection *conn, int status, json_t *j)
+{
+    struct MHD_Response *r = ims__json_response(j);
+    return r ? ims__send(q, conn, status, r) : MHD_NO;
 }
 
 enum MHD_Result ims__send_error(ims_req *q, struct MHD_Connection *conn, int status,
@@ -134,18 +140,9 @@ enum MHD_Result ims__send_ims_error(ims_req *q, struct MHD_Connection *conn, int
         break;
     }
     const char *msg = err && err->code == rc && err->msg[0] ? err->msg : ims_strerror(rc);
-    json_t *j = ims__json_error(ims__status_code_name(status), msg);
-    char *text = j ? json_dumps(j, JSON_COMPACT | JSON_REAL_PRECISION(7)) : NULL;
-    json_decref(j);
-    if (!text)
+    struct MHD_Response *r = ims__json_response(ims__json_error(ims__status_code_name(status), msg));
+    if (!r)
         return MHD_NO;
-    struct MHD_Response *r =
-        MHD_create_response_from_buffer(strlen(text), text, MHD_RESPMEM_MUST_FREE);
-    if (!r) {
-        free(text);
-        return MHD_NO;
-    }
-    MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
     if (status == 503)
         MHD_add_response_header(r, MHD_HTTP_HEADER_RETRY_AFTER, "1");
     return ims__send(q, conn, status, r);
@@ -277,18 +274,9 @@ static enum MHD_Result begin(ims_req *q, struct MHD_Connection *conn)
                     (is_get || !strcmp(q->method, "POST") || !strcmp(q->method, "DELETE"));
     if (!method_ok) {
         snprintf(msg, sizeof msg, "method %s not allowed here (allowed: %s)", q->method, allow);
-        json_t *j = ims__json_error("method_not_allowed", msg);
-        char *text = j ? json_dumps(j, JSON_COMPACT | JSON_REAL_PRECISION(7)) : NULL;
-        json_decref(j);
-        if (!text)
+        struct MHD_Response *r = ims__json_response(ims__json_error("method_not_allowed", msg));
+        if (!r)
             return MHD_NO;
-        struct MHD_Response *r =
-            MHD_create_response_from_buffer(strlen(text), text, MHD_RESPMEM_MUST_FREE);
-        if (!r) {
-            free(text);
-            return MHD_NO;
-        }
-        MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
         MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, allow);
         return ims__send(q, conn, 405, r);
     }

@@ -275,21 +275,12 @@ static enum MHD_Result do_add(ims_req *q, struct MHD_Connection *conn)
     q->id = id;
     if ((rc = ims_coll_get(q->srv->coll, id, &it, &err)))
         return ims__send_ims_error(q, conn, rc, &err);
-    json_t *j = ims__json_item(&it, 1, 0, 0);
+    struct MHD_Response *r = ims__json_response(ims__json_item(&it, 1, 0, 0));
     ims_item_clear(&it);
-    char *text = j ? json_dumps(j, JSON_COMPACT | JSON_REAL_PRECISION(7)) : NULL;
-    json_decref(j);
-    if (!text)
+    if (!r)
         return MHD_NO;
-    struct MHD_Response *r =
-        MHD_create_response_from_buffer(strlen(text), text, MHD_RESPMEM_MUST_FREE);
-    if (!r) {
-        free(text);
-        return MHD_NO;
-    }
     char loc[48];
     snprintf(loc, sizeof loc, "/v1/items/%lld", (long long)id);
-    MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
     MHD_add_response_header(r, MHD_HTTP_HEADER_LOCATION, loc);
     return ims__send(q, conn, 201, r);
 }

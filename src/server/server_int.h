@@ -131,6 +131,8 @@ typedef struct ims_req {
 enum MHD_Result ims__send(ims_req *q, struct MHD_Connection *conn, int status,
                           struct MHD_Response *r);
 /* A JSON body (the json_t reference is stolen). */
+/* A JSON response (Content-Type set; j is consumed); NULL on out of memory. */
+struct MHD_Response *ims__json_response(json_t *j);
 enum MHD_Result ims__send_json(ims_req *q, struct MHD_Connection *conn, int status, json_t *j);
 /* {"error":{"code","message"}} with the HTTP status of `status`. */
 enum MHD_Result ims__send_error(ims_req *q, struct MHD_Connection *conn, int status,
