@@ -140,7 +140,8 @@ enum MHD_Result ims__send_ims_error(ims_req *q, struct MHD_Connection *conn, int
         break;
     }
     const char *msg = err && err->code == rc && err->msg[0] ? err->msg : ims_strerror(rc);
-    struct MHD_Response *r = ims__json_response(ims__json_error(ims__status_code_name(status), msg));
+    struct MHD_Response *r =
+        ims__json_response(ims__json_error(ims__status_code_name(status), msg));
     if (!r)
         return MHD_NO;
     if (status == 503)
