@@ -536,8 +536,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         snprintf(msg, sizeof msg, "request bodies fill the %zu bytes allowed", s->max_body_memory);
         return overloaded(q, conn, msg);
     }
-    if (q->pp && !q->bad_form && MHD_destroy_post_processor(q->pp) != MHD_YES)
-        q->bad_form = 1;
+    if (q->pp && MHD_destroy_post_processor(q->pp) != MHD_YES)
+        q->bad_form = 1; /* destroyed even when bad already: it owns 64 KiB */
     q->pp = NULL;
     if (q->bad_form)
         return ims__send_error(
