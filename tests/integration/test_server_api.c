@@ -407,7 +407,7 @@ static void test_auth(ims_coll *coll)
 /* ---- concurrency: searches while adding and deleting ------------------------ */
 typedef struct load_arg {
     int port, writer, seed;
-    volatile int *stop;
+    int *stop; /* atomic */
     int bad, done;
 } load_arg;
 
@@ -415,7 +415,7 @@ static void *load_thread(void *p)
 {
     load_arg *a = p;
     unsigned char *img = fake_jpeg(a->seed, 800);
-    while (!*a->stop) {
+    while (!__atomic_load_n(a->stop, __ATOMIC_RELAXED)) {
         http_resp r;
         char path[64];
         if (a->writer) {
@@ -446,13 +446,13 @@ static void test_concurrency(int port)
     enum { N = 10 };
     pthread_t t[N];
     load_arg a[N];
-    volatile int stop = 0;
+    int stop = 0;
     for (int i = 0; i < N; i++) {
         a[i] = (load_arg){.port = port, .writer = i < 2, .seed = i + 1, .stop = &stop};
         pthread_create(&t[i], NULL, load_thread, &a[i]);
     }
     usleep(1500 * 1000);
-    stop = 1;
+    __atomic_store_n(&stop, 1, __ATOMIC_RELAXED);
     int total = 0, bad = 0, writes = 0;
     for (int i = 0; i < N; i++) {
         pthread_join(t[i], NULL);

@@ -114,7 +114,7 @@ static ims_server *start(ims_coll *c, ims_server_opts o)
 
 typedef struct prober {
     int port;
-    volatile int stop;
+    int stop; /* atomic */
     int n, bad, last_bad_status;
     double worst;
     pthread_t t;
@@ -123,7 +123,7 @@ typedef struct prober {
 static void *prober_main(void *p)
 {
     prober *pr = p;
-    while (!pr->stop) {
+    while (!__atomic_load_n(&pr->stop, __ATOMIC_RELAXED)) {
         for (int i = 0; i < 2; i++) {
             http_resp r;
             double t0 = ims_now();
@@ -151,7 +151,7 @@ static void prober_start(prober *pr, int port)
 
 static void prober_end(prober *pr, const char *what)
 {
-    pr->stop = 1;
+    __atomic_store_n(&pr->stop, 1, __ATOMIC_RELAXED);
     pthread_join(pr->t, NULL);
     fprintf(stderr, "  %s: meanwhile %d probes, worst %.1f ms\n", what, pr->n, pr->worst * 1e3);
     CHECK_MSG(pr->n >= 2 && pr->bad == 0, "%s: %d of %d probes failed (last status %d)", what,
