@@ -7,7 +7,8 @@
  *     second (raw and chunked) are cut at the timeout (2 s here);
  *   - 10,000 idle connections at once (held by a child process, so that
  *     each side has its own descriptors): new clients are still answered,
- *     the server's RSS growth is bounded (printed);
+ *     the server's RSS growth is bounded (printed); the server raised its
+ *     soft RLIMIT_NOFILE, and a low hard one sizes its connection limit;
  *   - bodies that never end: chunked forever, and a Content-Length over
  *     the limit then streaming: 413 or closed, bounded bytes and memory;
  *   - chunked encoding abuse (huge, negative and non-hex sizes, huge
@@ -27,6 +28,8 @@
  *   test_server_hostile                   run the tests
  *   test_server_hostile --hold PORT N     (child) open N connections, print how many
  *                                         opened, hold them until stdin closes
+ *   test_server_hostile --limits HARD     (child) the connection limits taken under
+ *                                         RLIMIT_NOFILE HARD
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -312,14 +315,81 @@ static int hold(int port, int n)
     return 0;
 }
 
+/* Spawn this test binary with argv; its stdin and stdout are pipes. */
+static pid_t spawn_self(char **argv, int *to, FILE **from)
+{
+    int to_child[2], from_child[2];
+    pid_t pid = -1;
+    if (pipe(to_child) || pipe(from_child))
+        return -1;
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_adddup2(&fa, to_child[0], 0);
+    posix_spawn_file_actions_adddup2(&fa, from_child[1], 1);
+    posix_spawn_file_actions_addclose(&fa, to_child[1]);
+    posix_spawn_file_actions_addclose(&fa, from_child[0]);
+    if (posix_spawn(&pid, "/proc/self/exe", &fa, NULL, argv, environ))
+        pid = -1;
+    posix_spawn_file_actions_destroy(&fa);
+    close(to_child[0]);
+    close(from_child[1]);
+    *to = to_child[1];
+    *from = fdopen(from_child[0], "r");
+    return pid;
+}
+
+/* The child of test_nofile: under RLIMIT_NOFILE `hard`, print the
+ * connection limit a server takes by default and when asked for 100000. */
+static int limits_child(int hard, ims_coll *c)
+{
+    struct rlimit rl = {(rlim_t)hard, (rlim_t)hard};
+    if (setrlimit(RLIMIT_NOFILE, &rl))
+        return 1;
+    int got[2] = {0, 0};
+    for (int i = 0; i < 2; i++) {
+        ims_server *s = start(c, (ims_server_opts){.max_connections = i ? 100000 : 0});
+        if (s)
+            got[i] = (int)metric(ims_server_port(s), "imgsim_http_connections_max");
+        ims_server_stop(s);
+    }
+    printf("%d %d\n", got[0], got[1]);
+    return 0;
+}
+
+/* A low hard RLIMIT_NOFILE sizes the connection limit (256 descriptors:
+ * 64 kept for files, 192 connections), an explicit one included. */
+static void test_nofile(void)
+{
+    char *argv[] = {"test_server_hostile", "--limits", "256", NULL};
+    int to, a = 0, b = 0;
+    FILE *from = NULL;
+    pid_t pid = spawn_self(argv, &to, &from);
+    CHECK(pid > 0 && from);
+    CHECK(from && fscanf(from, "%d %d", &a, &b) == 2);
+    close(to);
+    int st = 0;
+    waitpid(pid, &st, 0);
+    if (from)
+        fclose(from);
+    fprintf(stderr, "RLIMIT_NOFILE 256: max_connections %d by default, %d when 100000 asked\n", a,
+            b);
+    CHECK_EQ(a, 192);
+    CHECK_EQ(b, 192);
+}
+
 static void test_idle(ims_coll *c)
 {
     enum { WANT = 10000 };
+    struct rlimit rl;
+    getrlimit(RLIMIT_NOFILE, &rl);
+    if (rl.rlim_max > 1024 && rl.rlim_cur > 1024) { /* the server must raise it again */
+        struct rlimit low = {1024, rl.rlim_max};
+        setrlimit(RLIMIT_NOFILE, &low);
+    }
     ims_server *s = start(c, (ims_server_opts){0}); /* the defaults */
     if (!s)
         return;
     int port = ims_server_port(s);
-    struct rlimit rl;
     getrlimit(RLIMIT_NOFILE, &rl); /* the server raised its soft limit to this */
     int max_conn = (int)metric(port, "imgsim_http_connections_max");
     long hard = rl.rlim_max == RLIM_INFINITY ? 1L << 20 : (long)rl.rlim_max;
@@ -335,26 +405,16 @@ static void test_idle(ims_coll *c)
     for (int i = 0; i < 3; i++) /* warm: a few requests' worth of allocations */
         metric(port, "imgsim_http_connections");
     long rss0 = status_kb("VmRSS:");
-    int to_child[2], from_child[2];
-    CHECK(pipe(to_child) == 0 && pipe(from_child) == 0);
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_adddup2(&fa, to_child[0], 0);
-    posix_spawn_file_actions_adddup2(&fa, from_child[1], 1);
-    posix_spawn_file_actions_addclose(&fa, to_child[1]);
-    posix_spawn_file_actions_addclose(&fa, from_child[0]);
     char sport[16], sn[16];
     snprintf(sport, sizeof sport, "%d", port);
     snprintf(sn, sizeof sn, "%d", n);
     char *argv[] = {"test_server_hostile", "--hold", sport, sn, NULL};
-    pid_t pid;
+    int to_child = -1;
+    FILE *f = NULL;
     double t0 = ims_now();
-    CHECK_EQ(posix_spawn(&pid, "/proc/self/exe", &fa, NULL, argv, environ), 0);
-    posix_spawn_file_actions_destroy(&fa);
-    close(to_child[0]);
-    close(from_child[1]);
+    pid_t pid = spawn_self(argv, &to_child, &f);
+    CHECK(pid > 0);
     char line[32] = "";
-    FILE *f = fdopen(from_child[0], "r");
     CHECK(f && fgets(line, sizeof line, f));
     int opened = atoi(line);
     double t_open = ims_now() - t0;
@@ -381,10 +441,11 @@ static void test_idle(ims_coll *c)
     CHECK_EQ(refused, 0);
     if (!SANITIZED) /* 32 KiB each would be 320 MB */
         CHECK_MSG(grow < 100 * 1024, "10k idle connections grew RSS by %ld KiB", grow);
-    close(to_child[1]); /* the child closes them all and exits */
+    close(to_child); /* the child closes them all and exits */
     int st = 0;
     waitpid(pid, &st, 0);
-    fclose(f);
+    if (f)
+        fclose(f);
     CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
     for (int i = 0; i < 600 && (conns = metric(port, "imgsim_http_connections")) > 1; i++)
         usleep(50 * 1000);
@@ -807,6 +868,7 @@ int main(int argc, char **argv)
 {
     if (argc == 4 && !strcmp(argv[1], "--hold"))
         return hold(atoi(argv[2]), atoi(argv[3]));
+    int limits = argc == 3 && !strcmp(argv[1], "--limits");
     (void)http_multipart; /* of http_client.h: these forms are made by hand */
     signal(SIGPIPE, SIG_IGN);
     ims_init();
@@ -823,11 +885,18 @@ int main(int argc, char **argv)
                           "zyxwvuts",
                           11, "fruit", "two", NULL, &id, NULL),
              IMS_OK);
+    if (limits) {
+        int rc = limits_child(atoi(argv[2]), coll);
+        ims_coll_close(coll);
+        return rc ? rc : check_failures;
+    }
     const char *only = getenv("IMS_TEST_ONLY"); /* e.g. "idle" while debugging */
 #define RUN(name)                      \
     if (!only || !strcmp(only, #name)) \
     test_##name(coll)
     RUN(slowloris);
+    if (!only || !strcmp(only, "nofile"))
+        test_nofile();
     RUN(idle);
     RUN(endless_bodies);
     RUN(chunked_abuse);
