@@ -47,6 +47,7 @@
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -650,6 +651,22 @@ static int connection_limit(int asked)
     return asked;
 }
 
+/* libmicrohttpd's messages are mostly about what one client did (a bad
+ * chunk, headers too big, a connection cut by its deadline): at info
+ * level, so that clients cannot flood the server's log (IMS_LOG=info
+ * shows them; metrics count them). */
+static void mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    char msg[256];
+    (void)cls;
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    size_t n = strlen(msg);
+    while (n && (msg[n - 1] == '\n' || msg[n - 1] == '\r'))
+        msg[--n] = '\0';
+    log_safe(msg);
+    ims_log(IMS_LOG_INFO, "libmicrohttpd: %s", msg);
+}
+
 /* Free a server whose daemon is stopped (or never started). */
 static void server_free(ims_server *s)
 {
@@ -742,13 +759,14 @@ int ims_server_start(ims_coll *c, const ims_server_opts *o, ims_server **out, im
         {threads > 1 ? MHD_OPTION_THREAD_POOL_SIZE : MHD_OPTION_END, (intptr_t)threads, NULL},
         {MHD_OPTION_END, 0, NULL},
     };
-    s->d = MHD_start_daemon(flags, ntohs(sa.sin_port), ims__conn_accept, s, on_request, s,
-                            MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa, MHD_OPTION_ARRAY, pool,
-                            MHD_OPTION_CONNECTION_TIMEOUT, timeout, MHD_OPTION_CONNECTION_LIMIT,
-                            mhd_limit, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)CONN_POOL,
-                            MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
-                            MHD_OPTION_NOTIFY_CONNECTION, ims__conn_notify, s,
-                            MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1, MHD_OPTION_END);
+    s->d = MHD_start_daemon(
+        flags, ntohs(sa.sin_port), ims__conn_accept, s, on_request, s, MHD_OPTION_EXTERNAL_LOGGER,
+        mhd_log, NULL, /* first, so that it gets every message */
+        MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa, MHD_OPTION_ARRAY, pool,
+        MHD_OPTION_CONNECTION_TIMEOUT, timeout, MHD_OPTION_CONNECTION_LIMIT, mhd_limit,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)CONN_POOL, MHD_OPTION_NOTIFY_COMPLETED,
+        on_completed, s, MHD_OPTION_NOTIFY_CONNECTION, ims__conn_notify, s,
+        MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1, MHD_OPTION_END);
     if (!s->d) {
         server_free(s);
         return ims_error_set(err, IMS_EIO,

@@ -63,6 +63,18 @@
 
 extern char **environ;
 
+/* libmicrohttpd's messages, counted by level (the server logs them at
+ * info: one per bad client must not reach a warning log). */
+static int g_mhd_msgs[4];
+static void on_log(int level, const char *msg, void *ud)
+{
+    (void)ud;
+    if (strstr(msg, "libmicrohttpd") && level >= 0 && level < 4)
+        __atomic_add_fetch(&g_mhd_msgs[level], 1, __ATOMIC_RELAXED);
+    if (level <= IMS_LOG_WARN)
+        fprintf(stderr, "imgsim: %s\n", msg);
+}
+
 static long status_kb(const char *key)
 {
     FILE *f = fopen("/proc/self/status", "r");
@@ -871,7 +883,9 @@ int main(int argc, char **argv)
     int limits = argc == 3 && !strcmp(argv[1], "--limits");
     (void)http_multipart; /* of http_client.h: these forms are made by hand */
     signal(SIGPIPE, SIG_IGN);
+    ims_log_set_handler(on_log, NULL); /* before any thread */
     ims_init();
+    ims_log_set_level(IMS_LOG_INFO);
     ims_coll *coll;
     ims_coll_open("fake", NULL, &coll, NULL);
     int64_t id; /* item 1, for the probes' similar-by-id */
@@ -904,5 +918,10 @@ int main(int argc, char **argv)
     RUN(headers);
     RUN(overload);
     ims_coll_close(coll);
+    fprintf(stderr, "libmicrohttpd messages: %d error, %d warning, %d info\n", g_mhd_msgs[0],
+            g_mhd_msgs[1], g_mhd_msgs[2]);
+    CHECK_EQ(g_mhd_msgs[IMS_LOG_ERROR] + g_mhd_msgs[IMS_LOG_WARN], 0);
+    if (!only || !strcmp(only, "headers"))
+        CHECK(g_mhd_msgs[IMS_LOG_INFO] > 0); /* they are logged, at info */
     return check_report();
 }
