@@ -137,6 +137,30 @@ static int http_request(int port, const char *method, const char *path, const ch
     return r->status;
 }
 
+/* One GET on a keep-alive connection; its status (0: none). The
+ * connection stays open, and idle, afterwards. */
+static inline int http_keepalive_get(int fd, const char *path)
+{
+    char req[256], buf[8192];
+    int n = snprintf(req, sizeof req, "GET %s HTTP/1.1\r\nHost: x\r\n\r\n", path);
+    if (http_send_all(fd, req, (size_t)n))
+        return 0;
+    size_t len = 0;
+    for (;;) {
+        ssize_t k = recv(fd, buf + len, sizeof buf - 1 - len, 0);
+        if (k <= 0)
+            return 0;
+        len += (size_t)k;
+        buf[len] = '\0';
+        char *e = strstr(buf, "\r\n\r\n"), *cl = strstr(buf, "\r\nContent-Length: ");
+        int status = 0;
+        if (e && cl && len >= (size_t)(e + 4 - buf) + (size_t)atol(cl + 18))
+            return sscanf(buf, "HTTP/1.%*d %d", &status) == 1 ? status : 0;
+        if (len >= sizeof buf - 1)
+            return 0;
+    }
+}
+
 /* Raw bytes as the whole request (for chunked bodies, bad framing...). */
 static int http_raw(int port, const void *req, size_t len, http_resp *r)
 {

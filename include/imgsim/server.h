@@ -32,16 +32,29 @@ extern "C" {
 typedef struct ims_server ims_server;
 
 typedef struct ims_server_opts {
-    const char *listen;   /* "HOST:PORT" (IPv4 address or "localhost"); NULL: "127.0.0.1:8080";
+    const char *listen;     /* "HOST:PORT" (IPv4 address or "localhost"); NULL: "127.0.0.1:8080";
                                 port 0 picks a free port (see ims_server_port) */
-    int threads;          /* answering threads; 0: max(8, 2 * CPUs) */
-    const char *api_key;  /* non-empty: writes need "Authorization: Bearer <key>" (copied) */
-    size_t max_body;      /* request body limit in bytes; 0: 20 MB */
-    int timeout_s;        /* idle/slow connection timeout; 0: 30 */
-    int max_connections;  /* open connections at most; 0: 512 (MHD splits it evenly
-                                among the threads, so each thread takes its share) */
-    int drain_timeout_ms; /* ims_server_stop waits this long for in-flight requests; 0: 30000 */
-    int quiet;            /* 1: no per-request log line on stderr */
+    int threads;            /* answering threads; 0: max(8, 2 * CPUs) */
+    const char *api_key;    /* non-empty: writes need "Authorization: Bearer <key>" (copied) */
+    int api_key_reads;      /* 1 (with api_key): every route except /healthz needs the key,
+                                the web page included */
+    size_t max_body;        /* request body limit in bytes; 0: 20 MB */
+    int timeout_s;          /* 0: 30. A connection is closed when idle this long, when its
+                                request headers take longer than this to arrive, or its body
+                                longer than this plus 1 s per 16 KiB received */
+    int max_connections;    /* open connections at most, beyond which a new one is closed at
+                                once; 0: 16384, or fewer when RLIMIT_NOFILE is lower (the
+                                server raises its soft limit to the hard one; 1/8 of it, at
+                                least 64, is kept for files). Each costs a 16 KiB pool at most */
+    int max_queue;          /* encode requests (search by image, add) held at once: receiving
+                                their body, waiting for an encoder, or encoding; beyond it
+                                they get 503 + Retry-After before their body is read;
+                                0: 256 */
+    size_t max_body_memory; /* bytes of request bodies held at once, all requests together;
+                                beyond it 503 + Retry-After; 0: max_queue * max_body, at most
+                                1 GiB (and at least max_body) */
+    int drain_timeout_ms;   /* ims_server_stop waits this long for in-flight requests; 0: 30000 */
+    int quiet;              /* 1: no per-request log line on stderr */
 } ims_server_opts;
 
 /* Start answering on o->listen. The model is already loaded (ims_coll_open),

@@ -3,15 +3,22 @@
  * http.c — the daemon and the life of one request.
  *
  * libmicrohttpd calls on_request() several times per request:
- *   1. headers read (*con_cls == NULL): allocate the ims_req, match the
+ *   1. headers read (*con_cls == NULL): allocate the ims_req, check the
+ *      API key (on every route but /healthz with api_key_reads), match the
  *      route and method, check the API key on writes, the declared
- *      Content-Length against max_body and the Content-Type. Any failure is
- *      answered right there (MHD then skips the body).
+ *      Content-Length against max_body, the Content-Type and the multipart
+ *      boundary. Any failure is answered right there (MHD then skips the
+ *      body). Requests that will encode take one of max_queue slots and
+ *      reserve their declared body in max_body_memory; when either is
+ *      full they get 503 + Retry-After here, before their body is read.
  *   2. zero or more body chunks: appended to the raw body, or fed to MHD's
  *      multipart post processor, whose field callback collects the parts
- *      "image", "metadata", "category" and "name". The limit applies to the
- *      bytes received across all parts; once over it, the rest is read and
- *      dropped (up to a hard cap, then the connection is cut) and 413 sent.
+ *      "image", "metadata", "category" and "name" (at most MAX_PARTS parts).
+ *      The limit applies to the bytes received across all parts; once over
+ *      it, the rest is read and dropped (up to a hard cap, then the
+ *      connection is cut) and 413 sent. A chunked body (no declared length)
+ *      reserves body memory as it arrives; when that runs out, the same
+ *      dropping ends in a 503.
  *   3. body complete (*upload_data_size == 0): routes.c answers. Requests
  *      that encode an image (search, add) are handed to an encode worker
  *      instead: the connection is suspended, a worker runs the handler
@@ -27,16 +34,25 @@
  * wait for an encode; encodes wait only for a collection session. The one
  * lock of ours guards the worker queue, never a handler call.
  *
+ * Memory: an idle connection costs MHD's connection struct and its pool
+ * (CONN_POOL, which also bounds the request line and headers: more is
+ * answered 431 or 414 by MHD); request bodies are held only by requests
+ * that encode, so all of them together hold at most max_body_memory
+ * (default max_queue * max_body, at most 1 GiB) — the rest is answered
+ * 503 first. conns.c bounds the connections and how long each may take.
+ *
  * Shutdown (ims_server_stop): quiesce (stop listening), wait for in-flight
  * requests (counted from step 1 to on_completed) with responses marked
  * "Connection: close", stop the workers, then MHD_stop_daemon.
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "imgsim/imgsim.h"
@@ -45,6 +61,18 @@
 #define DEFAULT_MAX_BODY (20u * 1024 * 1024)
 #define TEXT_FIELD_MAX (64 * 1024) /* metadata, category, name */
 #define POST_BUFFER 65536
+#define MAX_PARTS 16    /* multipart parts: the API uses 4 */
+#define MAX_BOUNDARY 70 /* RFC 2046 */
+/* MHD's per-connection pool (its default is 32 KiB): the request line and
+ * headers must fit in it (measured: a header of 16,002 bytes passes);
+ * beyond, MHD answers 431 or 414, or closes when even that does not fit.
+ * Browsers send 1-2 KB; Apache's limit per header line is 8 KB. */
+#define CONN_POOL (16 * 1024)
+#define DEFAULT_MAX_CONNECTIONS 16384
+/* 2 x the 128-connection closed loop of bench/: with encodes the
+ * bottleneck, nearly every client of such a loop ends up waiting on one */
+#define DEFAULT_MAX_QUEUE 256
+#define BODY_MEMORY_CAP ((size_t)1 << 30)
 
 #define ATOMIC_ADD(p, v) __atomic_add_fetch((p), (v), __ATOMIC_RELAXED)
 #define ATOMIC_LOAD(p) __atomic_load_n((p), __ATOMIC_ACQUIRE)
@@ -179,6 +207,23 @@ static void field_clear(field *f)
     memset(f, 0, sizeof *f);
 }
 
+/* Reserve n more bytes of body memory for q; 0 ok, -1 none left. */
+static int hold(ims_req *q, size_t n)
+{
+    ims_server *s = q->srv;
+    size_t now = __atomic_add_fetch(&s->body_held, n, __ATOMIC_RELAXED);
+    if (now > s->max_body_memory) {
+        __atomic_sub_fetch(&s->body_held, n, __ATOMIC_RELAXED);
+        return -1;
+    }
+    q->held += n;
+    uint64_t m = __atomic_load_n(&s->m.body_held_max, __ATOMIC_RELAXED);
+    while (now > m && !__atomic_compare_exchange_n(&s->m.body_held_max, &m, (uint64_t)now, 1,
+                                                   __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+        ;
+    return 0;
+}
+
 /* MHD post processor callback: one chunk of one multipart field. */
 static enum MHD_Result on_field(void *cls, enum MHD_ValueKind kind, const char *key,
                                 const char *filename, const char *content_type,
@@ -186,7 +231,12 @@ static enum MHD_Result on_field(void *cls, enum MHD_ValueKind kind, const char *
                                 size_t size)
 {
     ims_req *q = cls;
-    (void)kind, (void)filename, (void)transfer_encoding, (void)off;
+    (void)kind, (void)filename, (void)transfer_encoding;
+    if (off == 0 && ++q->n_parts > MAX_PARTS) {
+        q->bad_form = 1;
+        q->form_error = "too many parts in the multipart/form-data body (at most 16)";
+        return MHD_NO;
+    }
     field *f = !strcmp(key, "image")      ? &q->raw
                : !strcmp(key, "metadata") ? &q->metadata
                : !strcmp(key, "category") ? &q->category
@@ -216,8 +266,13 @@ static int consume(ims_req *q, const char *data, size_t size)
     if (q->body_total > s->max_body && !q->too_big) {
         q->too_big = 1;
         field_clear(&q->raw);
+    } else if (!q->too_big && !q->overloaded && q->body_total > q->held &&
+               hold(q, q->body_total - q->held)) {
+        q->overloaded = 1; /* chunked: body memory ran out */
+        __atomic_add_fetch(&s->m.overloaded, 1, __ATOMIC_RELAXED);
+        field_clear(&q->raw);
     }
-    if (q->too_big) /* drop the rest, but do not read forever */
+    if (q->too_big || q->overloaded) /* drop the rest, but do not read forever */
         return q->body_total > 4 * s->max_body + (1u << 20) ? -1 : 0;
     if (q->bad_form)
         return 0;
@@ -246,6 +301,42 @@ static int auth_ok(const ims_server *s, struct MHD_Connection *conn)
     return diff == 0;
 }
 
+/* 401, with the challenge of RFC 6750. */
+static enum MHD_Result unauthorized(ims_req *q, struct MHD_Connection *conn)
+{
+    struct MHD_Response *r = ims__json_response(
+        ims__json_error("unauthorized", "missing or wrong 'Authorization: Bearer' API key"));
+    if (!r)
+        return MHD_NO;
+    MHD_add_response_header(r, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer realm=\"imgsim\"");
+    return ims__send(q, conn, 401, r);
+}
+
+/* 503 + Retry-After: the server holds as much encode work as it may. */
+static enum MHD_Result overloaded(ims_req *q, struct MHD_Connection *conn, const char *why)
+{
+    ims_error err;
+    __atomic_add_fetch(&q->srv->m.overloaded, 1, __ATOMIC_RELAXED);
+    ims_error_set(&err, IMS_EBUSY, "server busy: %s; retry later", why);
+    return ims__send_ims_error(q, conn, IMS_EBUSY, &err);
+}
+
+/* Length of the boundary parameter of a multipart Content-Type; 0 if none. */
+static size_t boundary_len(const char *ct)
+{
+    for (const char *p = ct; *p; p++) {
+        if (strncasecmp(p, "boundary=", 9))
+            continue;
+        p += 9;
+        if (*p == '"') {
+            const char *e = strchr(p + 1, '"');
+            return e ? (size_t)(e - p - 1) : strlen(p + 1);
+        }
+        return strcspn(p, "; \t");
+    }
+    return 0;
+}
+
 /* The content types a body may have: 0 raw image, 1 multipart, -1 refused. */
 static int body_type(const char *ct)
 {
@@ -268,6 +359,8 @@ static enum MHD_Result begin(ims_req *q, struct MHD_Connection *conn)
     const char *allow = NULL;
     char msg[160];
     q->route = ims__route_match(q->path, &q->id, &allow);
+    if (s->api_key && s->api_key_reads && q->route != ROUTE_HEALTHZ && !auth_ok(s, conn))
+        return unauthorized(q, conn); /* before 404/405: no hint of what exists */
     if (q->route == ROUTE_NONE)
         return ims__send_error(q, conn, 404, "no such route");
     int is_get = !strcmp(q->method, "GET") || !strcmp(q->method, "HEAD");
@@ -285,15 +378,16 @@ static enum MHD_Result begin(ims_req *q, struct MHD_Connection *conn)
         return ims__send_error(q, conn, 400, "item id must be a positive integer");
     int write = ims__route_is_write(q->route, q->method);
     if (write && s->api_key && !auth_ok(s, conn))
-        return ims__send_error(q, conn, 401, "missing or wrong 'Authorization: Bearer' API key");
+        return unauthorized(q, conn);
     if (strcmp(q->method, "POST"))
         return MHD_YES; /* GET, HEAD, DELETE: no body wanted (any sent is dropped) */
 
     const char *cl =
         MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+    unsigned long long n = 0;
     if (cl) {
         char *end;
-        unsigned long long n = strtoull(cl, &end, 10);
+        n = strtoull(cl, &end, 10);
         if (end == cl || *end)
             return ims__send_error(q, conn, 400, "bad Content-Length");
         if (n > s->max_body) {
@@ -309,6 +403,25 @@ static enum MHD_Result begin(ims_req *q, struct MHD_Connection *conn)
         snprintf(msg, sizeof msg,
                  "unsupported media type '%.60s': send image bytes or multipart/form-data", ct);
         return ims__send_error(q, conn, 415, msg);
+    }
+    size_t blen = bt == 1 ? boundary_len(ct) : 0;
+    if (blen > MAX_BOUNDARY) {
+        snprintf(msg, sizeof msg, "multipart boundary of %zu characters: at most %d (RFC 2046)",
+                 blen, MAX_BOUNDARY);
+        return ims__send_error(q, conn, 400, msg);
+    }
+    if (q->route == ROUTE_SEARCH || q->route == ROUTE_ITEMS) {
+        if (__atomic_add_fetch(&s->n_encode, 1, __ATOMIC_RELAXED) > s->max_queue) {
+            __atomic_sub_fetch(&s->n_encode, 1, __ATOMIC_RELAXED);
+            snprintf(msg, sizeof msg, "%d encode requests already in progress", s->max_queue);
+            return overloaded(q, conn, msg);
+        }
+        q->admitted = 1;
+        if (n && hold(q, (size_t)n)) {
+            snprintf(msg, sizeof msg, "request bodies fill the %zu bytes allowed",
+                     s->max_body_memory);
+            return overloaded(q, conn, msg);
+        }
     }
     if (bt == 1) {
         q->pp = MHD_create_post_processor(conn, POST_BUFFER, on_field, q);
@@ -389,9 +502,15 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         snprintf(q->path, sizeof q->path, "%s", url);
         ATOMIC_ADD(&s->inflight, 1);
         *con_cls = q;
+        q->cn = ims__conn_of(conn);
+        ims__conn_deadline(s, q->cn, 1); /* now the body has timeout_s (and more as it comes) */
         return begin(q, conn);
     }
-    if (q->deferred) { /* resumed: queue the worker's answer */
+    if (*upload_data_size)
+        ims__conn_received(q->cn, *upload_data_size);
+    else
+        ims__conn_deadline(s, q->cn, 0); /* request complete: no deadline while answered */
+    if (q->deferred) {                   /* resumed: queue the worker's answer */
         struct MHD_Response *r = q->resp;
         q->resp = NULL;
         q->deferred = 0;
@@ -413,11 +532,17 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         snprintf(msg, sizeof msg, "request body is over the limit of %zu bytes", s->max_body);
         return ims__send_error(q, conn, 413, msg);
     }
-    if (q->pp && !q->bad_form && MHD_destroy_post_processor(q->pp) != MHD_YES)
-        q->bad_form = 1;
+    if (q->overloaded) {
+        char msg[128];
+        snprintf(msg, sizeof msg, "request bodies fill the %zu bytes allowed", s->max_body_memory);
+        return overloaded(q, conn, msg);
+    }
+    if (q->pp && MHD_destroy_post_processor(q->pp) != MHD_YES)
+        q->bad_form = 1; /* destroyed even when bad already: it owns 64 KiB */
     q->pp = NULL;
     if (q->bad_form)
-        return ims__send_error(q, conn, 400, "malformed multipart/form-data body");
+        return ims__send_error(
+            q, conn, 400, q->form_error ? q->form_error : "malformed multipart/form-data body");
     if (q->body_kind == BODY_MULTIPART && q->raw.content_type[0] &&
         body_type(q->raw.content_type) != 0) {
         char msg[160];
@@ -455,6 +580,11 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     }
     if (q->pp)
         MHD_destroy_post_processor(q->pp);
+    if (q->held)
+        __atomic_sub_fetch(&s->body_held, q->held, __ATOMIC_RELAXED);
+    if (q->admitted)
+        __atomic_sub_fetch(&s->n_encode, 1, __ATOMIC_RELAXED);
+    ims__conn_deadline(s, q->cn, 1); /* keep-alive: the next request has timeout_s */
     field_clear(&q->raw);
     field_clear(&q->metadata);
     field_clear(&q->category);
@@ -487,12 +617,65 @@ static int parse_listen(const char *listen, struct sockaddr_in *sa)
     return inet_pton(AF_INET, host, &sa->sin_addr) == 1 ? 0 : -1;
 }
 
+/* Raise the soft RLIMIT_NOFILE to the hard limit; the soft limit after. */
+static long raise_nofile(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl))
+        return 1024;
+    if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < rl.rlim_max) {
+        struct rlimit want = rl;
+        want.rlim_cur = rl.rlim_max == RLIM_INFINITY ? (rlim_t)1 << 20 : rl.rlim_max;
+        if (!setrlimit(RLIMIT_NOFILE, &want))
+            rl = want;
+    }
+    return rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur > (rlim_t)1 << 20 ? 1L << 20
+                                                                         : (long)rl.rlim_cur;
+}
+
+/* max_connections: the one asked for, or the default, within the
+ * descriptors left after a reserve for the collection's files. */
+static int connection_limit(int asked)
+{
+    long nofile = raise_nofile();
+    long reserve = nofile / 8 > 64 ? nofile / 8 : 64;
+    long room = nofile - reserve > 16 ? nofile - reserve : 16;
+    if (asked <= 0)
+        return (int)(room < DEFAULT_MAX_CONNECTIONS ? room : DEFAULT_MAX_CONNECTIONS);
+    if (asked > room) {
+        ims_log(IMS_LOG_WARN,
+                "server: max_connections %d is over what RLIMIT_NOFILE %ld allows; using %ld",
+                asked, nofile, room);
+        return (int)room;
+    }
+    return asked;
+}
+
+/* libmicrohttpd's messages are mostly about what one client did (a bad
+ * chunk, headers too big, a connection cut by its deadline): at info
+ * level, so that clients cannot flood the server's log (IMS_LOG=info
+ * shows them; metrics count them). */
+static void mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    char msg[256];
+    (void)cls;
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    size_t n = strlen(msg);
+    while (n && (msg[n - 1] == '\n' || msg[n - 1] == '\r'))
+        msg[--n] = '\0';
+    log_safe(msg);
+    ims_log(IMS_LOG_INFO, "libmicrohttpd: %s", msg);
+}
+
 /* Free a server whose daemon is stopped (or never started). */
 static void server_free(ims_server *s)
 {
     workers_stop(s);
+    ims__conns_stop(s);
     pthread_cond_destroy(&s->q_cv);
     pthread_mutex_destroy(&s->q_mu);
+    pthread_cond_destroy(&s->c_cv);
+    pthread_mutex_destroy(&s->c_mu);
     ims_free(s->workers);
     ims_free(s->api_key);
     ims_free(s);
@@ -519,9 +702,26 @@ int ims_server_start(ims_coll *c, const ims_server_opts *o, ims_server **out, im
     s->max_body = o->max_body ? o->max_body : DEFAULT_MAX_BODY;
     s->drain_timeout_ms = o->drain_timeout_ms > 0 ? o->drain_timeout_ms : 30000;
     s->quiet = o->quiet;
+    s->api_key_reads = o->api_key_reads;
+    s->max_queue = o->max_queue > 0 ? o->max_queue : DEFAULT_MAX_QUEUE;
+    if (o->max_body_memory) {
+        s->max_body_memory = o->max_body_memory;
+    } else {
+        size_t m;
+        s->max_body_memory =
+            ims_size_mul((size_t)s->max_queue, s->max_body, &m) && m < BODY_MEMORY_CAP
+                ? m
+                : BODY_MEMORY_CAP;
+        if (s->max_body_memory < s->max_body)
+            s->max_body_memory = s->max_body;
+    }
+    pthread_mutex_init(&s->q_mu, NULL);
+    pthread_cond_init(&s->q_cv, NULL);
+    pthread_mutex_init(&s->c_mu, NULL);
+    pthread_cond_init(&s->c_cv, NULL);
     if (o->api_key && *o->api_key) {
         if (!(s->api_key = ims_strdup(o->api_key))) {
-            ims_free(s);
+            server_free(s);
             return ims_error_set(err, IMS_ENOMEM, "server: out of memory");
         }
         s->api_key_len = strlen(s->api_key);
@@ -530,11 +730,16 @@ int ims_server_start(ims_coll *c, const ims_server_opts *o, ims_server **out, im
     if (o->threads <= 0 && threads < 8)
         threads = 8; /* encodes block their thread: keep some free for cheap requests */
     unsigned timeout = o->timeout_s > 0 ? (unsigned)o->timeout_s : 30;
-    unsigned limit = o->max_connections > 0 ? (unsigned)o->max_connections : 512;
-    if ((unsigned)threads > limit) /* MHD splits the limit among the pool's threads */
-        threads = (int)limit;
-    pthread_mutex_init(&s->q_mu, NULL);
-    pthread_cond_init(&s->q_cv, NULL);
+    s->timeout_ms = (int64_t)timeout * 1000;
+    s->max_connections = connection_limit(o->max_connections);
+    if (threads > s->max_connections)
+        threads = s->max_connections;
+    /* MHD's limit is a backstop above ours (conns.c), split among threads */
+    unsigned mhd_limit = (unsigned)s->max_connections + 2u * (unsigned)threads + 16u;
+    if (ims__conns_start(s)) {
+        server_free(s);
+        return ims_error_set(err, IMS_ENOMEM, "server: cannot start threads");
+    }
     int n_workers = threads > 4 ? threads : 4;
     if (!(s->workers = ims_calloc((size_t)n_workers, sizeof *s->workers))) {
         server_free(s);
@@ -554,11 +759,14 @@ int ims_server_start(ims_coll *c, const ims_server_opts *o, ims_server **out, im
         {threads > 1 ? MHD_OPTION_THREAD_POOL_SIZE : MHD_OPTION_END, (intptr_t)threads, NULL},
         {MHD_OPTION_END, 0, NULL},
     };
-    s->d = MHD_start_daemon(flags, ntohs(sa.sin_port), NULL, NULL, on_request, s,
-                            MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa, MHD_OPTION_ARRAY, pool,
-                            MHD_OPTION_CONNECTION_TIMEOUT, timeout, MHD_OPTION_CONNECTION_LIMIT,
-                            limit, MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
-                            MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1, MHD_OPTION_END);
+    s->d = MHD_start_daemon(
+        flags, ntohs(sa.sin_port), ims__conn_accept, s, on_request, s, MHD_OPTION_EXTERNAL_LOGGER,
+        mhd_log, NULL, /* first, so that it gets every message */
+        MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa, MHD_OPTION_ARRAY, pool,
+        MHD_OPTION_CONNECTION_TIMEOUT, timeout, MHD_OPTION_CONNECTION_LIMIT, mhd_limit,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)CONN_POOL, MHD_OPTION_NOTIFY_COMPLETED,
+        on_completed, s, MHD_OPTION_NOTIFY_CONNECTION, ims__conn_notify, s,
+        MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1, MHD_OPTION_END);
     if (!s->d) {
         server_free(s);
         return ims_error_set(err, IMS_EIO,

@@ -116,6 +116,33 @@ char *ims__metrics_render(ims_server *s, size_t *len)
         add(&b, "imgsim_http_request_duration_seconds_count{route=\"%s\"} %llu\n",
             ims__route_label[r], (unsigned long long)n);
     }
+    add(&b,
+        "# HELP imgsim_http_connections Open connections.\n"
+        "# TYPE imgsim_http_connections gauge\nimgsim_http_connections %d\n"
+        "# HELP imgsim_http_connections_max Open connections at most (max_connections).\n"
+        "# TYPE imgsim_http_connections_max gauge\nimgsim_http_connections_max %d\n"
+        "# HELP imgsim_http_connections_refused_total Connections closed at once at "
+        "max_connections.\n"
+        "# TYPE imgsim_http_connections_refused_total counter\n"
+        "imgsim_http_connections_refused_total %llu\n"
+        "# HELP imgsim_http_connections_timed_out_total Connections cut because their "
+        "request came too slowly.\n"
+        "# TYPE imgsim_http_connections_timed_out_total counter\n"
+        "imgsim_http_connections_timed_out_total %llu\n"
+        "# HELP imgsim_http_encode_requests Encode requests held (receiving, queued or "
+        "encoding).\n"
+        "# TYPE imgsim_http_encode_requests gauge\nimgsim_http_encode_requests %d\n"
+        "# HELP imgsim_http_overloaded_total Encode requests answered 503 because max_queue "
+        "or max_body_memory was full.\n"
+        "# TYPE imgsim_http_overloaded_total counter\nimgsim_http_overloaded_total %llu\n"
+        "# HELP imgsim_http_body_bytes_held Request body bytes held in memory now.\n"
+        "# TYPE imgsim_http_body_bytes_held gauge\nimgsim_http_body_bytes_held %zu\n"
+        "# HELP imgsim_http_body_bytes_held_max Most request body bytes held at once.\n"
+        "# TYPE imgsim_http_body_bytes_held_max gauge\nimgsim_http_body_bytes_held_max %llu\n",
+        LOAD(&s->n_conns), s->max_connections, (unsigned long long)LOAD(&s->m.conns_refused),
+        (unsigned long long)LOAD(&s->m.conns_timed_out), LOAD(&s->n_encode),
+        (unsigned long long)LOAD(&s->m.overloaded), LOAD(&s->body_held),
+        (unsigned long long)LOAD(&s->m.body_held_max));
     ims_coll_stats st = {0};
     ims_coll_get_stats(s->coll, &st);
     add(&b,

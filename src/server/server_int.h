@@ -4,13 +4,17 @@
  * structs, the route table, metrics and JSON helpers.
  *
  * Files: http.c (daemon, request lifecycle, body reading, limits, logging),
+ * conns.c (connection count and deadlines, the reaper thread),
  * routes.c (one handler per endpoint), json.c (items and errors as JSON),
  * metrics.c (counters and the Prometheus page), web_page.c (generated at
  * build time from web/index.html).
  *
- * Locking: there is none of our own. Metrics are relaxed atomics; the
- * request struct belongs to the one MHD thread that serves its connection;
- * `inflight` and `draining` are atomics read by ims_server_stop.
+ * Locking: metrics are relaxed atomics; the request struct belongs to the
+ * one MHD thread that serves its connection (or to the encode worker while
+ * the connection is suspended); `inflight` and `draining` are atomics read
+ * by ims_server_stop; `n_encode` and `body_held` are atomics. q_mu guards
+ * the worker queue and c_mu the connection list (conns.c), never a
+ * handler call.
  */
 #ifndef IMS_SERVER_INT_H
 #define IMS_SERVER_INT_H
@@ -64,15 +68,26 @@ typedef struct ims_metrics {
     uint64_t lat_bucket[ROUTE__COUNT][N_LAT_BUCKETS]; /* non-cumulative counts */
     uint64_t lat_count[ROUTE__COUNT];
     uint64_t lat_sum_us[ROUTE__COUNT];
-    uint64_t body_bytes; /* request bodies read */
+    uint64_t body_bytes;      /* request bodies read */
+    uint64_t conns_refused;   /* connections closed at once: max_connections reached */
+    uint64_t conns_timed_out; /* connections cut by their deadline (conns.c) */
+    uint64_t overloaded;      /* encode requests answered 503: queue or body memory full */
+    uint64_t body_held_max;   /* high-water mark of body_held */
 } ims_metrics;
+
+typedef struct ims_conn ims_conn; /* one TCP connection (conns.c) */
 
 struct ims_server {
     struct MHD_Daemon *d;
     ims_coll *coll;
     char *api_key; /* NULL: writes are open */
     size_t api_key_len;
+    int api_key_reads; /* 1: every route but /healthz needs the key */
     size_t max_body;
+    int max_queue;          /* encode requests held at once (n_encode) */
+    size_t max_body_memory; /* request body bytes held at once (body_held) */
+    int n_encode;           /* encode requests admitted, not yet completed (atomic) */
+    size_t body_held;       /* body bytes reserved by requests in progress (atomic) */
     int drain_timeout_ms;
     int quiet;
     int port;
@@ -89,6 +104,16 @@ struct ims_server {
     pthread_cond_t q_cv;
     struct ims_req *q_head, *q_tail;
     int q_stop;
+    /* connections (conns.c) */
+    int max_connections; /* ours, global; MHD's is set a little above */
+    int n_conns;         /* open connections (atomic) */
+    int64_t timeout_ms;
+    pthread_mutex_t c_mu; /* guards c_head, c_stop */
+    pthread_cond_t c_cv;
+    ims_conn *c_head;
+    int c_stop;
+    pthread_t reaper;
+    int reaper_on;
 };
 
 /* One multipart field being collected. */
@@ -111,9 +136,15 @@ typedef struct ims_req {
     int64_t id; /* {id} in the path; 0 when none */
     int status; /* answered status; 0 until queued */
     int body_kind;
-    size_t body_total; /* bytes received so far (all parts) */
-    int too_big;       /* body went over max_body: discarding */
-    int bad_form;      /* the multipart body did not parse */
+    size_t body_total;      /* bytes received so far (all parts) */
+    int too_big;            /* body went over max_body: discarding */
+    int overloaded;         /* body memory ran out mid-body: discarding, then 503 */
+    int bad_form;           /* the multipart body did not parse */
+    const char *form_error; /* why, when we know better than "malformed" */
+    int n_parts;            /* multipart parts seen */
+    int admitted;           /* holds one of max_queue encode slots */
+    size_t held;            /* bytes of body_held reserved by this request */
+    ims_conn *cn;           /* its connection's deadline; NULL if none */
     struct MHD_PostProcessor *pp;
     field raw; /* raw body, or the multipart "image" part */
     field metadata, category, name;
@@ -140,6 +171,22 @@ enum MHD_Result ims__send_error(ims_req *q, struct MHD_Connection *conn, int sta
 /* An ims_* failure mapped to its HTTP status (EBUSY adds Retry-After). */
 enum MHD_Result ims__send_ims_error(ims_req *q, struct MHD_Connection *conn, int rc,
                                     const ims_error *err);
+
+/* ---- conns.c ------------------------------------------------------------------ */
+/* MHD accept policy: refuse a connection beyond max_connections. */
+enum MHD_Result ims__conn_accept(void *cls, const struct sockaddr *addr, socklen_t len);
+/* MHD connection notification: count, and link a deadline (socket context). */
+void ims__conn_notify(void *cls, struct MHD_Connection *conn, void **socket_context,
+                      enum MHD_ConnectionNotificationCode toe);
+/* The connection's deadline record; NULL when it has none. */
+ims_conn *ims__conn_of(struct MHD_Connection *conn);
+/* phase 1: a deadline timeout_s from now; 0: none. c may be NULL. */
+void ims__conn_deadline(ims_server *s, ims_conn *c, int phase);
+/* n body bytes arrived: extend the deadline by n / MIN_BODY_RATE seconds. */
+void ims__conn_received(ims_conn *c, size_t n);
+/* The reaper thread; 0 ok, -1 cannot start. stop is a no-op when not started. */
+int ims__conns_start(ims_server *s);
+void ims__conns_stop(ims_server *s);
 
 /* ---- routes.c ----------------------------------------------------------------- */
 /* Route of a path (ROUTE_NONE if none); *id from {id}, -1 if {id} is not a

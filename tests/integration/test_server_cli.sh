@@ -4,6 +4,7 @@
 # finetune), on 127.0.0.1 with an ephemeral port, driven with curl: every
 # route, the error codes with real images (415 text, 422 garbage and a
 # decompression bomb, 413, 401 with IMGSIM_API_KEY, 409 duplicate),
+# IMGSIM_API_KEY_READS / IMGSIM_MAX_QUEUE and the limit options,
 # searches while adding and deleting, and SIGTERM with uploads in flight
 # (all answered, exit 0). Skips (77) without the models or sample photos
 # unless IMS_REQUIRE_ASSETS=1.
@@ -180,6 +181,24 @@ start "$cli" serve -c "$coll" --listen 127.0.0.1:0 --readonly --quiet
 check "readonly: add refused" [ "$(code -F "image=@$other" "$url/v1/items")" = 403 ]
 kill -INT "$pid"; rc=0; wait "$pid" || rc=$?; pid=
 check "SIGINT exits 0" [ "$rc" = 0 ]
+# reads behind the key too (env), and the new limits from the environment
+start IMGSIM_API_KEY=k3y IMGSIM_API_KEY_READS=1 IMGSIM_MAX_QUEUE=2 "$cli" serve -c "$coll" \
+  --listen 127.0.0.1:0 --quiet --max-connections 64 --timeout 5
+check "reads locked: the banner says so" grep -q 'every route but /healthz needs the API key' "$tmp/out"
+check "reads locked: healthz open" [ "$(code "$url/healthz")" = 200 ]
+check "reads locked: categories 401" [ "$(code "$url/v1/categories")" = 401 ]
+check "reads locked: page 401" [ "$(code "$url/")" = 401 ]
+check "reads locked: categories with the key" [ "$(code -H 'Authorization: Bearer k3y' "$url/v1/categories")" = 200 ]
+check "reads locked: search with the key" \
+  [ "$(code -H 'Authorization: Bearer k3y' -H 'Content-Type: image/jpeg' --data-binary @"$photo" "$url/v1/search?k=2")" = 200 ]
+code -H 'Authorization: Bearer k3y' "$url/metrics" >/dev/null
+check "metrics: --max-connections" grep -q '^imgsim_http_connections_max 64$' "$tmp/body"
+stop
 check "usage error exits 2" bash -c "'$cli' serve >/dev/null 2>&1; [ \$? = 2 ]"
+check "--max-queue 0 exits 2" bash -c "'$cli' serve -c '$coll' --max-queue 0 >/dev/null 2>&1; [ \$? = 2 ]"
+check "IMGSIM_MAX_QUEUE=x exits 2" bash -c "IMGSIM_MAX_QUEUE=x '$cli' serve -c '$coll' >/dev/null 2>&1; [ \$? = 2 ]"
+check "--api-key-reads without a key exits 2" \
+  bash -c "env -u IMGSIM_API_KEY '$cli' serve -c '$coll' --api-key-reads >/dev/null 2>&1; [ \$? = 2 ]"
+check "--timeout 0 exits 2" bash -c "'$cli' serve -c '$coll' --timeout 0 >/dev/null 2>&1; [ \$? = 2 ]"
 check "bad listen exits 1" bash -c "'$cli' serve -c '$coll' --listen nowhere >/dev/null 2>&1; [ \$? = 1 ]"
 exit $fail
