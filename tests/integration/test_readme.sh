@@ -37,14 +37,15 @@ cd "$T"
 
 # what the blocks name
 mkdir -p photos/shoes photos/bags
-ls "$food/Fruits"/*.jpeg | head -6 | xargs -I{} cp {} photos/shoes/
-ls "$food/Marine Fish"/*.jpeg | head -6 | xargs -I{} cp {} photos/bags/
+first() { local n=$1; shift; printf '%s\n' "${@:1:n}"; } # the first N of the arguments, no SIGPIPE
+first 6 "$food/Fruits"/*.jpeg | xargs -I{} cp {} photos/shoes/
+first 6 "$food/Marine Fish"/*.jpeg | xargs -I{} cp {} photos/bags/
 {
   echo 'sku,image,name'
   for f in photos/*/*; do b=$(basename "$f"); echo "${b%.*},$b,\"Product ${b%.*}, sample\""; done
 } > products.csv
-cp "$(ls "$food/Fruits"/*.jpeg | head -1)" photo.jpg
-cp "$(ls "$food/Poultry"/*.jpeg | head -1)" new.jpg
+cp "$(first 1 "$food/Fruits"/*.jpeg)" photo.jpg
+cp "$(first 1 "$food/Poultry"/*.jpeg)" new.jpg
 # coll: two groups, byte-identical copies left out so that item 42 exists
 mkdir -p collphotos
 for g in Fruits "Marine Fish"; do
