@@ -229,9 +229,9 @@ static void fused_items(void *ctx, int64_t b, int64_t e)
         const float *xi = x->p + im * ims__img_stride(x);
         for (; next < hi; next++) {
             float *dst = ring + (size_t)(next % 3) * slot;
-            s->k->gemm_packed(W, Ce, x->c, xi + (int64_t)next * W * x->ld, x->ld, j->Bp,
-                              j->bias_p, dst, Ce, 0, (Ce + IMS_PANEL - 1) / IMS_PANEL,
-                              (int)ne->act, ne->act_max);
+            s->k->gemm_packed(W, Ce, x->c, xi + (int64_t)next * W * x->ld, x->ld, j->Bp, j->bias_p,
+                              dst, Ce, 0, (Ce + IMS_PANEL - 1) / IMS_PANEL, (int)ne->act,
+                              ne->act_max, NULL, 0);
             rows[next] = dst;
         }
         a.out = y->p + im * ims__img_stride(y);
