@@ -257,6 +257,24 @@ static void test_fused_proj(void)
         if (t == 4 || t == 3)
             CHECK_EQ(s->kind[y], IMS_X_RUN);
         ims_nn_session_free(s);
+        if (t == 0) { /* fail the Nth allocation of a session with a fused projection */
+            ims_set_allocator(&tu_allocator);
+            long live0 = tu_alloc_live;
+            for (long k = 1; k < 1000; k++) {
+                tu_alloc_calls = 0;
+                tu_alloc_fail_at = k;
+                int rc = ims_nn_session_new(&m, &o, &s, &err);
+                tu_alloc_fail_at = 0;
+                if (rc == IMS_OK) {
+                    ims_nn_session_free(s);
+                    break;
+                }
+                CHECK_RC(rc, IMS_ENOMEM);
+                CHECK_EQ(tu_alloc_live, live0);
+            }
+            CHECK_EQ(tu_alloc_live, live0);
+            ims_set_allocator(NULL);
+        }
 
         /* the same bits as the unfused plans, at every level and thread count */
         int dim = 0;
