@@ -11,6 +11,10 @@
 
 void ims__exec_node(ims__run *s, uint32_t i)
 {
+    if (s->fuse_dw && s->fuse_dw[i] >= 0) { /* the last node of a fused block runs it */
+        ims__op_fused_block(s, i);
+        return;
+    }
     switch (s->g->nodes[i].op) {
     case IMS_OP_CONV2D: ims__op_conv2d(s, i); break;
     case IMS_OP_DWCONV2D: ims__op_dwconv2d(s, i); break;

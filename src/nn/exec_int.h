@@ -92,7 +92,8 @@ void ims__wino_pack(const float *W, int cin, int cout, float *tmp, float *dst);
  * concurrent setenv, and does not belong in a hot path. */
 typedef struct ims__nn_env {
     int no_pack; /* IMS_NN_GEMM=blas: no packed GEMM, OpenBLAS for every product */
-    int no_fuse; /* IMS_NN_FUSE=0: no fused expansion + depthwise blocks */
+    int no_fuse; /* IMS_NN_FUSE=0: no fused blocks at all */
+    int no_fuse_proj; /* IMS_NN_FUSE=1: expansion + depthwise only, no projection (+ residual) */
     int profile; /* IMS_NN_PROFILE=1: per-node times on stderr at session free */
     int no_wino; /* IMS_NN_WINOGRAD=0: stride-1 3x3 convolutions by im2col, not Winograd */
 } ims__nn_env;
@@ -114,7 +115,9 @@ typedef struct ims__view {
 
 /* Per-node plan kinds: skipped (unneeded, folded PAD), run, pure view of
  * another node's storage, or fused into its consumer (a 1x1 expansion
- * computed row by row inside the depthwise convolution that reads it). */
+ * computed row by row inside the depthwise convolution that reads it; a
+ * depthwise convolution, and the projection before a residual ADD, computed
+ * a few rows at a time inside the block's last node: see ops_conv.c). */
 enum { IMS_X_SKIP = 0, IMS_X_RUN = 1, IMS_X_VIEW = 2, IMS_X_FUSED = 3 };
 
 struct ims_nn_session {
@@ -130,8 +133,11 @@ struct ims_nn_session {
     int32_t *pads;       /* 4 per node: effective t, b, l, r */
     int32_t *tap_of;     /* per node: index of the first tap it feeds, -1 */
     int32_t *fuse_src;   /* per depthwise node: the fused 1x1 expansion, -1 */
+    int32_t *fuse_dw;    /* per projection / residual ADD ending a fused block: its depthwise, -1 */
     float *fring;        /* per thread: 3-row ring of expansion rows (fused blocks) */
     size_t n_fring;      /* floats per thread */
+    float *fbuf;         /* per thread: depthwise output rows of a fused block */
+    size_t n_fbuf;       /* floats per thread */
     const float **frows; /* per thread: input row pointers (max_rows each) */
     int max_rows;
     /* taps */
@@ -169,9 +175,9 @@ typedef struct ims__run {
     const int64_t *pack_off;
     const float *packed;
     const uint8_t *wino;
-    const int32_t *fuse_src;
-    float *fring;
-    size_t n_fring;
+    const int32_t *fuse_src, *fuse_dw;
+    float *fring, *fbuf;
+    size_t n_fring, n_fbuf;
     const float **frows;
     int max_rows;
     float *arena, *scratch, *tscratch;
@@ -217,6 +223,13 @@ static inline const float *ims__weights(const ims__run *s, int64_t off)
 void ims__op_conv2d(ims__run *s, uint32_t i);
 void ims__op_conv_winograd(ims__run *s, uint32_t i); /* ops_winograd.c */
 void ims__op_dwconv2d(ims__run *s, uint32_t i);
+/* A fused block [1x1 expansion] -> 3x3 depthwise -> 1x1 projection [-> ADD]
+ * ending at node i (s->fuse_dw[i] >= 0); ops_conv.c. */
+void ims__op_fused_block(ims__run *s, uint32_t i);
+/* Output rows per depthwise group of a fused block whose depthwise output
+ * is out_h x out_w, run over n images on `threads` threads (the most for
+ * threads = n = 1). Any value gives the same bits; it only sizes the work. */
+int ims__fuse_rows(int out_h, int out_w, int n, int threads);
 void ims__op_dense(ims__run *s, uint32_t i);
 void ims__op_pool(ims__run *s, uint32_t i); /* MAXPOOL, AVGPOOL */
 void ims__op_gap(ims__run *s, uint32_t i);

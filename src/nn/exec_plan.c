@@ -14,6 +14,13 @@
  *     an output beyond L2 and small weights, is marked FUSED and computed
  *     row by row inside the depthwise op (ops_conv.c); it gets no storage,
  *     and its input lives until the depthwise has run.
+ *     Fused projections: a 3x3 depthwise read only by a 1x1 projection
+ *     (and that projection, when linear and read only by a residual ADD)
+ *     is marked FUSED too, and the block's last node (the projection or the
+ *     ADD) runs the whole block a few rows at a time (ops_conv.c,
+ *     ims__op_fused_block): the depthwise output exists only as a few rows
+ *     per thread, the residual is added in the projection's epilogue, and
+ *     the block's input lives until that last node has run.
  *  3. Storage sharing, decided per node as a view {root, channel offset,
  *     pixel stride ld}:
  *     - CONCAT in place: (visited from the last node back, so nested concats
@@ -39,12 +46,13 @@
  *     IMS_IM2COL_MAX_FLOATS; gathering a strided input of a DENSE layer.
  *
  * ims__plan runs one static function per phase (plan_needed, plan_fold_pads,
- * plan_fuse for 2b and the last readers, plan_views, plan_place, plan_pack,
- * plan_scratch), sharing the temporaries of plan_tmp.
+ * plan_fuse for 2b, 2c (plan_fuse_proj) and the last readers, plan_views,
+ * plan_place, plan_pack, plan_scratch), sharing the temporaries of plan_tmp.
  *
  * Environment, for comparisons only, read once per process (ims__nn_env_get):
  * IMS_NN_GEMM=blas (no packing, OpenBLAS for every product), IMS_NN_FUSE=0
- * (no fused blocks).
+ * (no fused blocks), IMS_NN_FUSE=1 (expansion + depthwise only, no fused
+ * projections).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -92,6 +100,7 @@ static size_t im2col_floats(const ims_nn_session *s, uint32_t i)
 typedef struct plan_tmp {
     uint8_t *need;    /* an ancestor of a tap (or of the output) */
     int32_t *ncons;   /* consumers: graph inputs (phase 1), effective inputs (2b on) */
+    int32_t *cons1;   /* (2b) the last effective consumer: the only one when ncons == 1 */
     int32_t *lastuse; /* the last node that reads its output */
     int32_t *gend;    /* per storage root: the last read of any member, -1 = not a root */
     int64_t *c0;      /* channel offset within its storage root */
@@ -151,6 +160,53 @@ static void plan_fold_pads(ims_nn_session *s, const plan_tmp *t)
     s->kind[0] = IMS_X_VIEW;
 }
 
+/* 2c. Fused projections: a 3x3 depthwise read only by a 1x1 projection is
+ * computed a few output rows at a time into a per-thread buffer that the
+ * projection's GEMM reads at once (ops_conv.c), inside the projection's
+ * node; when the (linear) projection is read only by a 2-input ADD without
+ * activation, the ADD becomes the block's last node and the residual is
+ * added in the GEMM's epilogue. The depthwise output (and that projection
+ * output) get no storage. A tap or the classifier output on the depthwise
+ * (or on that projection) keeps it materialised; an expansion fused into
+ * the depthwise (2b) stays fused, so the expanded tensor never exists. */
+static void plan_fuse_proj(ims_nn_session *s, const plan_tmp *t, const ims__nn_env *env)
+{
+    const ims__graph *g = s->g;
+    const uint32_t N = g->n_nodes;
+    const int32_t *ncons = t->ncons, *cons1 = t->cons1;
+    for (uint32_t i = 0; i < N; i++)
+        s->fuse_dw[i] = -1;
+    if (env->no_pack || env->no_fuse || env->no_fuse_proj)
+        return;
+    for (uint32_t d = 1; d < N; d++) {
+        const ims__node *nd = &g->nodes[d];
+        if (s->kind[d] != IMS_X_RUN || nd->op != IMS_OP_DWCONV2D || nd->mult != 1 || nd->kh != 3 ||
+            nd->kw != 3 || nd->dh != 1 || nd->dw != 1 || nd->act > IMS_ACT_RELU || ncons[d] != 1 ||
+            s->tap_of[d] >= 0 || (s->want_probs && (int32_t)d == g->output))
+            continue;
+        uint32_t p = (uint32_t)cons1[d], end = p;
+        const ims__node *np = &g->nodes[p];
+        const int32_t *pp = s->pads + 4 * p;
+        if (s->kind[p] != IMS_X_RUN || np->op != IMS_OP_CONV2D || s->in0[p] != d || np->kh != 1 ||
+            np->kw != 1 || np->sh != 1 || np->sw != 1 || pp[0] || pp[1] || pp[2] || pp[3] ||
+            np->act > IMS_ACT_RELU)
+            continue;
+        if (np->act == IMS_ACT_NONE && ncons[p] == 1 && s->tap_of[p] < 0 &&
+            !(s->want_probs && (int32_t)p == g->output)) {
+            uint32_t a = (uint32_t)cons1[p];
+            const ims__node *na = &g->nodes[a];
+            const uint32_t *in = ims__node_inputs(g, na);
+            if (s->kind[a] == IMS_X_RUN && na->op == IMS_OP_ADD && na->n_inputs == 2 &&
+                in[0] != in[1] && na->act == IMS_ACT_NONE && s->fuse_dw[a] < 0) {
+                s->kind[p] = IMS_X_FUSED;
+                end = a;
+            }
+        }
+        s->kind[d] = IMS_X_FUSED;
+        s->fuse_dw[end] = (int32_t)d;
+    }
+}
+
 /* 2b. Fused blocks: a 1x1 expansion read only by a 3x3 depthwise
  * convolution is computed row by row into a 3-row ring inside the
  * depthwise op, so its (large) output never goes through memory. Then the
@@ -167,8 +223,10 @@ static void plan_fuse(ims_nn_session *s, plan_tmp *t, const ims__nn_env *env)
         if (s->kind[i] != IMS_X_RUN)
             continue;
         const uint32_t *in = ims__node_inputs(g, &g->nodes[i]);
-        for (uint32_t k = 0; k < g->nodes[i].n_inputs; k++)
+        for (uint32_t k = 0; k < g->nodes[i].n_inputs; k++) {
             ncons[k ? in[k] : s->in0[i]]++;
+            t->cons1[k ? in[k] : s->in0[i]] = (int32_t)i;
+        }
     }
     for (uint32_t i = 1; i < N && !env->no_pack && !env->no_fuse; i++) {
         const ims__node *d = &g->nodes[i];
@@ -189,6 +247,7 @@ static void plan_fuse(ims_nn_session *s, plan_tmp *t, const ims__nn_env *env)
         s->kind[e] = IMS_X_FUSED;
         s->fuse_src[i] = (int32_t)e;
     }
+    plan_fuse_proj(s, t, env);
 
     for (uint32_t i = 0; i < N; i++)
         t->lastuse[i] = (int32_t)i;
@@ -196,6 +255,15 @@ static void plan_fuse(ims_nn_session *s, plan_tmp *t, const ims__nn_env *env)
         if (s->kind[i] == IMS_X_SKIP || s->kind[i] == IMS_X_FUSED)
             continue;
         const ims__node *n = &g->nodes[i];
+        if (s->fuse_dw[i] >= 0) { /* a fused block reads its input and the residual */
+            int32_t d = s->fuse_dw[i], e = s->fuse_src[d];
+            t->lastuse[e >= 0 ? s->in0[e] : s->in0[d]] = (int32_t)i;
+            if (n->op == IMS_OP_ADD)
+                for (uint32_t k = 0; k < n->n_inputs; k++)
+                    if (s->kind[ims__node_inputs(g, n)[k]] != IMS_X_FUSED)
+                        t->lastuse[ims__node_inputs(g, n)[k]] = (int32_t)i;
+            continue;
+        }
         const uint32_t *in = ims__node_inputs(g, n);
         for (uint32_t k = 0; k < n->n_inputs; k++)
             t->lastuse[k                     ? in[k]
@@ -247,7 +315,9 @@ static void plan_views(ims_nn_session *s, plan_tmp *t)
     }
     for (uint32_t i = 1; i < N; i++) { /* reshape views and in-place ops */
         const ims__node *n = &g->nodes[i];
-        if (s->kind[i] != IMS_X_RUN || s->view[i].root != (int32_t)i)
+        /* a fused block's ADD never runs in place: other threads may still
+         * read the block input's rows (the halo of their first rows) */
+        if (s->kind[i] != IMS_X_RUN || s->view[i].root != (int32_t)i || s->fuse_dw[i] >= 0)
             continue;
         const uint32_t *in = ims__node_inputs(g, n);
         int32_t pick = -1;
@@ -424,6 +494,21 @@ static int plan_scratch(ims_nn_session *s, size_t total, ims_error *err)
         if (!s->tscratch)
             return ims_error_set(err, IMS_ENOMEM, "session: out of memory for im2col blocks");
     }
+    /* depthwise rows of the fused projections, one buffer per thread */
+    for (uint32_t i = 0; i < N; i++) {
+        if (s->fuse_dw[i] < 0)
+            continue;
+        const ims__node *d = &g->nodes[s->fuse_dw[i]];
+        size_t f = (size_t)ims__fuse_rows(d->h, d->w, 1, 1) * d->w * d->c;
+        f = (f + 15) & ~(size_t)15;
+        if (f > s->n_fbuf)
+            s->n_fbuf = f;
+    }
+    if (s->n_fbuf) {
+        s->fbuf = ims_aligned_alloc(64, s->n_fbuf * (size_t)s->n_threads * sizeof(float));
+        if (!s->fbuf)
+            return ims_error_set(err, IMS_ENOMEM, "session: out of memory for fused blocks");
+    }
     /* ring buffers of the fused blocks, one per thread */
     for (uint32_t i = 0; i < N; i++) {
         if (s->fuse_src[i] < 0)
@@ -467,16 +552,19 @@ int ims__plan(ims_nn_session *s, ims_error *err)
     s->pads = ims_calloc((size_t)N * 4, sizeof *s->pads);
     s->tap_of = ims_malloc((size_t)N * sizeof *s->tap_of);
     s->fuse_src = ims_malloc((size_t)N * sizeof *s->fuse_src);
+    s->fuse_dw = ims_malloc((size_t)N * sizeof *s->fuse_dw);
     s->pack_off = ims_malloc((size_t)N * sizeof *s->pack_off);
     s->wino = ims_calloc(N, 1);
     t.need = ims_calloc(N, 1);
     t.lastuse = ims_malloc((size_t)N * sizeof *t.lastuse);
     t.ncons = ims_calloc(N, sizeof *t.ncons);
+    t.cons1 = ims_calloc(N, sizeof *t.cons1);
     t.gend = ims_malloc((size_t)N * sizeof *t.gend);
     t.c0 = ims_calloc(N, sizeof *t.c0);
     t.roots = ims_calloc(N, sizeof *t.roots);
-    if (!s->kind || !s->view || !s->in0 || !s->pads || !s->tap_of || !s->fuse_src || !s->pack_off ||
-        !s->wino || !t.need || !t.lastuse || !t.ncons || !t.gend || !t.c0 || !t.roots) {
+    if (!s->kind || !s->view || !s->in0 || !s->pads || !s->tap_of || !s->fuse_src || !s->fuse_dw ||
+        !s->pack_off || !s->wino || !t.need || !t.lastuse || !t.ncons || !t.cons1 || !t.gend ||
+        !t.c0 || !t.roots) {
         rc = ims_error_set(err, IMS_ENOMEM, "session plan: out of memory");
         goto done;
     }
@@ -493,6 +581,7 @@ done:
     ims_free(t.need);
     ims_free(t.lastuse);
     ims_free(t.ncons);
+    ims_free(t.cons1);
     ims_free(t.gend);
     ims_free(t.c0);
     ims_free(t.roots);

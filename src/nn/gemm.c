@@ -171,8 +171,8 @@ static void packed_tasks(void *ctx, int64_t b, int64_t e)
             a->fill(a->ctx, i0, rows, buf);
             A = buf, lda = j->K;
         }
-        j->k->gemm_packed(rows, j->N, j->K, A, lda, j->Bp, j->bias_p,
-                          j->C + (int64_t)i0 * j->ldc, j->ldc, p0, p1, j->act, j->act_max);
+        j->k->gemm_packed(rows, j->N, j->K, A, lda, j->Bp, j->bias_p, j->C + (int64_t)i0 * j->ldc,
+                          j->ldc, p0, p1, j->act, j->act_max, NULL, 0);
     }
 }
 

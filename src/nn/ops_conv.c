@@ -13,6 +13,10 @@
  *
  * DWCONV2D (multiplier 1) runs the kernel table's channel-vectorised row
  * kernel over (image, output row) items; other multipliers use a plain loop.
+ * Fused blocks (planned in exec_plan.c): a 1x1 expansion computed row by
+ * row inside the depthwise that reads it (fused_items), and a whole
+ * [expansion ->] depthwise -> projection [-> residual ADD] block run by its
+ * last node (block_items).
  */
 #include <string.h>
 
@@ -229,14 +233,156 @@ static void fused_items(void *ctx, int64_t b, int64_t e)
         const float *xi = x->p + im * ims__img_stride(x);
         for (; next < hi; next++) {
             float *dst = ring + (size_t)(next % 3) * slot;
-            s->k->gemm_packed(W, Ce, x->c, xi + (int64_t)next * W * x->ld, x->ld, j->Bp,
-                              j->bias_p, dst, Ce, 0, (Ce + IMS_PANEL - 1) / IMS_PANEL,
-                              (int)ne->act, ne->act_max);
+            s->k->gemm_packed(W, Ce, x->c, xi + (int64_t)next * W * x->ld, x->ld, j->Bp, j->bias_p,
+                              dst, Ce, 0, (Ce + IMS_PANEL - 1) / IMS_PANEL, (int)ne->act,
+                              ne->act_max, NULL, 0);
             rows[next] = dst;
         }
         a.out = y->p + im * ims__img_stride(y);
         s->k->dw_rows(&a, oy, oy + 1);
     }
+}
+
+/* Output rows per group: enough pixels (IMS_FUSE_M) for the projection's
+ * register tiles, fewer when threads would otherwise go idle. */
+#define IMS_FUSE_M 64
+
+int ims__fuse_rows(int out_h, int out_w, int n, int threads)
+{
+    int g = (IMS_FUSE_M + out_w - 1) / out_w;
+    if (g > out_h)
+        g = out_h;
+    while (threads > 1 && g > 1 && (int64_t)n * ((out_h + g - 1) / g) < 2 * threads)
+        g--;
+    return g < 1 ? 1 : g;
+}
+
+/* A fused inverted-residual block: [1x1 expansion] -> 3x3 depthwise -> 1x1
+ * projection [-> ADD]. Items are (image, group of g output rows); for each
+ * output row the depthwise reads expansion rows computed on demand into
+ * the 3-row ring (or the stored input) and writes into a per-thread buffer
+ * of g rows, which one projection GEMM then multiplies, adding the residual
+ * in its epilogue. Every element goes through the same kernels with the
+ * same k order as the unfused path, so the results are the same bits. */
+typedef struct block_job {
+    const ims__run *s;
+    const ims__node *nd, *ne, *np;  /* depthwise, expansion (NULL: none), projection */
+    ims__tensor x, y, r;            /* block input, block output, residual (r.p NULL: none) */
+    const int32_t *pads;            /* the depthwise's */
+    const float *Be, *be, *Bp, *bp; /* packed expansion and projection weights, biases */
+    int g, n_groups;
+} block_job;
+
+static void block_items(void *ctx, int64_t b, int64_t e)
+{
+    const block_job *j = ctx;
+    const ims__run *s = j->s;
+    const ims__node *nd = j->nd, *ne = j->ne, *np = j->np;
+    const ims__tensor *x = &j->x, *y = &j->y, *r = &j->r;
+    const int tid = ims__pool_tid(), Cd = nd->c, OW = nd->w, OH = nd->h;
+    const int H = ne ? ne->h : x->h, W = ne ? ne->w : x->w;
+    float *ring = ne ? s->fring + (size_t)tid * s->n_fring : NULL;
+    const size_t slot = s->n_fring / 3;
+    const float **rows = ne ? s->frows + (size_t)tid * s->max_rows : NULL;
+    float *buf = s->fbuf + (size_t)tid * s->n_fbuf;
+    const int ld_in = ne ? ne->c : x->ld;
+    ims__dw_args a = {.in_h = H,
+                      .in_w = W,
+                      .ld_in = ld_in,
+                      .out = buf,
+                      .out_h = 1,
+                      .out_w = OW,
+                      .ld_out = Cd,
+                      .c = Cd,
+                      .k = ims__weights(s, nd->weight),
+                      .bias = ims__weights(s, nd->bias),
+                      .kh = nd->kh,
+                      .kw = nd->kw,
+                      .sh = nd->sh,
+                      .sw = nd->sw,
+                      .dh = nd->dh,
+                      .dw = nd->dw,
+                      .pad_l = j->pads[2],
+                      .act = (int)nd->act,
+                      .act_max = nd->act_max,
+                      .rows = rows};
+    const int n_pe = ne ? (ne->c + IMS_PANEL - 1) / IMS_PANEL : 0;
+    const int n_pp = (np->c + IMS_PANEL - 1) / IMS_PANEL;
+    IMS_ASSERT((size_t)j->g * OW * Cd <= s->n_fbuf);
+    int img = -1, next = 0; /* next expansion row to compute for image img */
+    for (int64_t it = b; it < e; it++) {
+        int im = (int)(it / j->n_groups), oy0 = (int)(it % j->n_groups) * j->g;
+        int oy1 = oy0 + j->g < OH ? oy0 + j->g : OH;
+        const float *xi = x->p + im * ims__img_stride(x);
+        a.in = xi;
+        for (int oy = oy0; oy < oy1; oy++) {
+            if (ne) {
+                int iy0 = oy * nd->sh - j->pads[0];
+                int lo = iy0 < 0 ? 0 : iy0, hi = iy0 + 3 < H ? iy0 + 3 : H; /* rows [lo, hi) */
+                if (im != img || next < lo)
+                    img = im, next = lo;
+                for (; next < hi; next++) {
+                    float *dst = ring + (size_t)(next % 3) * slot;
+                    s->k->gemm_packed(W, ne->c, x->c, xi + (int64_t)next * W * x->ld, x->ld, j->Be,
+                                      j->be, dst, ne->c, 0, n_pe, (int)ne->act, ne->act_max, NULL,
+                                      0);
+                    rows[next] = dst;
+                }
+            }
+            /* output row oy into row 0 of a.out: shift the top padding instead */
+            a.pad_t = j->pads[0] - oy * nd->sh;
+            a.out = buf + (size_t)(oy - oy0) * OW * Cd;
+            s->k->dw_rows(&a, 0, 1);
+        }
+        int64_t q0 = (int64_t)oy0 * OW;
+        const float *res = r->p ? r->p + im * ims__img_stride(r) + q0 * r->ld : NULL;
+        s->k->gemm_packed((oy1 - oy0) * OW, np->c, Cd, buf, Cd, j->Bp, j->bp,
+                          y->p + im * ims__img_stride(y) + q0 * y->ld, y->ld, 0, n_pp, (int)np->act,
+                          np->act_max, res, r->ld);
+    }
+}
+
+/* Packed bias of a node packed as a K x N matrix at off. */
+static const float *packed_bias(const ims__run *s, int64_t off, int K, int N)
+{
+    return s->packed + off + ims__packed_size(K, N) -
+           (size_t)(N + IMS_PANEL - 1) / IMS_PANEL * IMS_PANEL;
+}
+
+void ims__op_fused_block(ims__run *s, uint32_t i)
+{
+    const ims__graph *g = s->g;
+    const uint32_t d = (uint32_t)s->fuse_dw[i];
+    uint32_t p = i;
+    block_job j;
+    memset(&j, 0, sizeof j);
+    if (g->nodes[i].op == IMS_OP_ADD) { /* the projection is the input that reads d */
+        const uint32_t *in = ims__node_inputs(g, &g->nodes[i]);
+        int k = s->in0[in[0]] == d ? 0 : 1;
+        p = in[k];
+        j.r = ims__tensor_of(s, in[1 - k]);
+    }
+    const int32_t e = s->fuse_src[d];
+    j.s = s;
+    j.nd = &g->nodes[d];
+    j.ne = e >= 0 ? &g->nodes[e] : NULL;
+    j.np = &g->nodes[p];
+    j.x = ims__tensor_of(s, e >= 0 ? s->in0[e] : s->in0[d]);
+    j.y = ims__tensor_of(s, i);
+    j.pads = s->pads + 4 * d;
+    IMS_ASSERT(s->pack_off[p] >= 0 && (e < 0 || s->pack_off[e] >= 0));
+    if (e >= 0) {
+        j.Be = s->packed + s->pack_off[e];
+        j.be = packed_bias(s, s->pack_off[e], j.x.c, j.ne->c);
+    }
+    j.Bp = s->packed + s->pack_off[p];
+    j.bp = packed_bias(s, s->pack_off[p], j.nd->c, j.np->c);
+    int threads = ims__pool_threads(s->pool);
+    j.g = ims__fuse_rows(j.nd->h, j.nd->w, s->n, threads);
+    j.n_groups = (j.nd->h + j.g - 1) / j.g;
+    /* about one chunk of groups per thread: each chunk recomputes <= 2 halo rows */
+    int64_t items = (int64_t)s->n * j.n_groups, grain = items / threads;
+    ims__pool_for(s->pool, items, grain < 1 ? 1 : grain, block_items, &j);
 }
 
 void ims__op_dwconv2d(ims__run *s, uint32_t i)

@@ -138,7 +138,7 @@ static void wino_blocks(void *ctx, int64_t b, int64_t e)
             const float *U = j->Bp + (size_t)xi * ps;
             s->k->gemm_packed(rows, cout, cin, V + (size_t)xi * mt * cin, cin, U,
                               U + (size_t)n_panels * IMS_PANEL * cin, M + (size_t)xi * mt * cout,
-                              cout, 0, n_panels, 0, 0.0f);
+                              cout, 0, n_panels, 0, 0.0f, NULL, 0);
         }
         for (int r = 0; r < rows; r++)
             output_tile(j, t0 + r, r, M);

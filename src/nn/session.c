@@ -26,6 +26,7 @@ static void env_init(void)
     env.no_pack = v && !strcmp(v, "blas");
     v = getenv("IMS_NN_FUSE");
     env.no_fuse = v && *v == '0';
+    env.no_fuse_proj = v && *v == '1';
     v = getenv("IMS_NN_PROFILE");
     env.profile = v && *v == '1';
     v = getenv("IMS_NN_WINOGRAD");
@@ -88,7 +89,9 @@ void ims_nn_session_free(ims_nn_session *s)
     ims_free(s->pads);
     ims_free(s->tap_of);
     ims_free(s->fuse_src);
+    ims_free(s->fuse_dw);
     ims_aligned_free(s->fring);
+    ims_aligned_free(s->fbuf);
     ims_free(s->frows);
     ims_free(s->taps);
     ims_free(s->tap_off);
@@ -194,6 +197,7 @@ static ims__run make_run(const ims_nn_session *s, int c, ims__pool *pool)
     r.kind = s->kind, r.view = s->view, r.in0 = s->in0, r.pads = s->pads;
     r.pack_off = s->pack_off, r.packed = s->packed, r.wino = s->wino;
     r.fuse_src = s->fuse_src, r.fring = s->fring, r.n_fring = s->n_fring;
+    r.fuse_dw = s->fuse_dw, r.fbuf = s->fbuf, r.n_fbuf = s->n_fbuf;
     r.frows = s->frows, r.max_rows = s->max_rows;
     r.arena = s->arena ? s->arena + (size_t)c * s->n_arena : NULL;
     r.scratch = s->scratch ? s->scratch + (size_t)c * s->n_scratch : NULL;

@@ -3,6 +3,7 @@
  * test_nn_exec.c — the planner and the session API: several taps (spatial
  * and flat) equal the pooled reference, MobileNetV2- and InceptionV3-shaped
  * blocks (PAD folding, in-place residual adds, nested in-place concats,
+ * fused expansion / depthwise / projection / residual blocks,
  * average pooling excluding padding), unneeded nodes skipped, API errors,
  * and failing the Nth allocation for every N (IMS_ENOMEM, no leaks).
  */
@@ -157,6 +158,154 @@ static void test_fused_blocks(void)
     }
 }
 
+/* Features of `taps` for n images of x on `threads` threads at kernel
+ * level `level`, with the engine settings *e (NULL: as they are). */
+static float *fused_feats(ims_nn_model *m, const char **names, int n_taps, int dim, int n,
+                          int threads, int level, const ims__nn_env *e, const float *x)
+{
+    const ims__nn_env env0 = *ims__nn_env_get();
+    if (e)
+        ims__nn_env_set(e);
+    ims_cpu_set_level(level);
+    ims_nn_session_opts o = {names, n_taps, 0, n, threads};
+    ims_nn_session *s = NULL;
+    ims_error err;
+    float *f = calloc((size_t)n * dim, sizeof(float));
+    CHECK_RC(ims_nn_session_new(m, &o, &s, &err), IMS_OK);
+    if (s)
+        CHECK_RC(ims_nn_session_run(s, x, n, f, NULL, &err), IMS_OK);
+    ims_nn_session_free(s);
+    ims_cpu_set_level(ims_cpu_detect());
+    ims__nn_env_set(&env0);
+    return f;
+}
+
+/* Inverted residual blocks whose depthwise goes straight into the
+ * projection's GEMM (and the residual ADD into its epilogue): stride 1 +
+ * residual with a fused expansion (0), stride 2 with a PAD and no residual,
+ * odd sizes, 100 channels (1), a small expansion that stays stored (2), a
+ * tap on the depthwise (3) and on the projection of a residual block (4),
+ * which must stay materialised, no expansion at all (5), and two chained
+ * residual blocks, the ADD's inputs swapped, the first one's output both
+ * tapped and the second one's residual (6). Each is checked against the
+ * reference interpreter at every level and thread count (tu_check_graph),
+ * and bit for bit against the unfused plans at 1 and 2 threads. */
+static void test_fused_proj(void)
+{
+    const ims__nn_env *env = ims__nn_env_get();
+    const int fusing = !env->no_pack && !env->no_fuse && !env->no_fuse_proj;
+    for (int t = 0; t < 7; t++) {
+        ims_nn_model m;
+        int small = t == 2 || t == 5;
+        int H = t == 1 ? 41 : small ? 13 : 37, W = t == 1 ? 50 : small ? 11 : 43;
+        tu_model_init(&m, H, W);
+        int cin = t == 6 ? 20 : 16, stride = t == 1 ? 2 : 1;
+        int ce = t == 5 ? cin : t == 2 ? 24 : t == 1 || t == 6 ? 100 : 96;
+        uint32_t x = tu_conv(&m, 0, cin, 3, 1, 1, IMS_ACT_RELU, 6);
+        uint32_t e = t == 5 ? x : tu_conv(&m, x, ce, 1, 1, 0, IMS_ACT_RELU, 6), in = e;
+        if (stride == 2) {
+            ims__node p = tu_proto(IMS_OP_PAD);
+            p.pad_b = p.pad_r = 1;
+            in = tu_add(&m, p, "pad", &e, 1, 0, 0);
+        }
+        ims__node d = tu_proto(IMS_OP_DWCONV2D);
+        d.kh = d.kw = 3, d.sh = d.sw = stride;
+        if (stride == 1)
+            d.pad_t = d.pad_b = d.pad_l = d.pad_r = 1;
+        d.act = IMS_ACT_RELU, d.act_max = 6;
+        uint32_t dw = tu_add(&m, d, "dw", &in, 1, 9LL * ce, ce);
+        uint32_t pr = tu_conv(&m, dw, stride == 2 ? 24 : cin, 1, 1, 0, IMS_ACT_NONE, 0), y = pr;
+        ims__node a = tu_proto(IMS_OP_ADD);
+        if (stride == 1) {
+            uint32_t ai[2] = {x, pr};
+            if (t == 6)
+                ai[0] = pr, ai[1] = x;
+            y = tu_add(&m, a, "add", ai, 2, 0, 0);
+        }
+        uint32_t dw2 = 0, y2 = 0;
+        if (t == 6) { /* a second block on the first one's output */
+            uint32_t e2 = tu_conv(&m, y, 60, 1, 1, 0, IMS_ACT_RELU, 6);
+            uint32_t d2 = tu_add(&m, d, "dw2", &e2, 1, 9LL * 60, 60);
+            dw2 = d2;
+            uint32_t p2 = tu_conv(&m, d2, cin, 1, 1, 0, IMS_ACT_NONE, 0);
+            uint32_t ai[2] = {y, p2};
+            y2 = tu_add(&m, a, "add2", ai, 2, 0, 0);
+        }
+        uint32_t taps[2] = {y, t == 3 ? dw : t == 4 ? pr : y2};
+        int n_taps = t == 3 || t == 4 || t == 6 ? 2 : 1;
+        char label[64];
+        snprintf(label, sizeof label, "fused projection case %d", t);
+        tu_check_graph(&m, taps, n_taps, 0, 3, TOL, label);
+
+        const char *names[2] = {tu_name(&m, taps[0]), tu_name(&m, taps[1])};
+        ims_nn_session *s;
+        ims_error err;
+        ims_nn_session_opts o = {names, n_taps, 0, 2, 2};
+        CHECK_RC(ims_nn_session_new(&m, &o, &s, &err), IMS_OK);
+        int32_t want_end = -1; /* the node that runs the block, -1 = not fused */
+        if (fusing && t != 3)
+            want_end = (int32_t)(stride == 2 || t == 4 ? pr : y);
+        for (uint32_t i = 0; i < m.g.n_nodes; i++) {
+            int32_t want = (int32_t)i == want_end ? (int32_t)dw : -1;
+            if (t == 6 && fusing && i == y2)
+                want = (int32_t)dw2;
+            CHECK_MSG(s->fuse_dw[i] == want, "%s: node %u fuse_dw %d, want %d", label, i,
+                      s->fuse_dw[i], want);
+        }
+        CHECK_EQ(s->kind[dw], want_end >= 0 ? IMS_X_FUSED : IMS_X_RUN);
+        CHECK_EQ(s->kind[pr], want_end >= 0 && want_end != (int32_t)pr ? IMS_X_FUSED : IMS_X_RUN);
+        if (t == 4 || t == 3)
+            CHECK_EQ(s->kind[y], IMS_X_RUN);
+        ims_nn_session_free(s);
+        if (t == 0) { /* fail the Nth allocation of a session with a fused projection */
+            ims_set_allocator(&tu_allocator);
+            long live0 = tu_alloc_live;
+            for (long k = 1; k < 1000; k++) {
+                tu_alloc_calls = 0;
+                tu_alloc_fail_at = k;
+                int rc = ims_nn_session_new(&m, &o, &s, &err);
+                tu_alloc_fail_at = 0;
+                if (rc == IMS_OK) {
+                    ims_nn_session_free(s);
+                    break;
+                }
+                CHECK_RC(rc, IMS_ENOMEM);
+                CHECK_EQ(tu_alloc_live, live0);
+            }
+            CHECK_EQ(tu_alloc_live, live0);
+            ims_set_allocator(NULL);
+        }
+
+        /* the same bits as the unfused plans, at every level and thread count */
+        int dim = 0;
+        for (int k = 0; k < n_taps; k++)
+            dim += m.g.nodes[taps[k]].c;
+        const int n = 3;
+        float *xin = fusing ? tu_rand_input(n, H, W) : NULL; /* else all plans are unfused */
+        ims__nn_env e0 = *env, e1 = *env;
+        e0.no_fuse = 1;
+        e1.no_fuse_proj = 1;
+        for (int level = 0; fusing && level <= ims_cpu_detect(); level++) {
+            if (strcmp(ims__nn_kernels_for(level)->name, ims_cpu_level_name(level)) != 0)
+                continue;
+            float *f1 = fused_feats(&m, names, n_taps, dim, n, 1, level, NULL, xin);
+            float *f2 = fused_feats(&m, names, n_taps, dim, n, 2, level, NULL, xin);
+            float *u0 = fused_feats(&m, names, n_taps, dim, n, 1, level, &e0, xin);
+            float *u1 = fused_feats(&m, names, n_taps, dim, n, 2, level, &e1, xin);
+            size_t bytes = (size_t)n * dim * sizeof(float);
+            CHECK_MSG(!memcmp(f1, f2, bytes), "%s level %s: 1 vs 2 threads differ", label,
+                      ims_cpu_level_name(level));
+            CHECK_MSG(!memcmp(f1, u0, bytes), "%s level %s: fused vs IMS_NN_FUSE=0 differ", label,
+                      ims_cpu_level_name(level));
+            CHECK_MSG(!memcmp(f1, u1, bytes), "%s level %s: fused vs IMS_NN_FUSE=1 differ", label,
+                      ims_cpu_level_name(level));
+            free(f1), free(f2), free(u0), free(u1);
+        }
+        free(xin);
+        tu_model_free(&m);
+    }
+}
+
 /* InceptionV3-like module: branches concatenated (one nested), avg pool 'same'. */
 static void test_inception_like(void)
 {
@@ -293,6 +442,7 @@ int main(void)
     test_mobilenet_like();
     test_inception_like();
     test_fused_blocks();
+    test_fused_proj();
     test_api_errors();
     test_oom();
     /* the comparison paths (IMS_NN_GEMM=blas: OpenBLAS for every product;
@@ -304,10 +454,17 @@ int main(void)
     test_mobilenet_like();
     test_inception_like();
     test_fused_blocks();
+    test_fused_proj();
     e = env0;
     e.no_fuse = 1;
     ims__nn_env_set(&e);
     test_fused_blocks();
+    test_fused_proj();
+    e = env0;
+    e.no_fuse_proj = 1;
+    ims__nn_env_set(&e);
+    test_mobilenet_like();
+    test_fused_proj();
     ims__nn_env_set(&env0);
     return check_report();
 }

@@ -242,7 +242,7 @@ static void test_gemm_packed(const ims__nn_kernels *k)
         float *C = calloc((size_t)M * ldc, sizeof(float));
         int n_panels = (N + IMS_PANEL - 1) / IMS_PANEL;
         k->gemm_packed(M, N, K, A, lda, Bp, Bp + (size_t)n_panels * IMS_PANEL * K, C, ldc, 0,
-                       n_panels, act, amax);
+                       n_panels, act, amax, NULL, 0);
         double worst = 0;
         for (int i = 0; i < M; i++)
             for (int j = 0; j < ldc; j++) {
@@ -263,6 +263,27 @@ static void test_gemm_packed(const ims__nn_kernels *k)
             }
         CHECK_MSG(worst == 0, "%s gemm_packed %dx%dx%d act %d: err %.3g", k->name, M, N, K, act,
                   worst);
+        if (act <= 1) { /* a residual in the epilogue: exactly act(A.B + bias) + R, also in place */
+            int ldr = N + rnd(0, 5), bad = 0;
+            float *R = rand_buf((size_t)M * ldr), *C2 = calloc((size_t)M * ldc, sizeof(float));
+            float *C3 = calloc((size_t)M * ldr, sizeof(float));
+            memcpy(C3, R, (size_t)M * ldr * sizeof(float));
+            k->gemm_packed(M, N, K, A, lda, Bp, Bp + (size_t)n_panels * IMS_PANEL * K, C2, ldc, 0,
+                           n_panels, act, amax, R, ldr);
+            k->gemm_packed(M, N, K, A, lda, Bp, Bp + (size_t)n_panels * IMS_PANEL * K, C3, ldr, 0,
+                           n_panels, act, amax, C3, ldr);
+            for (int i = 0; i < M; i++)
+                for (int j = 0; j < N; j++) {
+                    float want = C[(size_t)i * ldc + j] + R[(size_t)i * ldr + j];
+                    bad += C2[(size_t)i * ldc + j] != want || C3[(size_t)i * ldr + j] != want;
+                }
+            for (int i = 0; i < M; i++) /* columns past N untouched */
+                for (int j = N; j < ldc; j++)
+                    bad += C2[(size_t)i * ldc + j] != 0;
+            CHECK_MSG(bad == 0, "%s gemm_packed %dx%dx%d act %d + residual: %d wrong", k->name, M,
+                      N, K, act, bad);
+            free(R), free(C2), free(C3);
+        }
         free(A), free(B), free(bias), free(Bp), free(C);
     }
 }

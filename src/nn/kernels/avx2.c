@@ -370,59 +370,73 @@ static void gemm(int M, int N, int K, const float *A, int lda, const float *B, i
 }
 
 /* R rows x one 16-column panel over the full K, epilogue in registers. */
-#define PACKED_TILE(R)                                                                   \
-    do {                                                                                 \
-        __m256 acc[R][2];                                                                \
-        _Pragma("GCC unroll 8") for (int r = 0; r < R; r++)                             \
-            acc[r][0] = acc[r][1] = _mm256_setzero_ps();                                 \
-        const float *a = A + (int64_t)i * lda;                                           \
-        for (int k = 0; k < K; k++) {                                                    \
-            __m256 b0 = _mm256_load_ps(B + (int64_t)k * 16);                             \
-            __m256 b1 = _mm256_load_ps(B + (int64_t)k * 16 + 8);                         \
-            _Pragma("GCC unroll 8") for (int r = 0; r < R; r++) {                       \
-                __m256 av = _mm256_broadcast_ss(a + (int64_t)r * lda + k);               \
-                acc[r][0] = _mm256_fmadd_ps(av, b0, acc[r][0]);                          \
-                acc[r][1] = _mm256_fmadd_ps(av, b1, acc[r][1]);                          \
-            }                                                                            \
-        }                                                                                \
-        _Pragma("GCC unroll 8") for (int r = 0; r < R; r++) {                           \
-            float *c = C + (int64_t)(i + r) * ldc + p * 16;                              \
-            __m256 v0 = act8(_mm256_add_ps(acc[r][0], bb0), act, lo, hi);                \
-            __m256 v1 = act8(_mm256_add_ps(acc[r][1], bb1), act, lo, hi);                \
-            if (full) {                                                                  \
-                _mm256_storeu_ps(c, v0);                                                 \
-                _mm256_storeu_ps(c + 8, v1);                                             \
-            } else {                                                                     \
-                _mm256_maskstore_ps(c, m0, v0);                                          \
-                _mm256_maskstore_ps(c + 8, m1, v1);                                      \
-            }                                                                            \
-        }                                                                                \
+#define PACKED_TILE(R)                                                              \
+    do {                                                                            \
+        __m256 acc[R][2];                                                           \
+        _Pragma("GCC unroll 8") for (int r = 0; r < R; r++) acc[r][0] = acc[r][1] = \
+            _mm256_setzero_ps();                                                    \
+        const float *a = A + (int64_t)i * lda;                                      \
+        for (int k = 0; k < K; k++) {                                               \
+            __m256 b0 = _mm256_load_ps(B + (int64_t)k * 16);                        \
+            __m256 b1 = _mm256_load_ps(B + (int64_t)k * 16 + 8);                    \
+            _Pragma("GCC unroll 8") for (int r = 0; r < R; r++)                     \
+            {                                                                       \
+                __m256 av = _mm256_broadcast_ss(a + (int64_t)r * lda + k);          \
+                acc[r][0] = _mm256_fmadd_ps(av, b0, acc[r][0]);                     \
+                acc[r][1] = _mm256_fmadd_ps(av, b1, acc[r][1]);                     \
+            }                                                                       \
+        }                                                                           \
+        _Pragma("GCC unroll 8") for (int r = 0; r < R; r++)                         \
+        {                                                                           \
+            float *c = C + (int64_t)(i + r) * ldc + p * 16;                         \
+            __m256 v0 = act8(_mm256_add_ps(acc[r][0], bb0), act, lo, hi);           \
+            __m256 v1 = act8(_mm256_add_ps(acc[r][1], bb1), act, lo, hi);           \
+            if (res) {                                                              \
+                const float *q = res + (int64_t)(i + r) * ldres + p * 16;           \
+                v0 = _mm256_add_ps(v0, _mm256_maskload_ps(q, m0));                  \
+                v1 = _mm256_add_ps(v1, _mm256_maskload_ps(q + 8, m1));              \
+            }                                                                       \
+            if (full) {                                                             \
+                _mm256_storeu_ps(c, v0);                                            \
+                _mm256_storeu_ps(c + 8, v1);                                        \
+            } else {                                                                \
+                _mm256_maskstore_ps(c, m0, v0);                                     \
+                _mm256_maskstore_ps(c + 8, m1, v1);                                 \
+            }                                                                       \
+        }                                                                           \
     } while (0)
 
 /* R rows x the first 8 columns of a panel (a last panel with <= 8 live
  * columns, e.g. N = 24 or 88: half the FMAs of PACKED_TILE). */
-#define PACKED_TILE8(R)                                                                  \
-    do {                                                                                 \
-        __m256 acc[R];                                                                   \
+#define PACKED_TILE8(R)                                                                   \
+    do {                                                                                  \
+        __m256 acc[R];                                                                    \
         _Pragma("GCC unroll 8") for (int r = 0; r < R; r++) acc[r] = _mm256_setzero_ps(); \
-        const float *a = A + (int64_t)i * lda;                                           \
-        for (int k = 0; k < K; k++) {                                                    \
-            __m256 b0 = _mm256_load_ps(B + (int64_t)k * 16);                             \
-            _Pragma("GCC unroll 8") for (int r = 0; r < R; r++) {                        \
-                __m256 av = _mm256_broadcast_ss(a + (int64_t)r * lda + k);               \
-                acc[r] = _mm256_fmadd_ps(av, b0, acc[r]);                                \
-            }                                                                            \
-        }                                                                                \
-        _Pragma("GCC unroll 8") for (int r = 0; r < R; r++) {                            \
-            float *c = C + (int64_t)(i + r) * ldc + p * 16;                              \
-            _mm256_maskstore_ps(c, m0, act8(_mm256_add_ps(acc[r], bb0), act, lo, hi));   \
-        }                                                                                \
+        const float *a = A + (int64_t)i * lda;                                            \
+        for (int k = 0; k < K; k++) {                                                     \
+            __m256 b0 = _mm256_load_ps(B + (int64_t)k * 16);                              \
+            _Pragma("GCC unroll 8") for (int r = 0; r < R; r++)                           \
+            {                                                                             \
+                __m256 av = _mm256_broadcast_ss(a + (int64_t)r * lda + k);                \
+                acc[r] = _mm256_fmadd_ps(av, b0, acc[r]);                                 \
+            }                                                                             \
+        }                                                                                 \
+        _Pragma("GCC unroll 8") for (int r = 0; r < R; r++)                               \
+        {                                                                                 \
+            float *c = C + (int64_t)(i + r) * ldc + p * 16;                               \
+            __m256 v0 = act8(_mm256_add_ps(acc[r], bb0), act, lo, hi);                    \
+            if (res)                                                                      \
+                v0 = _mm256_add_ps(                                                       \
+                    v0, _mm256_maskload_ps(res + (int64_t)(i + r) * ldres + p * 16, m0)); \
+            _mm256_maskstore_ps(c, m0, v0);                                               \
+        }                                                                                 \
     } while (0)
 
 static void gemm_packed(int M, int N, int K, const float *A, int lda, const float *Bp,
                         const float *bias_p, float *C, int ldc, int p0, int p1, int act,
-                        float act_max)
+                        float act_max, const float *res, int ldres)
 {
+    IMS_ASSERT(!res || act <= 1);
     const __m256 lo = _mm256_setzero_ps();
     const __m256 hi = _mm256_set1_ps(act_max > 0 ? act_max : INFINITY);
     const int act_v = act == 1 ? 1 : 0;

@@ -381,28 +381,35 @@ static void gemm(int M, int N, int K, const float *A, int lda, const float *B, i
 
 /* R rows x two 16-column panels (p, p+1) over the full K, epilogue in
  * registers; panel p is full (a later panel exists), p+1 may be partial. */
-#define PACKED_TILE2(R)                                                                           \
-    do {                                                                                          \
-        __m512 acc0[R], acc1[R];                                                                  \
-        _Pragma("GCC unroll 12") for (int r = 0; r < R; r++) acc0[r] = acc1[r] =                  \
-            _mm512_setzero_ps();                                                                  \
-        const float *a = A + (int64_t)i * lda;                                                    \
-        for (int k = 0; k < K; k++) {                                                             \
-            __m512 b0 = _mm512_load_ps(B0 + (int64_t)k * 16);                                     \
-            __m512 b1 = _mm512_load_ps(B1 + (int64_t)k * 16);                                     \
-            _Pragma("GCC unroll 12") for (int r = 0; r < R; r++)                                  \
-            {                                                                                     \
-                __m512 av = _mm512_set1_ps(a[(int64_t)r * lda + k]);                              \
-                acc0[r] = _mm512_fmadd_ps(av, b0, acc0[r]);                                       \
-                acc1[r] = _mm512_fmadd_ps(av, b1, acc1[r]);                                       \
-            }                                                                                     \
-        }                                                                                         \
-        _Pragma("GCC unroll 12") for (int r = 0; r < R; r++)                                      \
-        {                                                                                         \
-            float *c = C + (int64_t)(i + r) * ldc + p * 16;                                       \
-            _mm512_storeu_ps(c, act16(_mm512_add_ps(acc0[r], bb0), act_v, lo, hi));               \
-            _mm512_mask_storeu_ps(c + 16, m1, act16(_mm512_add_ps(acc1[r], bb1), act_v, lo, hi)); \
-        }                                                                                         \
+#define PACKED_TILE2(R)                                                          \
+    do {                                                                         \
+        __m512 acc0[R], acc1[R];                                                 \
+        _Pragma("GCC unroll 12") for (int r = 0; r < R; r++) acc0[r] = acc1[r] = \
+            _mm512_setzero_ps();                                                 \
+        const float *a = A + (int64_t)i * lda;                                   \
+        for (int k = 0; k < K; k++) {                                            \
+            __m512 b0 = _mm512_load_ps(B0 + (int64_t)k * 16);                    \
+            __m512 b1 = _mm512_load_ps(B1 + (int64_t)k * 16);                    \
+            _Pragma("GCC unroll 12") for (int r = 0; r < R; r++)                 \
+            {                                                                    \
+                __m512 av = _mm512_set1_ps(a[(int64_t)r * lda + k]);             \
+                acc0[r] = _mm512_fmadd_ps(av, b0, acc0[r]);                      \
+                acc1[r] = _mm512_fmadd_ps(av, b1, acc1[r]);                      \
+            }                                                                    \
+        }                                                                        \
+        _Pragma("GCC unroll 12") for (int r = 0; r < R; r++)                     \
+        {                                                                        \
+            float *c = C + (int64_t)(i + r) * ldc + p * 16;                      \
+            __m512 v0 = act16(_mm512_add_ps(acc0[r], bb0), act_v, lo, hi);       \
+            __m512 v1 = act16(_mm512_add_ps(acc1[r], bb1), act_v, lo, hi);       \
+            if (res) {                                                           \
+                const float *q = res + (int64_t)(i + r) * ldres + p * 16;        \
+                v0 = _mm512_add_ps(v0, _mm512_loadu_ps(q));                      \
+                v1 = _mm512_add_ps(v1, _mm512_maskz_loadu_ps(m1, q + 16));       \
+            }                                                                    \
+            _mm512_storeu_ps(c, v0);                                             \
+            _mm512_mask_storeu_ps(c + 16, m1, v1);                               \
+        }                                                                        \
     } while (0)
 
 /* R rows x one 16-column panel p (the odd one of a panel range). */
@@ -422,7 +429,11 @@ static void gemm(int M, int N, int K, const float *A, int lda, const float *B, i
         _Pragma("GCC unroll 12") for (int r = 0; r < R; r++)                                 \
         {                                                                                    \
             float *c = C + (int64_t)(i + r) * ldc + p * 16;                                  \
-            _mm512_mask_storeu_ps(c, m0, act16(_mm512_add_ps(acc0[r], bb0), act_v, lo, hi)); \
+            __m512 v0 = act16(_mm512_add_ps(acc0[r], bb0), act_v, lo, hi);                   \
+            if (res)                                                                         \
+                v0 = _mm512_add_ps(                                                          \
+                    v0, _mm512_maskz_loadu_ps(m0, res + (int64_t)(i + r) * ldres + p * 16)); \
+            _mm512_mask_storeu_ps(c, m0, v0);                                                \
         }                                                                                    \
     } while (0)
 
@@ -472,8 +483,9 @@ static void gemm(int M, int N, int K, const float *A, int lda, const float *B, i
 
 static void gemm_packed(int M, int N, int K, const float *A, int lda, const float *Bp,
                         const float *bias_p, float *C, int ldc, int p0, int p1, int act,
-                        float act_max)
+                        float act_max, const float *res, int ldres)
 {
+    IMS_ASSERT(!res || act <= 1);
     const __m512 lo = _mm512_setzero_ps();
     const __m512 hi = _mm512_set1_ps(act_max > 0 ? act_max : INFINITY);
     const int act_v = act == 1 ? 1 : 0;

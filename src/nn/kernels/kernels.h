@@ -59,13 +59,16 @@ typedef struct ims__nn_kernels {
     /* C[M x N] = A[M x K] . B[K x N], row-major with leading dimensions. */
     void (*gemm)(int M, int N, int K, const float *A, int lda, const float *B, int ldb,
                  float *C, int ldc);
-    /* Rows [0, M) x panels [p0, p1) of C = act(A . B + bias) with B packed
-     * by ims__pack_b (16-column panels, K x 16 floats each, zero-padded)
-     * and bias packed to n_panels*16 floats; only the first N columns of C
-     * are written. */
+    /* Rows [0, M) x panels [p0, p1) of C = act(A . B + bias) + res with B
+     * packed by ims__pack_b (16-column panels, K x 16 floats each,
+     * zero-padded) and bias packed to n_panels*16 floats; only the first N
+     * columns of C are written. res (row stride ldres, may equal C) is a
+     * residual added in the epilogue, after act and before the store, so
+     * the sum rounds as a separate ADD node would; NULL for none, and only
+     * with act <= IMS_ACT_RELU. */
     void (*gemm_packed)(int M, int N, int K, const float *A, int lda, const float *Bp,
                         const float *bias_p, float *C, int ldc, int p0, int p1, int act,
-                        float act_max);
+                        float act_max, const float *res, int ldres);
     /* Winograd F(2x2, 3x3) tile transforms (kernels/wino_tile.h): input
      * tile d[16] (pixel pointers) -> v[xi*st + c]; products m[xi*st + c]
      * -> act(. + bias) into the 4 output pixels o[4] (NULL: not written). */

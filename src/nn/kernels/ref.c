@@ -119,7 +119,7 @@ static void gemm(int M, int N, int K, const float *A, int lda, const float *B, i
 
 static void gemm_packed(int M, int N, int K, const float *A, int lda, const float *Bp,
                         const float *bias_p, float *C, int ldc, int p0, int p1, int act,
-                        float act_max)
+                        float act_max, const float *res, int ldres)
 {
     for (int p = p0; p < p1; p++) {
         const float *B = Bp + (int64_t)p * K * IMS_PANEL;
@@ -133,10 +133,13 @@ static void gemm_packed(int M, int N, int K, const float *A, int lda, const floa
                 for (int j = 0; j < IMS_PANEL; j++)
                     acc[j] += a * B[(int64_t)k * IMS_PANEL + j];
             }
-            float *c = C + (int64_t)i * ldc + p * IMS_PANEL;
-            for (int j = 0; j < w; j++)
-                c[j] = acc[j] + bias_p[p * IMS_PANEL + j];
-            bias_act(c, 1, w, w, NULL, act, act_max);
+            for (int j = 0; j < IMS_PANEL; j++)
+                acc[j] += bias_p[p * IMS_PANEL + j];
+            bias_act(acc, 1, w, w, NULL, act, act_max);
+            if (res) /* read before C is written: res may be C */
+                for (int j = 0; j < w; j++)
+                    acc[j] += res[(int64_t)i * ldres + p * IMS_PANEL + j];
+            memcpy(C + (int64_t)i * ldc + p * IMS_PANEL, acc, (size_t)w * sizeof(float));
         }
     }
 }
