@@ -261,13 +261,14 @@ static int body_type(const char *ct)
     return -1;
 }
 
-/* Step 1: headers are in. Answers errors early; sets up body reading. */
-static enum MHD_Result begin(ims_req *q, struct MHD_Connection *conn)
+/* Step 1: headers are in. Answers errors early; sets up body reading.
+ * Routes on the whole url (q->path keeps at most 255 bytes, for the log). */
+static enum MHD_Result begin(ims_req *q, struct MHD_Connection *conn, const char *url)
 {
     ims_server *s = q->srv;
     const char *allow = NULL;
     char msg[160];
-    q->route = ims__route_match(q->path, &q->id, &allow);
+    q->route = ims__route_match(url, &q->id, &allow); /* not q->path: that may be cut */
     if (q->route == ROUTE_NONE)
         return ims__send_error(q, conn, 404, "no such route");
     int is_get = !strcmp(q->method, "GET") || !strcmp(q->method, "HEAD");
@@ -389,7 +390,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         snprintf(q->path, sizeof q->path, "%s", url);
         ATOMIC_ADD(&s->inflight, 1);
         *con_cls = q;
-        return begin(q, conn);
+        return begin(q, conn, url);
     }
     if (q->deferred) { /* resumed: queue the worker's answer */
         struct MHD_Response *r = q->resp;

@@ -199,7 +199,10 @@ static void test_routes(int port)
 static void test_errors(int port)
 {
     http_resp r;
-    char buf[256];
+    char buf[256], long_path[400];
+    /* longer than the request's 255-byte log copy of the path: routing
+     * must see all of it (the cut copy would be /v1/items/{id}, 400) */
+    snprintf(long_path, sizeof long_path, "/v1/items/%0300d/x", 1);
     struct {
         const char *method, *path;
         int status;
@@ -207,6 +210,7 @@ static void test_errors(int port)
     } cases[] = {
         {"GET", "/nope", 404, "not_found"},
         {"GET", "/v1/items/1/other", 404, "not_found"},
+        {"GET", long_path, 404, "not_found"},
         {"GET", "/v1/items/999", 404, "not_found"},
         {"GET", "/v1/images/999", 404, "not_found"},
         {"GET", "/v1/items/999/similar", 404, "not_found"},
