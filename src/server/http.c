@@ -456,6 +456,8 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     }
     if (q->pp)
         MHD_destroy_post_processor(q->pp);
+    if (q->resp) /* a worker's answer; the connection closed before it was queued */
+        MHD_destroy_response(q->resp);
     field_clear(&q->raw);
     field_clear(&q->metadata);
     field_clear(&q->category);
