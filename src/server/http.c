@@ -187,6 +187,8 @@ static enum MHD_Result on_field(void *cls, enum MHD_ValueKind kind, const char *
 {
     ims_req *q = cls;
     (void)kind, (void)filename, (void)transfer_encoding, (void)off;
+    if (!key) /* a part without a Content-Disposition name: MHD passes NULL */
+        return MHD_YES;
     field *f = !strcmp(key, "image")      ? &q->raw
                : !strcmp(key, "metadata") ? &q->metadata
                : !strcmp(key, "category") ? &q->category

@@ -289,6 +289,17 @@ static void test_errors(int port)
     expect(&r, 400, "bad_request", "metadata not an object");
     http_resp_free(&r);
     free(body);
+    /* a part whose Content-Disposition has no name is ignored (MHD hands
+     * it over with a NULL name: the server crashed on it) */
+    static const char nameless[] =
+        "--b0undary\r\nContent-Disposition: form-data; filename=\"a\"\r\n\r\n"
+        "zzz\r\n--b0undary\r\nContent-Disposition: form-data; name=\"image\"\r\n"
+        "\r\n\xff\xd8\xff\xe0\x01\x02\r\n--b0undary--\r\n";
+    http_request(port, "POST", "/v1/search",
+                 "Content-Type: multipart/form-data; boundary=b0undary\r\n", nameless,
+                 sizeof nameless - 1, &r);
+    expect(&r, 200, NULL, "multipart part without a name");
+    http_resp_free(&r);
 
     /* 413: declared, streamed (chunked, no Content-Length), across parts */
     unsigned char *big = fake_jpeg(9, MAX_BODY + 1);
