@@ -9,9 +9,10 @@
  * The server: 2 threads, API key FUZZ_API_KEY (writes need it), an 8 KB
  * body limit (so 413 is reachable), 1 s idle timeout. Each input: the fake
  * is reset to items 1..3; the bytes are written on one loopback TCP
- * connection, which is then half-closed (the server closes a connection on
- * EOF once it has nothing left to answer, so an incomplete request costs
- * nothing), and the reply is read until the server closes. Invariants:
+ * connection, which is half-closed once the server has answered what it
+ * could (the server closes a connection on EOF, so an incomplete request
+ * costs at most SETTLE_MAX_US), and the reply is read until the server
+ * closes. Invariants:
  *   - the reply is a sequence of complete HTTP/1.x responses (status line,
  *     CRLF-terminated headers, Content-Length or chunked framing), or a
  *     prefix of one when the server reset the connection. A HEAD answer
@@ -24,8 +25,9 @@
  *   - a JSON answer is an object; an error is {"error":{"code","message"}}
  *     whose code names its status; 405 has Allow, 503 Retry-After: 1, 201 a
  *     Location naming the new id;
- *   - the server answers and closes within EXCHANGE_TIMEOUT_S, and then
- *     still answers GET /healthz on a new connection.
+ *   - the server answers and closes within EXCHANGE_TIMEOUT_S, then still
+ *     answers GET /healthz on a new connection, and then holds no open
+ *     connection (MHD_DAEMON_INFO_CURRENT_CONNECTIONS drops to 0).
  * Replayed over tests/fuzz/corpus/http/ by ctest (fuzz.fuzz_http); with
  * -DIMS_FUZZ=ON, fuzz_http_libfuzzer -dict=tests/fuzz/http.dict CORPUS.
  */
@@ -44,6 +46,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <time.h>
 
 #include <jansson.h>
 
@@ -56,6 +59,8 @@
 #define FUZZ_API_KEY "fuzz-key-7"
 #define EXCHANGE_TIMEOUT_S 5.0
 #define REPLY_MAX (64u << 20) /* beyond this the reply is read and dropped */
+#define SETTLE_US 100         /* see exchange() */
+#define SETTLE_MAX_US 2000
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -63,7 +68,7 @@ static ims_coll *coll;
 static ims_server *srv;
 static int port;
 
-static void bad(const char *what, const char *detail, size_t dlen)
+__attribute__((noreturn)) static void bad(const char *what, const char *detail, size_t dlen)
 {
     fprintf(stderr, "fuzz_http: %s\n", what);
     if (detail) {
@@ -130,8 +135,13 @@ typedef struct reply {
     int dropped; /* over REPLY_MAX: the tail was read and thrown away */
 } reply;
 
-/* Write data on a new connection, half-close, read until the server closes.
- * 0 done, -1 neither an answer nor a close within EXCHANGE_TIMEOUT_S. */
+/* Write data on a new connection, read until the server closes. With
+ * half_close, shut our side down once the server has settled: no request
+ * in flight and SETTLE_US quiet, or SETTLE_MAX_US quiet whatever it does
+ * (a request still waiting for its body). Not at once: libmicrohttpd takes
+ * a FIN for a client gone away, and would drop the answer of a search or
+ * add that is still encoding. 0 done, -1 neither an answer nor a close
+ * within EXCHANGE_TIMEOUT_S. */
 static int exchange(const void *data, size_t size, int half_close, reply *r)
 {
     r->len = 0;
@@ -145,18 +155,27 @@ static int exchange(const void *data, size_t size, int half_close, reply *r)
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
     size_t off = 0;
-    int writing = 1;
-    if (!size && half_close)
-        shutdown(fd, SHUT_WR), writing = 0;
-    double deadline = ims_now() + EXCHANGE_TIMEOUT_S;
+    int writing = size > 0, settling = half_close;
+    double t = ims_now(), deadline = t + EXCHANGE_TIMEOUT_S, last = t;
     for (;;) {
-        int ms = (int)((deadline - ims_now()) * 1e3);
-        if (ms <= 0) {
+        t = ims_now();
+        if (t > deadline) {
             close(fd);
             return -1;
         }
+        if (settling && !writing) {
+            double quiet = (t - last) * 1e6;
+            if (quiet >= SETTLE_MAX_US ||
+                (quiet >= SETTLE_US && !__atomic_load_n(&srv->inflight, __ATOMIC_ACQUIRE))) {
+                shutdown(fd, SHUT_WR);
+                settling = 0;
+            }
+        }
         struct pollfd p = {.fd = fd, .events = POLLIN | (writing ? POLLOUT : 0)};
-        if (poll(&p, 1, ms) <= 0)
+        struct timespec ts = {.tv_nsec = settling && !writing ? SETTLE_US * 1000 : 0};
+        if (!(settling && !writing))
+            ts.tv_sec = 1;
+        if (ppoll(&p, 1, &ts, NULL) <= 0)
             continue;
         if (p.revents & (POLLIN | POLLHUP | POLLERR)) {
             if (r->cap - r->len < 65536) {
@@ -172,6 +191,7 @@ static int exchange(const void *data, size_t size, int half_close, reply *r)
             ssize_t n = recv(fd, r->p + r->len, r->cap - r->len, 0);
             if (n > 0) {
                 r->len += (size_t)n;
+                last = ims_now();
                 continue;
             }
             if (n == 0)
@@ -183,13 +203,11 @@ static int exchange(const void *data, size_t size, int half_close, reply *r)
         }
         if (writing && (p.revents & POLLOUT)) {
             ssize_t n = send(fd, (const char *)data + off, size - off, MSG_NOSIGNAL);
-            if (n > 0 && (off += (size_t)n) == size) {
+            if (n > 0 && (off += (size_t)n) == size)
                 writing = 0;
-                if (half_close)
-                    shutdown(fd, SHUT_WR);
-            } else if (n < 0 && errno != EAGAIN && errno != EINTR) {
+            else if (n < 0 && errno != EAGAIN && errno != EINTR)
                 writing = 0; /* the server closed: read what it said */
-            }
+            last = ims_now();
         }
     }
     close(fd);
@@ -414,6 +432,24 @@ static void check_alive(reply *rp)
         bad("GET /healthz does not answer 200 after this input", rp->p, rp->len);
 }
 
+/* The server has closed and freed every connection of this input: none
+ * lingers after its client's EOF (so none piles up across inputs), and the
+ * request state is freed before the next input (libFuzzer's leak check
+ * counts mallocs and frees per input). */
+static void check_connections_closed(reply *rp)
+{
+    double deadline = ims_now() + EXCHANGE_TIMEOUT_S;
+    for (;;) {
+        const union MHD_DaemonInfo *i =
+            MHD_get_daemon_info(srv->d, MHD_DAEMON_INFO_CURRENT_CONNECTIONS);
+        if (!i || !i->num_connections)
+            return;
+        if (ims_now() > deadline)
+            bad("the server still holds a connection after its client closed", rp->p, rp->len);
+        usleep(20);
+    }
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     static reply rp;
@@ -430,5 +466,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                     rp.len, rp.reset ? " (reset)" : "");
     }
     check_alive(&rp);
+    check_connections_closed(&rp);
     return 0;
 }
