@@ -416,9 +416,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         snprintf(msg, sizeof msg, "request body is over the limit of %zu bytes", s->max_body);
         return ims__send_error(q, conn, 413, msg);
     }
-    if (q->pp && !q->bad_form && MHD_destroy_post_processor(q->pp) != MHD_YES)
-        q->bad_form = 1;
-    q->pp = NULL;
+    if (q->pp) { /* destroyed even when the form went bad: it holds POST_BUFFER */
+        if (MHD_destroy_post_processor(q->pp) != MHD_YES)
+            q->bad_form = 1;
+        q->pp = NULL;
+    }
     if (q->bad_form)
         return ims__send_error(q, conn, 400, "malformed multipart/form-data body");
     if (q->body_kind == BODY_MULTIPART && q->raw.content_type[0] &&
