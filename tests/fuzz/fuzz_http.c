@@ -149,10 +149,17 @@ static int exchange(const void *data, size_t size, int half_close, reply *r)
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
     sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof sa))
-        bad("cannot connect to the server", NULL, 0);
+    if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof sa)) {
+        char m[96];
+        snprintf(m, sizeof m, "cannot connect to the server: %s", strerror(errno));
+        bad(m, NULL, 0);
+    }
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    /* close() without TIME_WAIT: at thousands of connections a second the
+     * 28k ephemeral ports would run out within a minute otherwise */
+    struct linger lg = {.l_onoff = 1, .l_linger = 0};
+    setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
     fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
     size_t off = 0;
     int writing = size > 0, settling = half_close;
