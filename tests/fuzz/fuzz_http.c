@@ -135,6 +135,47 @@ typedef struct reply {
     int dropped; /* over REPLY_MAX: the tail was read and thrown away */
 } reply;
 
+/* A non-blocking connection to the server. Non-blocking before connect():
+ * libFuzzer's timer signal (SIGALRM, each second) interrupts a blocking
+ * connect() with EINTR. */
+static int connect_server(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    int e = 0;
+    socklen_t el = sizeof e;
+    if (fd < 0)
+        e = errno;
+    else if (connect(fd, (struct sockaddr *)&sa, sizeof sa)) {
+        struct pollfd p = {.fd = fd, .events = POLLOUT};
+        int n = -1;
+        if (errno != EINPROGRESS && errno != EINTR)
+            e = errno;
+        else {
+            double deadline = ims_now() + EXCHANGE_TIMEOUT_S;
+            while ((n = poll(&p, 1, 100)) <= 0 && ims_now() < deadline)
+                ;
+            if (n <= 0)
+                e = ETIMEDOUT;
+            else if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &e, &el))
+                e = errno;
+        }
+    }
+    if (e) {
+        char m[96];
+        snprintf(m, sizeof m, "cannot connect to the server: %s", strerror(e));
+        bad(m, NULL, 0);
+    }
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    /* close() without TIME_WAIT: at thousands of connections a second the
+     * 28k ephemeral ports would run out within a minute otherwise */
+    struct linger lg = {.l_onoff = 1, .l_linger = 0};
+    setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+    return fd;
+}
+
 /* Write data on a new connection, read until the server closes. With
  * half_close, shut our side down once the server has settled: no request
  * in flight and SETTLE_US quiet, or SETTLE_MAX_US quiet whatever it does
@@ -146,21 +187,7 @@ static int exchange(const void *data, size_t size, int half_close, reply *r)
 {
     r->len = 0;
     r->reset = r->dropped = 0;
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof sa)) {
-        char m[96];
-        snprintf(m, sizeof m, "cannot connect to the server: %s", strerror(errno));
-        bad(m, NULL, 0);
-    }
-    int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    /* close() without TIME_WAIT: at thousands of connections a second the
-     * 28k ephemeral ports would run out within a minute otherwise */
-    struct linger lg = {.l_onoff = 1, .l_linger = 0};
-    setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
-    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+    int fd = connect_server();
     size_t off = 0;
     int writing = size > 0, settling = half_close;
     double t = ims_now(), deadline = t + EXCHANGE_TIMEOUT_S, last = t;
