@@ -237,6 +237,8 @@ static enum MHD_Result on_field(void *cls, enum MHD_ValueKind kind, const char *
         q->form_error = "too many parts in the multipart/form-data body (at most 16)";
         return MHD_NO;
     }
+    if (!key) /* a part without a Content-Disposition name: MHD passes NULL */
+        return MHD_YES;
     field *f = !strcmp(key, "image")      ? &q->raw
                : !strcmp(key, "metadata") ? &q->metadata
                : !strcmp(key, "category") ? &q->category
@@ -352,13 +354,14 @@ static int body_type(const char *ct)
     return -1;
 }
 
-/* Step 1: headers are in. Answers errors early; sets up body reading. */
-static enum MHD_Result begin(ims_req *q, struct MHD_Connection *conn)
+/* Step 1: headers are in. Answers errors early; sets up body reading.
+ * Routes on the whole url (q->path keeps at most 255 bytes, for the log). */
+static enum MHD_Result begin(ims_req *q, struct MHD_Connection *conn, const char *url)
 {
     ims_server *s = q->srv;
     const char *allow = NULL;
     char msg[160];
-    q->route = ims__route_match(q->path, &q->id, &allow);
+    q->route = ims__route_match(url, &q->id, &allow); /* not q->path: that may be cut */
     if (s->api_key && s->api_key_reads && q->route != ROUTE_HEALTHZ && !auth_ok(s, conn))
         return unauthorized(q, conn); /* before 404/405: no hint of what exists */
     if (q->route == ROUTE_NONE)
@@ -504,7 +507,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         *con_cls = q;
         q->cn = ims__conn_of(conn);
         ims__conn_deadline(s, q->cn, 1); /* now the body has timeout_s (and more as it comes) */
-        return begin(q, conn);
+        return begin(q, conn, url);
     }
     if (*upload_data_size)
         ims__conn_received(q->cn, *upload_data_size);
@@ -537,9 +540,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         snprintf(msg, sizeof msg, "request bodies fill the %zu bytes allowed", s->max_body_memory);
         return overloaded(q, conn, msg);
     }
-    if (q->pp && MHD_destroy_post_processor(q->pp) != MHD_YES)
-        q->bad_form = 1; /* destroyed even when bad already: it owns 64 KiB */
-    q->pp = NULL;
+    if (q->pp) { /* destroyed even when the form went bad: it holds POST_BUFFER */
+        if (MHD_destroy_post_processor(q->pp) != MHD_YES)
+            q->bad_form = 1;
+        q->pp = NULL;
+    }
     if (q->bad_form)
         return ims__send_error(
             q, conn, 400, q->form_error ? q->form_error : "malformed multipart/form-data body");
@@ -585,6 +590,8 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     if (q->admitted)
         __atomic_sub_fetch(&s->n_encode, 1, __ATOMIC_RELAXED);
     ims__conn_deadline(s, q->cn, 1); /* keep-alive: the next request has timeout_s */
+    if (q->resp) /* a worker's answer; the connection closed before it was queued */
+        MHD_destroy_response(q->resp);
     field_clear(&q->raw);
     field_clear(&q->metadata);
     field_clear(&q->category);
@@ -750,10 +757,13 @@ int ims_server_start(ims_coll *c, const ims_server_opts *o, ims_server **out, im
             server_free(s);
             return ims_error_set(err, IMS_ENOMEM, "server: cannot start threads");
         }
-    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
-#ifdef __linux__
-    flags |= MHD_USE_EPOLL;
-#endif
+    /* poll(), not epoll: in libmicrohttpd 0.9.75's epoll loop a client's
+     * FIN that arrives while an answer is being sent goes unnoticed, and
+     * the half-closed connection stays open until the idle timeout
+     * (test_server_api's test_half_close). Each pool thread polls at most
+     * its share of max_connections, so poll() costs nothing here. */
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL | MHD_ALLOW_SUSPEND_RESUME |
+                     MHD_USE_ERROR_LOG;
     /* a pool of one is no pool: MHD warns about the option, so leave it out */
     struct MHD_OptionItem pool[] = {
         {threads > 1 ? MHD_OPTION_THREAD_POOL_SIZE : MHD_OPTION_END, (intptr_t)threads, NULL},

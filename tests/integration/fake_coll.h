@@ -10,7 +10,9 @@
  * "Images" are recognised by magic only: JPEG (FF D8 FF) and PNG (89 'PNG')
  * are accepted; "BM" (BMP) is IMS_EUNSUPPORTED; bytes starting "BOMB" are
  * IMS_ETOOBIG (a decompression bomb); "BUSY" is IMS_EBUSY; anything else is
- * IMS_EFORMAT. A JPEG whose bytes 3..6 are "SLOW" takes 600 ms to "encode";
+ * IMS_EFORMAT. A JPEG whose bytes 3..6 are "SLOW" takes 600 ms to "encode"
+ * (FAKE_SLOW_US, which an including file may define first: the HTTP fuzzer
+ * sets 0);
  * an add of a JPEG whose bytes 3..6 are "FULL" ("FULE") fails as a full disk
  * does, IMS_EIO (IMS_EFULL).
  * The vector is a 16-bin histogram of the bytes' high nibbles; score is
@@ -30,6 +32,9 @@
 #include "imgsim/imgsim.h"
 
 #define FAKE_DIM 16
+#ifndef FAKE_SLOW_US
+#define FAKE_SLOW_US (600 * 1000)
+#endif
 
 typedef struct fake_item {
     ims_item it;
@@ -90,8 +95,8 @@ static int fake_check(const unsigned char *b, size_t len, char format[8], ims_er
 static void fake_encode(ims_coll *c, const unsigned char *b, size_t len, float *v)
 {
     double t0 = ims_now();
-    if (len >= 7 && !memcmp(b + 3, "SLOW", 4))
-        usleep(600 * 1000);
+    if (FAKE_SLOW_US > 0 && len >= 7 && !memcmp(b + 3, "SLOW", 4))
+        usleep(FAKE_SLOW_US);
     double h[FAKE_DIM] = {0}, s = 0;
     for (size_t i = 0; i < len; i++)
         h[b[i] >> 4] += 1;
