@@ -74,8 +74,8 @@ curl -fs "$url/v1/items/$(head -n1 "$work/ids")/similar?k=10" >/dev/null
 ( t0=$(date +%s)
   while kill -0 "$pid" 2>/dev/null; do
     rss=$(awk '/^VmRSS/ { print $2 }' "/proc/$pid/status" 2>/dev/null || echo 0)
-    fds=$(find "/proc/$pid/fd" -mindepth 1 -maxdepth 1 2>/dev/null | wc -l)
-    socks=$(find "/proc/$pid/fd" -mindepth 1 -maxdepth 1 -lname 'socket:*' 2>/dev/null | wc -l)
+    fds=$( (find "/proc/$pid/fd" -mindepth 1 -maxdepth 1 2>/dev/null || true) | wc -l)
+    socks=$( (find "/proc/$pid/fd" -mindepth 1 -maxdepth 1 -lname 'socket:*' 2>/dev/null || true) | wc -l)
     echo "$(( $(date +%s) - t0 )) $rss $fds $socks" >>"$work/samples"
     sleep 10
   done ) &
@@ -95,8 +95,9 @@ for s in $(seq 1 "$n_seg"); do
   # the RSS/fd sample at the end of this segment
   rss=$(awk '/^VmRSS/ { print $2 }' "/proc/$pid/status")
   # files: fds that are not sockets (client connections come and go with wrk)
-  fds=$(find "/proc/$pid/fd" -mindepth 1 -maxdepth 1 -not -lname 'socket:*' | wc -l)
-  socks=$(find "/proc/$pid/fd" -mindepth 1 -maxdepth 1 -lname 'socket:*' | wc -l)
+  # (a connection closing while find reads its link is "No such file": not counted)
+  fds=$( (find "/proc/$pid/fd" -mindepth 1 -maxdepth 1 -not -lname 'socket:*' 2>/dev/null || true) | wc -l)
+  socks=$( (find "/proc/$pid/fd" -mindepth 1 -maxdepth 1 -lname 'socket:*' 2>/dev/null || true) | wc -l)
   echo "seg=$s rss_kb=$rss fds=$fds socks=$socks" >>"$work/seg_mem"
 done
 kill "$spid" 2>/dev/null || true
