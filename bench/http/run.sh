@@ -7,11 +7,16 @@
 #      batch 1, 1 thread: includes file I/O and JSON output) and the encoder
 #      alone (bench_encode, batch 1 and 16, 1 and 2 threads)
 #  (c) POST /v1/items with distinct images (bench_variants): durable 201s/s
+#      at ADD_CONNS connections (default "4 16"), serve --threads
+#      ADD_SERVE_THREADS (default 8; at least the connections, for that many
+#      writers at once)
 #  (d) restart to first answered POST /v1/search (ms, 5 tries)
 # usage: bench/http/run.sh [MODEL_NAME] (default mobilenet_v2_mid)
 # env: DUR (wrk seconds, default 10), SERVE_THREADS (default "2 4 8 16"),
 #      WRK_THREADS (default 2), WORK (default /tmp/imgsim-bench-http),
-#      BUILD (default build/release), SKIP (letters of parts to skip, e.g. "cd")
+#      BUILD (default build/release; its imgsim, bench_variants, bench_encode),
+#      CLI (default $BUILD/imgsim: another server binary, e.g. a "before"
+#      build), SKIP (letters of parts to skip, e.g. "cd")
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$root"
@@ -20,7 +25,7 @@ dur=${DUR:-10}
 wt=${WRK_THREADS:-2}
 work=${WORK:-/tmp/imgsim-bench-http}
 build=${BUILD:-build/release}
-cli=$build/imgsim
+cli=${CLI:-$build/imgsim}
 here=bench/http
 img=$(find data/food/Fruits -name '*.jpeg' | sort | head -n1)
 mkdir -p "$work"
@@ -103,11 +108,16 @@ if ! skip c; then
   for c in ${ADD_CONNS:-4 16}; do
     rm -rf "$work/coll_add"; cp -a "$coll" "$work/coll_add"
     c0=$coll; coll=$work/coll_add
-    serve 8 IMGSIM_API_KEY=benchkey
+    ast=${ADD_SERVE_THREADS:-8}
+    serve "$ast" IMGSIM_API_KEY=benchkey
     load
-    out=$(wrk -t"$wt" -c"$c" -d"${dur}s" --latency -s $here/add.lua "$url/v1/items" -- "$work/variants.list" benchkey "$wt")
+    t=$((c < wt ? c : wt))
+    out=$(wrk -t"$t" -c"$c" -d"${dur}s" --latency -s $here/add.lua "$url/v1/items" -- "$work/variants.list" benchkey "$t")
     n=$(echo "$out" | awk '/adds201/ { print $2 }')
-    echo "(c) add, $(wc -l <"$work/variants.list") distinct JPEGs, -c$c -t$wt, serve --threads 8: $(echo "$out" | wrkline) => $(awk -v n="$n" -v d="$dur" 'BEGIN { printf "%.1f", n / d }') durable items/s"
+    # writes and group commits (servers that count them)
+    gc=$(curl -s "$url/metrics" | awk '/^imgsim_writes_total/ { w = $2 } /^imgsim_write_batches_total/ { b = $2 }
+      END { if (b) printf " (%d writes in %d batches)", w, b }')
+    echo "(c) add, $(wc -l <"$work/variants.list") distinct JPEGs, -c$c -t$t, serve --threads $ast: $(echo "$out" | wrkline) => $(awk -v n="$n" -v d="$dur" 'BEGIN { printf "%.1f", n / d }') durable items/s$gc"
     stop
     coll=$c0
   done

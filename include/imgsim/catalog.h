@@ -155,11 +155,19 @@ int ims_catalog_image_path(ims_catalog *c, int64_t id, char **path, ims_error *e
 int ims_catalog_add(ims_catalog *c, const void *bytes, size_t len, const char *format, int width,
                     int height, const char *category, const char *name, const char *product_id,
                     const char *metadata, int64_t *id, ims_error *err);
+/* Store image bytes in the collection's content-addressed image store
+ * (what ims_catalog_add does first; durable: temp file, fsync, rename)
+ * without touching the database, so that a later ims_catalog_add of the
+ * same bytes finds the file there and does no file I/O of its own beyond
+ * checking it. IMS_EINVAL for an empty image or unknown format. */
+int ims_catalog_store_image(ims_catalog *c, const void *bytes, size_t len, const char *format,
+                            ims_error *err);
 /* One transaction around several writes of this handle (e.g. an add and
  * its vector), so that a failure in between (disk full) leaves none of
  * them: begin, the writes, then commit (on failure it rolls back, and the
  * error says why) or rollback. Writes that open their own transaction
- * join this one. Not for ims_catalog_delete/ingest (they begin their own). */
+ * join this one (ims_catalog_delete too, as a savepoint). Not for ingest
+ * (it begins its own). */
 int ims_catalog_begin(ims_catalog *c, ims_error *err);
 int ims_catalog_commit(ims_catalog *c, ims_error *err);
 void ims_catalog_rollback(ims_catalog *c); /* no-op outside a transaction */

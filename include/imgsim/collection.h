@@ -11,8 +11,10 @@
  *
  * Threads: every function here may be called from many threads at once on
  * one handle. Searches run beside writes (the index's rwlock); adds and
- * deletes are serialised among themselves. Encodes take a session from a
- * pool of `sessions` sessions; when all are busy the call waits, or fails
+ * deletes made at the same time are group-committed: one SQLite
+ * transaction and one index.log sync for all that are ready, each caller
+ * answered once that batch is durable (online.c). Encodes take a session
+ * from a pool of `sessions` sessions; when all are busy the call waits, or fails
  * with IMS_EBUSY after `queue_timeout_ms`. Similar-by-id, get and image
  * never wait for an encoder.
  */
@@ -73,7 +75,10 @@ int ims_coll_image(ims_coll *c, int64_t id, void **bytes, size_t *len, char form
  * returns IMS_EEXIST with *id = that item. */
 int ims_coll_add(ims_coll *c, const void *bytes, size_t len, const char *category, const char *name,
                  const char *metadata, int64_t *id, ims_error *err);
-/* Delete an item (durable before returning). IMS_ENOTFOUND. */
+/* Delete an item (durable before returning). IMS_ENOTFOUND.
+ * Adds and deletes made at once share a batch: a failure of the batch
+ * (disk full, I/O error) fails each of its writes with that error and
+ * leaves no part of any of them. */
 int ims_coll_delete(ims_coll *c, int64_t id, ims_error *err);
 
 typedef struct ims_coll_stats {
@@ -83,6 +88,8 @@ typedef struct ims_coll_stats {
     char model[64];        /* encoder name */
     int64_t encodes;       /* encodes done since open */
     double encode_seconds; /* their total time */
+    int64_t writes;        /* adds and deletes run since open */
+    int64_t write_batches; /* group commits they took (<= writes) */
 } ims_coll_stats;
 void ims_coll_get_stats(ims_coll *c, ims_coll_stats *s);
 

@@ -469,11 +469,30 @@ int ims_catalog_add(ims_catalog *c, const void *bytes, size_t len, const char *f
     return IMS_OK;
 }
 
+int ims_catalog_store_image(ims_catalog *c, const void *bytes, size_t len, const char *format,
+                            ims_error *err)
+{
+    IMS_ASSERT(c && (bytes || !len));
+    int rc = ims__cat_writable(c, err);
+    if (rc)
+        return rc;
+    if (!len || !ims__format_ext(format))
+        return ims_error_set(err, IMS_EINVAL, "store image: empty image or unknown format");
+    char sha[65];
+    ims__sha256_hex(bytes, len, sha);
+    return ims__store_image(c, sha, format, NULL, bytes, len, err);
+}
+
 int ims_catalog_delete(ims_catalog *c, int64_t id, ims_error *err)
 {
     IMS_ASSERT(c);
     int rc = ims__cat_writable(c, err);
-    if (rc || (rc = ims__cat_exec(c, "BEGIN IMMEDIATE", err)))
+    if (rc)
+        return rc;
+    /* inside the caller's transaction (ims_catalog_begin) a savepoint keeps
+     * the two statements together without committing */
+    int own_txn = sqlite3_get_autocommit(c->db);
+    if ((rc = ims__cat_exec(c, own_txn ? "BEGIN IMMEDIATE" : "SAVEPOINT ims_delete", err)))
         return rc;
     sqlite3_stmt *s;
     int src = sqlite3_prepare_v2(c->db,
@@ -505,8 +524,11 @@ int ims_catalog_delete(ims_catalog *c, int64_t id, ims_error *err)
         rc = ims__cat_dberr(c, src, "delete vectors", err);
         goto fail;
     }
-    return ims__cat_exec(c, "COMMIT", err);
+    return ims__cat_exec(c, own_txn ? "COMMIT" : "RELEASE ims_delete", err);
 fail:
-    sqlite3_exec(c->db, "ROLLBACK", NULL, NULL, NULL);
+    if (own_txn)
+        sqlite3_exec(c->db, "ROLLBACK", NULL, NULL, NULL);
+    else if (!sqlite3_get_autocommit(c->db)) /* an I/O error may have ended it */
+        sqlite3_exec(c->db, "ROLLBACK TO ims_delete; RELEASE ims_delete", NULL, NULL, NULL);
     return rc;
 }

@@ -6,13 +6,15 @@
  * readers-writer lock lets searches run beside one writer). Pooled, one
  * user at a time: encoder sessions (a search takes one for the encode only)
  * and catalogue handles (SQLite connections; WAL lets readers run beside
- * the writer). Writers (add, delete) take `write_mu`, so they are
- * serialised among themselves but never block a search.
+ * the writer). Writers (add, delete) are group-committed (the batch
+ * section below): writes made at the same time share one catalogue
+ * transaction and one log sync, one batch at a time, never blocking a
+ * search.
  *
  * Durability of writes. The catalogue (SQLite) is the source of truth;
  * index.hnsw is the last saved index and index.log lists the adds and
  * deletes made since, one checksummed 20-byte record each, fsync'd before
- * a write returns:
+ * a write returns (a batch writes its records with one write + fdatasync):
  *   add:    catalogue row + stored image, vector, log 'A', index insert
  *   delete: log 'D', catalogue delete, index delete
  * At open the log is replayed (a torn last record is cut off), and if the
@@ -63,13 +65,17 @@ struct ims_coll {
     pool sessions, cats;
     ims_hnsw *index;
     int log_fd;
-    pthread_mutex_t write_mu;
+    pthread_mutex_t q_mu;         /* guards the write queue: q_head..q_tail, q_busy */
+    pthread_cond_t q_cv;          /* a batch finished */
+    struct wreq *q_head, *q_tail; /* writes waiting for the next batch */
+    int q_busy;                   /* a leader is running a batch */
     pthread_rwlock_t filter_lock; /* guards filters (rebuilt after writes) */
     cat_filter *filters;
     int n_filters;
     pthread_mutex_t stats_mu;
     int64_t encodes;
     double encode_seconds;
+    int64_t writes, write_batches; /* group commit: requests, batches */
 };
 
 /* ---- pools ------------------------------------------------------------------ */
@@ -135,27 +141,7 @@ static void free_cat(void *c) { ims_catalog_close(c); }
 static ims_catalog *cat_take(ims_coll *c) { return pool_take(&c->cats, -1); }
 static void cat_put(ims_coll *c, ims_catalog *cat) { pool_put(&c->cats, cat); }
 
-/* ---- the log ------------------------------------------------------------------ */
-
-static int log_append(ims_coll *c, char op, int64_t id, ims_error *err)
-{
-    unsigned char r[LOG_REC] = {0};
-    ims__put_u32(r, LOG_MAGIC);
-    r[4] = (unsigned char)op;
-    ims__put_u64(r + 8, (uint64_t)id);
-    ims__put_u32(r + 16, ims__crc32c(0, r, 16));
-    /* a short write (disk full) must not stay in the log: replay stops at
-     * the first torn record and cuts everything after it, so the records
-     * of later, acknowledged writes would be lost */
-    off_t end = lseek(c->log_fd, 0, SEEK_END);
-    if (write(c->log_fd, r, LOG_REC) != LOG_REC || fdatasync(c->log_fd)) {
-        int e = errno;
-        if (end >= 0 && ftruncate(c->log_fd, end) == 0)
-            (void)fdatasync(c->log_fd);
-        return ims_error_set_errno(err, IMS_EIO, e, "%s/index.log: cannot append", c->dir);
-    }
-    return IMS_OK;
-}
+/* ---- encoding and the index at open ------------------------------------------ */
 
 /* Encode one decoded image into out (enc.dim floats) with a pooled session. */
 static int encode_image(ims_coll *c, const ims_image *img, float *out, int timeout_ms,
@@ -299,7 +285,8 @@ void ims_coll_close(ims_coll *c)
         ims_free(c->filters[i].bits);
     }
     ims_free(c->filters);
-    pthread_mutex_destroy(&c->write_mu);
+    pthread_mutex_destroy(&c->q_mu);
+    pthread_cond_destroy(&c->q_cv);
     pthread_mutex_destroy(&c->stats_mu);
     pthread_rwlock_destroy(&c->filter_lock);
     ims_free(c->dir);
@@ -317,7 +304,8 @@ int ims_coll_open(const char *dir, const ims_coll_opts *o, ims_coll **out, ims_e
     if (!c)
         return ims_error_set(err, IMS_ENOMEM, "out of memory");
     c->log_fd = -1;
-    pthread_mutex_init(&c->write_mu, NULL);
+    pthread_mutex_init(&c->q_mu, NULL);
+    pthread_cond_init(&c->q_cv, NULL);
     pthread_mutex_init(&c->stats_mu, NULL);
     pthread_rwlock_init(&c->filter_lock, NULL);
     c->readonly = o->readonly;
@@ -638,7 +626,311 @@ int ims_coll_image(ims_coll *c, int64_t id, void **bytes, size_t *len, char form
     return IMS_OK;
 }
 
-/* ---- writes -------------------------------------------------------------------------- */
+/* ---- writes: group commit ------------------------------------------------------------
+ *
+ * Writers queue a request and the first one to find no batch running
+ * becomes the leader: it takes every request queued so far (at most
+ * MAX_BATCH) and runs them as one batch, while later writers queue for the
+ * next one. A lone writer finds the queue empty and runs at once: nobody
+ * waits for company. A batch is, in the order of the essay above:
+ *   1. the 'D' records of its deletes, one write + fdatasync (if any);
+ *   2. one SQLite transaction: every add's row + vector, every delete;
+ *   3. the 'A' records of the committed adds, one write + fdatasync;
+ *   4. the index: insert the adds, remove the deletes.
+ * Every writer of the batch is answered (woken) after step 4, so a success
+ * still means durable and searchable. A failure in steps 1-3 (disk full,
+ * EIO) fails every writer that step concerns with that error: the
+ * transaction is rolled back whole, and committed adds whose log record
+ * could not be written are taken back as a single add would be. Per-item
+ * answers (a duplicate, an unknown id) stay per item. */
+
+#define MAX_BATCH 128
+
+/* One add or delete waiting for (or in) a batch. */
+typedef struct wreq {
+    char op;                                /* 'A' add, 'D' delete */
+    const void *bytes;                      /* add: the upload */
+    size_t len;                             /* add: its size */
+    const ims_image *img;                   /* add: decoded (format, width, height) */
+    const char *category, *name, *metadata; /* add: may be NULL */
+    const float *v;                         /* add: the item's vector (enc.dim floats) */
+    int64_t id;                             /* add: OUT the item; delete: the item */
+    int rc;                                 /* OUT: the answer */
+    ims_error err;                          /* OUT: its message */
+    int decided;                            /* rc is final (a per-item answer or a failure) */
+    int repair;                             /* add: finishes an accepted item the index lacks */
+    int committed;                          /* the catalogue change is committed */
+    int done;                               /* answered (under q_mu) */
+    struct wreq *next;
+} wreq;
+
+/* Decide every undecided request of the batch (op 0: any) with rc/e. */
+static void fail_undecided(wreq *b, char op, int rc, const ims_error *e)
+{
+    for (wreq *w = b; w; w = w->next) {
+        if (w->decided || (op && w->op != op))
+            continue;
+        w->rc = rc;
+        w->err = *e;
+        w->decided = 1;
+        if (w->op == 'A' && !w->committed)
+            w->id = 0;
+    }
+}
+
+/* Append one record per id, a single write and fdatasync. */
+static int log_append(ims_coll *c, char op, const int64_t *ids, size_t n, ims_error *err)
+{
+    unsigned char stack[LOG_REC * 16], *r = n <= 16 ? stack : ims_malloc(n * LOG_REC);
+    if (!r)
+        return ims_error_set(err, IMS_ENOMEM, "%s/index.log: out of memory", c->dir);
+    memset(r, 0, n * LOG_REC);
+    for (size_t i = 0; i < n; i++) {
+        unsigned char *p = r + i * LOG_REC;
+        ims__put_u32(p, LOG_MAGIC);
+        p[4] = (unsigned char)op;
+        ims__put_u64(p + 8, (uint64_t)ids[i]);
+        ims__put_u32(p + 16, ims__crc32c(0, p, 16));
+    }
+    /* a short write (disk full) must not stay in the log: replay stops at
+     * the first torn record and cuts everything after it, so the records
+     * of later, acknowledged writes would be lost */
+    off_t end = lseek(c->log_fd, 0, SEEK_END);
+    ssize_t want = (ssize_t)(n * LOG_REC);
+    int rc = IMS_OK;
+    if (write(c->log_fd, r, (size_t)want) != want || fdatasync(c->log_fd)) {
+        int e = errno;
+        if (end >= 0 && ftruncate(c->log_fd, end) == 0)
+            (void)fdatasync(c->log_fd);
+        rc = ims_error_set_errno(err, IMS_EIO, e, "%s/index.log: cannot append", c->dir);
+    }
+    if (r != stack)
+        ims_free(r);
+    return rc;
+}
+
+/* Ids of the batch's undecided requests of kind op (committed ones only if
+ * `committed`) into a new array (NULL on ENOMEM). */
+static int64_t *batch_ids(wreq *b, char op, int committed, size_t *n)
+{
+    size_t cnt = 0;
+    for (wreq *w = b; w; w = w->next)
+        cnt += w->op == op;
+    int64_t *ids = ims_malloc((cnt ? cnt : 1) * sizeof *ids);
+    *n = 0;
+    for (wreq *w = b; ids && w; w = w->next)
+        if (w->op == op && !w->decided && (!committed || w->committed))
+            ids[(*n)++] = w->id;
+    return ids;
+}
+
+/* Step 1: answer deletes of unknown items, log the others' 'D' records. */
+static int batch_log_deletes(ims_coll *c, ims_catalog *cat, wreq *b)
+{
+    int any = 0;
+    for (wreq *w = b; w; w = w->next) {
+        if (w->op != 'D')
+            continue;
+        ims_item it = {0};
+        w->rc = ims_catalog_get(cat, w->id, &it, &w->err);
+        if (!w->rc && it.status != IMS_ITEM_ACCEPTED)
+            w->rc = ims_error_set(&w->err, IMS_ENOTFOUND, "item %lld not found", (long long)w->id);
+        ims_item_clear(&it);
+        if (w->rc == IMS_ENOTFOUND)
+            w->decided = 1;
+        else if (w->rc) {
+            ims_error e = w->err;
+            fail_undecided(b, 0, w->rc, &e);
+            return e.code ? e.code : IMS_EIO;
+        } else
+            any = 1;
+    }
+    if (!any)
+        return IMS_OK;
+    size_t n;
+    ims_error e;
+    ims_error_clear(&e);
+    int64_t *ids = batch_ids(b, 'D', 0, &n);
+    int rc = ids ? log_append(c, 'D', ids, n, &e) : ims_error_set(&e, IMS_ENOMEM, "out of memory");
+    ims_free(ids);
+    if (rc)
+        fail_undecided(b, 0, rc, &e);
+    return rc;
+}
+
+/* 1 if an earlier add of this batch made item id. */
+static int added_before(const wreq *b, const wreq *self, int64_t id)
+{
+    for (const wreq *w = b; w && w != self; w = w->next)
+        if (w->op == 'A' && !w->decided && w->id == id)
+            return 1;
+    return 0;
+}
+
+/* One add inside the batch's transaction: IMS_OK, a per-item answer
+ * (w->decided), or an error that fails the batch. */
+static int batch_add_one(ims_coll *c, ims_catalog *cat, wreq *b, wreq *w)
+{
+    int rc = ims_catalog_add(cat, w->bytes, w->len, w->img->format, w->img->width, w->img->height,
+                             w->category, w->name, NULL,
+                             w->metadata && *w->metadata ? w->metadata : NULL, &w->id, &w->err);
+    /* an accepted row the index lacks: an earlier add failed after its
+     * commit (log or index); finish it rather than answer EEXIST for an
+     * item no search finds (but not one an earlier add of this batch made) */
+    w->repair = rc == IMS_EEXIST && w->id > 0 && !ims_hnsw_contains(c->index, (uint64_t)w->id) &&
+                !added_before(b, w, w->id);
+    if (rc == IMS_EEXIST && !w->repair) {
+        w->rc = rc, w->decided = 1;
+        return IMS_OK;
+    }
+    if (rc == IMS_EINVAL) { /* checked before any write: nothing to undo */
+        w->rc = rc, w->decided = 1, w->id = 0;
+        return IMS_OK;
+    }
+    if (!rc || w->repair)
+        rc = ims_catalog_put_vectors(cat, COLL_VECTORS, c->enc.stamp, 1, &w->id, w->v, c->enc.dim,
+                                     &w->err);
+    return rc;
+}
+
+/* Step 2: every add and delete in one transaction. */
+static int batch_commit(ims_coll *c, ims_catalog *cat, wreq *b)
+{
+    ims_error e;
+    ims_error_clear(&e);
+    int rc = ims_catalog_begin(cat, &e);
+    for (wreq *w = b; !rc && w; w = w->next) {
+        if (w->decided)
+            continue;
+        if (w->op == 'A') {
+            rc = batch_add_one(c, cat, b, w);
+        } else {
+            rc = ims_catalog_delete(cat, w->id, &w->err);
+            if (rc == IMS_ENOTFOUND) /* an earlier delete of this batch */
+                w->rc = rc, w->decided = 1, rc = IMS_OK;
+        }
+        if (rc)
+            e = w->err;
+    }
+    if (!rc)
+        rc = ims_catalog_commit(cat, &e);
+    else
+        ims_catalog_rollback(cat);
+    if (rc) {
+        fail_undecided(b, 0, rc, &e);
+        return rc;
+    }
+    for (wreq *w = b; w; w = w->next)
+        if (!w->decided)
+            w->committed = 1;
+    return IMS_OK;
+}
+
+/* Step 3: the committed adds' 'A' records. */
+static int batch_log_adds(ims_coll *c, wreq *b)
+{
+    size_t n;
+    ims_error e;
+    ims_error_clear(&e);
+    int64_t *ids = batch_ids(b, 'A', 1, &n);
+    int rc = !ids ? ims_error_set(&e, IMS_ENOMEM, "out of memory")
+             : n  ? log_append(c, 'A', ids, n, &e)
+                  : IMS_OK;
+    ims_free(ids);
+    if (rc)
+        fail_undecided(b, 'A', rc, &e);
+    return rc;
+}
+
+/* Step 4: the index; adds that are not searchable are taken back. */
+static void batch_index(ims_coll *c, ims_catalog *cat, wreq *b)
+{
+    for (wreq *w = b; w; w = w->next) {
+        if (!w->committed)
+            continue;
+        if (w->op == 'D') {
+            if (ims_hnsw_contains(c->index, (uint64_t)w->id))
+                ims_hnsw_delete(c->index, (uint64_t)w->id);
+            continue;
+        }
+        if (!w->decided && ims_hnsw_add(c->index, (uint64_t)w->id, w->v))
+            w->rc = ims_error_set(&w->err, IMS_EIO, "index: item %lld: %s", (long long)w->id,
+                                  ims_hnsw_errmsg(c->index)),
+            w->decided = 1;
+        if (w->rc && !w->repair && !ims_hnsw_contains(c->index, (uint64_t)w->id)) {
+            /* not searchable: take the row back (if that fails too, a retry
+             * or the next open finishes the item) */
+            if (ims_catalog_delete(cat, w->id, NULL) == IMS_OK)
+                w->id = 0;
+        } else if (!w->rc && w->repair) {
+            w->rc = ims_error_set(&w->err, IMS_EEXIST, "add: the same image is item %lld",
+                                  (long long)w->id);
+        }
+    }
+}
+
+/* Run one batch (the leader, no lock held). */
+static void run_batch(ims_coll *c, wreq *b)
+{
+    ims_catalog *cat = cat_take(c);
+    if (!batch_log_deletes(c, cat, b) && !batch_commit(c, cat, b))
+        (void)batch_log_adds(c, b);
+    batch_index(c, cat, b);
+    cat_put(c, cat);
+    int64_t n = 0;
+    for (wreq *w = b; w; w = w->next)
+        n++;
+    pthread_mutex_lock(&c->stats_mu);
+    c->write_batches++;
+    c->writes += n;
+    pthread_mutex_unlock(&c->stats_mu);
+    filters_clear(c);
+}
+
+/* Queue r and return once its batch has run (led by this thread or another). */
+static void submit(ims_coll *c, wreq *r)
+{
+    pthread_mutex_lock(&c->q_mu);
+    r->next = NULL;
+    if (c->q_tail)
+        c->q_tail->next = r;
+    else
+        c->q_head = r;
+    c->q_tail = r;
+    while (!r->done) {
+        if (c->q_busy) {
+            pthread_cond_wait(&c->q_cv, &c->q_mu);
+            continue;
+        }
+        /* lead: take the queue (its first MAX_BATCH) and run it unlocked */
+        c->q_busy = 1;
+        wreq *b = c->q_head, *last = b;
+        for (int i = 1; i < MAX_BATCH && last->next; i++)
+            last = last->next;
+        c->q_head = last->next;
+        if (!c->q_head)
+            c->q_tail = NULL;
+        last->next = NULL;
+        pthread_mutex_unlock(&c->q_mu);
+        run_batch(c, b);
+        pthread_mutex_lock(&c->q_mu);
+        for (wreq *w = b, *nx; w; w = nx) {
+            nx = w->next;
+            w->done = 1;
+        }
+        c->q_busy = 0;
+        pthread_cond_broadcast(&c->q_cv);
+    }
+    pthread_mutex_unlock(&c->q_mu);
+}
+
+/* Copy a request's answer to the caller. */
+static int answer(const wreq *r, ims_error *err)
+{
+    if (err && r->rc)
+        *err = r->err;
+    return r->rc;
+}
 
 int ims_coll_add(ims_coll *c, const void *bytes, size_t len, const char *category, const char *name,
                  const char *metadata, int64_t *id, ims_error *err)
@@ -663,49 +955,30 @@ int ims_coll_add(ims_coll *c, const void *bytes, size_t len, const char *categor
     float *v = ims_malloc((size_t)c->enc.dim * sizeof(float));
     if (!v)
         rc = ims_error_set(err, IMS_ENOMEM, "out of memory");
-    /* encode before taking the write lock: writes wait for each other only
-     * for the short catalogue/index part */
+    /* encode and store the image file (its own fsync) before queueing:
+     * a batch holds only the catalogue/log/index part, and an image file
+     * without a row is harmless (items.c) */
     if (!rc)
         rc = encode_image(c, img, v, c->queue_timeout_ms, err);
-    if (rc) {
-        ims_image_free(img);
-        ims_free(v);
-        return rc;
+    if (!rc) {
+        ims_catalog *cat = cat_take(c);
+        rc = ims_catalog_store_image(cat, bytes, len, img->format, err);
+        cat_put(c, cat);
     }
-    pthread_mutex_lock(&c->write_mu);
-    ims_catalog *cat = cat_take(c);
-    /* row + vector in one transaction: a failure (disk full) leaves neither */
-    rc = ims_catalog_begin(cat, err);
-    if (!rc)
-        rc = ims_catalog_add(cat, bytes, len, img->format, img->width, img->height, category, name,
-                             NULL, metadata && *metadata ? metadata : NULL, id, err);
-    /* an accepted row the index lacks: an earlier add failed after its
-     * commit (log or index); finish it rather than answer EEXIST for an
-     * item no search finds */
-    int repair = rc == IMS_EEXIST && *id > 0 && !ims_hnsw_contains(c->index, (uint64_t)*id);
-    if (!rc || repair)
-        rc = ims_catalog_put_vectors(cat, COLL_VECTORS, c->enc.stamp, 1, id, v, c->enc.dim, err);
-    if (!rc)
-        rc = ims_catalog_commit(cat, err);
-    else
-        ims_catalog_rollback(cat);
-    int committed = !rc;
-    if (!rc)
-        rc = log_append(c, 'A', *id, err);
-    if (!rc && ims_hnsw_add(c->index, (uint64_t)*id, v))
-        rc = ims_error_set(err, IMS_EIO, "index: item %lld: %s", (long long)*id,
-                           ims_hnsw_errmsg(c->index));
-    if (rc && committed && !repair && !ims_hnsw_contains(c->index, (uint64_t)*id)) {
-        /* not searchable: take the row back (if that fails too, a retry
-         * or the next open finishes the item) */
-        if (ims_catalog_delete(cat, *id, NULL) == IMS_OK)
-            *id = 0;
-    } else if (!rc && repair) {
-        rc = ims_error_set(err, IMS_EEXIST, "add: the same image is item %lld", (long long)*id);
+    if (!rc) {
+        wreq r = {.op = 'A',
+                  .bytes = bytes,
+                  .len = len,
+                  .img = img,
+                  .category = category,
+                  .name = name,
+                  .metadata = metadata,
+                  .v = v};
+        ims_error_clear(&r.err);
+        submit(c, &r);
+        *id = r.id;
+        rc = answer(&r, err);
     }
-    cat_put(c, cat);
-    pthread_mutex_unlock(&c->write_mu);
-    filters_clear(c);
     ims_image_free(img);
     ims_free(v);
     return rc;
@@ -715,23 +988,10 @@ int ims_coll_delete(ims_coll *c, int64_t id, ims_error *err)
 {
     if (c->readonly)
         return ims_error_set(err, IMS_ESTATE, "%s: opened read-only", c->dir);
-    pthread_mutex_lock(&c->write_mu);
-    ims_catalog *cat = cat_take(c);
-    ims_item it = {0};
-    int rc = ims_catalog_get(cat, id, &it, err);
-    if (!rc && it.status != IMS_ITEM_ACCEPTED)
-        rc = ims_error_set(err, IMS_ENOTFOUND, "item %lld not found", (long long)id);
-    ims_item_clear(&it);
-    if (!rc)
-        rc = log_append(c, 'D', id, err);
-    if (!rc)
-        rc = ims_catalog_delete(cat, id, err);
-    if (!rc && ims_hnsw_contains(c->index, (uint64_t)id))
-        ims_hnsw_delete(c->index, (uint64_t)id);
-    cat_put(c, cat);
-    pthread_mutex_unlock(&c->write_mu);
-    filters_clear(c);
-    return rc;
+    wreq r = {.op = 'D', .id = id};
+    ims_error_clear(&r.err);
+    submit(c, &r);
+    return answer(&r, err);
 }
 
 void ims_coll_get_stats(ims_coll *c, ims_coll_stats *s)
@@ -744,6 +1004,8 @@ void ims_coll_get_stats(ims_coll *c, ims_coll_stats *s)
     pthread_mutex_lock(&c->stats_mu);
     s->encodes = c->encodes;
     s->encode_seconds = c->encode_seconds;
+    s->writes = c->writes;
+    s->write_batches = c->write_batches;
     pthread_mutex_unlock(&c->stats_mu);
 }
 

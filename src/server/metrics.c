@@ -160,10 +160,15 @@ char *ims__metrics_render(ims_server *s, size_t *len)
         "# HELP imgsim_encodes_total Images encoded since start.\n"
         "# TYPE imgsim_encodes_total counter\nimgsim_encodes_total %lld\n"
         "# HELP imgsim_encode_seconds_total Time spent encoding images.\n"
-        "# TYPE imgsim_encode_seconds_total counter\nimgsim_encode_seconds_total %.6f\n",
+        "# TYPE imgsim_encode_seconds_total counter\nimgsim_encode_seconds_total %.6f\n"
+        "# HELP imgsim_writes_total Adds and deletes run since start.\n"
+        "# TYPE imgsim_writes_total counter\nimgsim_writes_total %lld\n"
+        "# HELP imgsim_write_batches_total Group commits (one transaction and one log sync"
+        " each) they took.\n"
+        "# TYPE imgsim_write_batches_total counter\nimgsim_write_batches_total %lld\n",
         __atomic_load_n(&s->inflight, __ATOMIC_RELAXED), (unsigned long long)LOAD(&s->m.body_bytes),
         (long long)st.items, (long long)st.indexed, st.dim, (long long)st.encodes,
-        st.encode_seconds);
+        st.encode_seconds, (long long)st.writes, (long long)st.write_batches);
     if (b.oom) {
         ims_free(b.p);
         return NULL;
