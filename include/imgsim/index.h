@@ -116,11 +116,14 @@ typedef struct ims_search_stats {
     double est_admitted;  /* planner's estimate of admitted live items */
     double cost_graph;    /* planner's cost estimates of the two plans (modelled */
     double cost_exact;    /*   ns; AUTO runs the lower one, exact on a tie) */
+    uint32_t ef;          /* the graph walk's beam: opts.ef raised to k and, for a
+                             filtered walk, widened by the filter's selectivity */
 } ims_search_stats;
 
 /* Search options; a NULL pointer or zeroed struct means defaults. */
 typedef struct ims_search_opts {
-    uint32_t ef;             /* candidate list size (0: the index default; raised to k) */
+    uint32_t ef;             /* candidate list size (0: the index default; raised to k;
+                                a filtered walk widens it, see hnsw_search.c) */
     ims_filter_fn filter;    /* optional predicate on ids ... */
     void *filter_ud;         /* ... and its user data */
     const uint64_t *allow;   /* optional bitset over ids: id admitted iff */
