@@ -20,7 +20,8 @@
  * Timing: rounds x (AUTO, GRAPH, EXACT) alternated, best round per plan,
  * one thread, one query per call, after a warm-up pass; the CPU model
  * from /proc/cpuinfo is printed beside the table. Work counters come from
- * ims_search_stats (distances and admission tests per query).
+ * ims_search_stats (distances and admission tests per query, and the beam
+ * the graph walk used: ef widened for filtered walks).
  */
 #include <math.h>
 #include <stdint.h>
@@ -203,8 +204,8 @@ int main(int argc, char **argv)
     }
     printf("\n| selectivity | admitted | faster plan | AUTO picks | AUTO QPS | AUTO R@10 | GRAPH "
            "QPS | GRAPH "
-           "R@10 | GRAPH dist/q | GRAPH adm/q | EXACT QPS | EXACT R@10 | AUTO/best |\n");
-    printf("|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+           "R@10 | GRAPH ef | GRAPH dist/q | GRAPH adm/q | EXACT QPS | EXACT R@10 | AUTO/best |\n");
+    printf("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
 
     uint64_t *bits = calloc(n / 64 + 1, 8);
     float *sub = malloc(sizeof(float) * n * dim);
@@ -232,6 +233,7 @@ int main(int argc, char **argv)
                             &nt[i]);
         static const int modes[3] = {IMS_SEARCH_AUTO, IMS_SEARCH_GRAPH, IMS_SEARCH_EXACT};
         double best[3] = {0, 0, 0}, recall[3] = {0, 0, 0}, dist[3] = {0, 0, 0}, adm[3] = {0, 0, 0};
+        uint32_t beam = 0; /* the graph walk's ef (ims_search_stats.ef) */
         int picks_exact = 0, leaked = 0;
         for (int r = -1; r < rounds; r++) { /* r = -1: warm-up and recall */
             for (int mi = 0; mi < 3; mi++) {
@@ -261,6 +263,8 @@ int main(int argc, char **argv)
                     recall[mi] += nt[i] ? (double)got / nt[i] : 1.0;
                     dist[mi] += (double)st.n_distances;
                     adm[mi] += (double)st.n_admit;
+                    if (mi == 1 && st.ef > beam)
+                        beam = st.ef;
                     if (mi == 0)
                         picks_exact += st.plan == IMS_SEARCH_EXACT;
                 }
@@ -270,14 +274,15 @@ int main(int argc, char **argv)
             }
         }
         double fast = best[1] > best[2] ? best[1] : best[2];
-        printf("| %.1f%% | %zu | %s | %s | %.0f | %.4f | %.0f | %.4f | %.0f | %.0f | %.0f | %.4f | "
+        printf("| %.1f%% | %zu | %s | %s | %.0f | %.4f | %.0f | %.4f | %u | %.0f | %.0f | %.0f | "
+               "%.4f | "
                "%.2f |%s\n",
                sel * 100, m, best[1] > best[2] ? "graph" : "exact",
                picks_exact == (int)nq ? "exact"
                : picks_exact == 0     ? "graph"
                                       : "mixed",
-               best[0], recall[0] / nq, best[1], recall[1] / nq, dist[1] / nq, adm[1] / nq, best[2],
-               recall[2] / nq, best[0] / fast, leaked ? " LEAKED" : "");
+               best[0], recall[0] / nq, best[1], recall[1] / nq, beam, dist[1] / nq, adm[1] / nq,
+               best[2], recall[2] / nq, best[0] / fast, leaked ? " LEAKED" : "");
         fflush(stdout);
     }
     ims_hnsw_free(h);

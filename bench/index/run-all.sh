@@ -105,7 +105,7 @@ for s in $SYSTEMS; do
         m=${s#ours-M}; storage=${m#*-}; m=${m%%-*}
         if [ -x "$IMGSIM" ]; then
             run $s "$IMGSIM" bench-index $files --M "$m" --ef-construction 200 --threads $THREADS \
-                --storage "$storage" --ef $EF $([ "${SAVE:-0}" = 1 ] && echo "--save $out/$s.ims")
+                --storage "$storage" --ef $EF --cpu-qps $([ "${SAVE:-0}" = 1 ] && echo "--save $out/$s.ims")
         else
             echo "== $s: skipped ($IMGSIM not built)"
         fi ;;

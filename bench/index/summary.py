@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 # SPDX-License-Identifier: MIT
-"""summary.py OUTDIR [--curves] — summary table of a run-all.sh directory.
+"""summary.py OUTDIR [--curves] [--cpu] — summary table of a run-all.sh directory.
 
 Reads OUTDIR/*.txt (anchor harness or `imgsim bench-index` output: a build
 time line, an index bytes line, and `ef=<p> recall@10=<r> qps=<q>` lines)
@@ -10,6 +10,9 @@ sweep actually measured) and, in brackets, a log-linear interpolation
 between the two points around it. Ratios: ours / hnswlib with the same M,
 and ours / the FAISS AVX2 HNSW M=32 figure given in the issue (the real bar;
 our own FAISS builds are Debian's generic library, see bench/README.md).
+--cpu: use the cpu_qps figures (queries per CPU-second of the searching
+thread, printed by `imgsim bench-index --cpu-qps` and the anchors) instead
+of wall-clock QPS; points without one are skipped.
 """
 import math
 import os
@@ -19,7 +22,8 @@ import sys
 # FAISS IndexHNSWFlat M=32, AVX2 build, single thread, this machine (issue).
 FAISS_AVX2 = {"embed": {0.95: 3221, 0.99: 2086}, "sift": {0.95: 3799, 0.99: 2591}}
 THRESHOLDS = (0.95, 0.99)
-POINT = re.compile(r"ef=(\d+)\s+recall@10=([0-9.]+)\s+qps=([0-9.]+)")
+POINT = re.compile(r"ef=(\d+)\s+recall@10=([0-9.]+)\s+qps=([0-9.]+)(?:\s+cpu_qps=([0-9.]+))?")
+CPU = "--cpu" in sys.argv
 BUILD = [re.compile(p, re.I) for p in (r"^build_s=([0-9.]+)", r"^build:.*:\s*([0-9.]+)\s*s$", r"build[ _a-z]*[:=]\s*([0-9.]+)\s*s\b",
                                        r"build[ _a-z]*\s([0-9.]+)\s*s\b")]
 BYTES = [re.compile(p, re.I) for p in (r"^index_bytes=(\d+)", r"index[ _]bytes[:=\s]+(\d+)",
@@ -39,7 +43,10 @@ def parse(path):
             continue
         m = POINT.search(line)
         if m:
-            r["points"].append((int(m.group(1)), float(m.group(2)), float(m.group(3))))
+            if CPU and m.group(4) is None:
+                continue
+            q = float(m.group(4) if CPU else m.group(3))
+            r["points"].append((int(m.group(1)), float(m.group(2)), q))
             continue
         for rx in BUILD:
             m = rx.search(line)
@@ -74,7 +81,7 @@ def fmt(x, f="{:.0f}"):
 
 def main():
     if len(sys.argv) < 2:
-        sys.exit("usage: summary.py OUTDIR [--curves]")
+        sys.exit("usage: summary.py OUTDIR [--curves] [--cpu]")
     out = sys.argv[1]
     ds = os.path.basename(os.path.normpath(out))
     if ds.startswith("ab"):  # ab-search.sh output inside bench/out/<set>/ab*
@@ -87,7 +94,8 @@ def main():
     if any(n.endswith("-best") for n in res):
         res = {n: r for n, r in res.items() if not re.search(r"-r\d+$", n)}
     print(f"### {ds}\n")
-    print("QPS: first sweep point reaching the recall (interpolated in brackets); one thread, one query at a time.")
+    print(("CPU-time QPS (queries per CPU-second of the searching thread)" if CPU else "QPS") +
+          ": first sweep point reaching the recall (interpolated in brackets); one thread, one query at a time.")
     print("load: 1-min load average when the search phase began (else before the run).\n")
     hdr = ["system", "load", "build s", "index MiB"]
     for t in THRESHOLDS:

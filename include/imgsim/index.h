@@ -32,7 +32,7 @@
  * threads: they run one after the other.
  *   - ims_hnsw_free / ims_hnsw_close: no call on h may be in progress or
  *     follow, on any thread (the caller joins its threads first).
- *   - ims_hnsw_new, ims_hnsw_open, ims_hnsw_open_buffer, ims_flat_search
+ *   - ims_hnsw_new, ims_hnsw_open, ims_hnsw_load, ims_hnsw_open_buffer, ims_flat_search
  *     and the name functions share no state: safe from any thread.
  *   - A filter (ims_search_opts.filter) runs on the searching thread while
  *     that thread holds the shared lock: it must not call any function on
@@ -116,11 +116,14 @@ typedef struct ims_search_stats {
     double est_admitted;  /* planner's estimate of admitted live items */
     double cost_graph;    /* planner's cost estimates of the two plans (modelled */
     double cost_exact;    /*   ns; AUTO runs the lower one, exact on a tie) */
+    uint32_t ef;          /* the graph walk's beam: opts.ef raised to k and, for a
+                             filtered walk, widened by the filter's selectivity */
 } ims_search_stats;
 
 /* Search options; a NULL pointer or zeroed struct means defaults. */
 typedef struct ims_search_opts {
-    uint32_t ef;             /* candidate list size (0: the index default; raised to k) */
+    uint32_t ef;             /* candidate list size (0: the index default; raised to k;
+                                a filtered walk widens it, see hnsw_search.c) */
     ims_filter_fn filter;    /* optional predicate on ids ... */
     void *filter_ud;         /* ... and its user data */
     const uint64_t *allow;   /* optional bitset over ids: id admitted iff */
@@ -242,6 +245,13 @@ int ims_hnsw_save(ims_hnsw *h, const char *path);
  * index file), IMS_EVERSION (needs a newer reader), IMS_ECORRUPT (the message
  * gives the offset), IMS_ENOMEM. Free with ims_hnsw_close(). */
 int ims_hnsw_open(const char *path, ims_hnsw **out, ims_error *err);
+
+/* Same, but the whole file is read into memory (huge pages where the
+ * kernel grants them) instead of mapped: open costs one read of the file and
+ * the memory is not shared with the page cache, searches then take no page
+ * faults and far fewer TLB misses (bench/RESULTS-index.md measures it). The
+ * same checks and errors as ims_hnsw_open; ims_hnsw_info.mapped is 0. */
+int ims_hnsw_load(const char *path, ims_hnsw **out, ims_error *err);
 
 /* Same, from bytes in memory (copied; buf may be freed afterwards). */
 int ims_hnsw_open_buffer(const void *buf, size_t size, ims_hnsw **out, ims_error *err);

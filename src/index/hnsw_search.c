@@ -13,9 +13,11 @@
  * admitted nodes are scored and become results; a candidate's expansion
  * reaches through its non-admitted neighbours to their neighbours (two
  * hops, ACORN-1) and, when the admitted items are too sparse for that,
- * also routes through the non-admitted ones. The planner (ims__plan_costs)
- * compares a cost model of that walk with an exact scan of the admitted
- * items; ims_search_stats reports which ran and the work it did.
+ * also routes through the non-admitted ones; its beam is ef widened by the
+ * selectivity (filtered_ef), for about the unfiltered walk's recall. The
+ * planner (ims__plan_costs) compares a cost model of that walk with an
+ * exact scan of the admitted items; ims_search_stats reports which ran,
+ * the beam and the work it did.
  *
  * Every link read from the graph is bounds-checked (count <= Mmax, slot <
  * n_nodes, upper-layer neighbour has that layer), so a corrupt file that
@@ -433,6 +435,26 @@ void ims__plan_costs(const ims_hnsw *h, double admitted, uint32_t ef, int user_f
     *sparse = sp;
 }
 
+/* The filtered walk's beam. Its two-hop neighbourhoods are not pruned like
+ * the graph's own links, so at the same ef it finds fewer true neighbours
+ * than an unfiltered search, the more so the fewer items are admitted:
+ * bench_filter (50k x 128, 1,000 queries, ef 64) measured recall@10 0.9884
+ * at 5%, 0.9909 at 10%, 0.9974 at 20%, 0.9986 at 30% and 0.9984 at 50%;
+ * with ef 96, 0.9936 / 0.9990 / 0.9996 / 0.9999. So the walk widens ef by
+ * sqrt(0.4 / fraction admitted), at most 4x: 1.41x at 20%, 2x at 10%,
+ * 2.8x at 5% (bench/RESULTS-filter.md has the result). The planner costs
+ * the walk at this beam, so where the wider walk loses to the scan, AUTO
+ * scans. */
+static uint32_t filtered_ef(const ims_hnsw *h, uint32_t ef, double admitted)
+{
+    double frac = h->n_nodes ? admitted / h->n_nodes : 1;
+    if (frac >= 0.4 || frac <= 0)
+        return ef;
+    double m = sqrt(0.4 / frac), w;
+    w = ceil(ef * (m < 4 ? m : 4));
+    return w < (double)UINT32_MAX ? (uint32_t)w : UINT32_MAX;
+}
+
 int ims_hnsw_search(ims_hnsw *h, const float *query, size_t k, const ims_search_opts *opts,
                     ims_hit *hits, size_t *n_hits)
 {
@@ -476,6 +498,8 @@ int ims_hnsw_search(ims_hnsw *h, const float *query, size_t k, const ims_search_
             hit += admit(h, &f, (uint32_t)((uint64_t)t * h->n_nodes / n_s));
         admitted = (double)hit * h->n_nodes / n_s;
     }
+    if (user_filter || h->n_deleted)
+        ef = filtered_ef(h, ef, admitted);
     double graph_cost, exact_cost;
     int sparse;
     ims__plan_costs(h, admitted, ef, user_filter, f.fn != NULL, &graph_cost, &exact_cost, &sparse);
@@ -485,6 +509,7 @@ int ims_hnsw_search(ims_hnsw *h, const float *query, size_t k, const ims_search_
         st->plan = exact ? IMS_SEARCH_EXACT : IMS_SEARCH_GRAPH;
         st->est_admitted = admitted;
         st->cost_graph = graph_cost, st->cost_exact = exact_cost;
+        st->ef = ef;
     }
 
     ims__heap *W = &s->W;

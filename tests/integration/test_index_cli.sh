@@ -39,7 +39,7 @@ with open(d + "/mixed.fvecs", "wb") as f:
 PY
 expect 0 "bench-index" "$CLI" bench-index --base "$T/b.fvecs" --query "$T/q.fvecs" \
     --truth "$T/t.ivecs" --metric l2 --ef 10,40 --threads 2 --save "$T/i.hnsw"
-grep -Eq '^ef=40 recall@10=(0\.9[5-9][0-9]*|1\.0+) qps=[0-9]+$' "$T/out" ||
+grep -Eq '^ef=40 recall@10=(0\.9[5-9][0-9]*|1\.0+) qps=[0-9]+ dist_q=[1-9][0-9]*$' "$T/out" ||
     { echo "FAIL: bench-index output/recall"; cat "$T/out"; fail=1; }
 grep -q '^index bytes: ' "$T/out" || { echo "FAIL: no index bytes line"; fail=1; }
 expect 0 "index check" "$CLI" index check "$T/i.hnsw"
@@ -48,6 +48,15 @@ expect 0 "index check --json" "$CLI" index check --json "$T/i.hnsw"
 grep -q '"items":1500' "$T/out" || { echo "FAIL: check json"; cat "$T/out"; fail=1; }
 expect 0 "bench-index --load" "$CLI" bench-index --load "$T/i.hnsw" --query "$T/q.fvecs" \
     --truth "$T/t.ivecs" --ef 20
+grep -q "(mapped)" "$T/out" || { echo "FAIL: --load does not say mapped"; cat "$T/out"; fail=1; }
+cp "$T/out" "$T/out.mapped"
+expect 0 "bench-index --load --read" "$CLI" bench-index --load "$T/i.hnsw" --read \
+    --query "$T/q.fvecs" --truth "$T/t.ivecs" --ef 20 --cpu-qps
+grep -q "(read into memory)" "$T/out" || { echo "FAIL: --read not used"; cat "$T/out"; fail=1; }
+# the same index answers the same, read or mapped
+[ "$(grep -o '^ef=20 recall@10=[0-9.]*' "$T/out")" = "$(grep -o '^ef=20 recall@10=[0-9.]*' "$T/out.mapped")" ] &&
+    grep -Eq '^ef=20 recall@10=[0-9.]+ qps=[0-9]+ cpu_qps=[0-9]+ dist_q=[0-9]+$' "$T/out" ||
+    { echo "FAIL: --read recall/format"; cat "$T/out" "$T/out.mapped"; fail=1; }
 # corrupt a byte in the bulk: quick check passes (lazy), deep check fails
 size=$(stat -c %s "$T/i.hnsw")
 cp "$T/i.hnsw" "$T/c.hnsw"

@@ -2,7 +2,8 @@
 /*
  * test_index_file.c — the index file: round trip, then every truncation
  * length, every flipped byte of a small file (open must fail, or the deep
- * check must), foreign files, newer versions, and open_buffer.
+ * check must), foreign files, newer versions, open_buffer, and ims_hnsw_load
+ * (the file read into memory instead of mapped).
  */
 #include <string.h>
 
@@ -171,6 +172,86 @@ static void test_foreign_and_versions(void)
     unlink(p);
 }
 
+/* ims_hnsw_load gives the handle ims_hnsw_open gives, read instead of
+ * mapped: the same hits and distances, writable, savable; and the same
+ * errors for bad files. 1100 x 2048-d f32 is 9 MB of vectors, above the
+ * 8 MiB from which the allocation is huge-page advised. */
+static void test_load(void)
+{
+    const uint32_t dim = 2048;
+    const size_t n = 1100;
+    float *x = tix_data(n, dim, 4, 21);
+    ims_hnsw *h = tix_build(IMS_METRIC_COSINE, IMS_STORAGE_F32, 0, dim, x, n, 2, 3);
+    CHECK(h != NULL);
+    if (!h)
+        return;
+    CHECK_RC(ims_hnsw_delete(h, 1007), IMS_OK);
+    char p[] = "/tmp/ims_idx_l_XXXXXX";
+    close(mkstemp(p));
+    CHECK_RC(ims_hnsw_save(h, p), IMS_OK);
+    ims_hnsw_free(h);
+    ims_hnsw *m = NULL, *g = NULL;
+    ims_error err;
+    CHECK_MSG(ims_hnsw_open(p, &m, &err) == IMS_OK, "open: %s", err.msg);
+    CHECK_MSG(ims_hnsw_load(p, &g, &err) == IMS_OK, "load: %s", err.msg);
+    if (!m || !g)
+        return;
+    ims_hnsw_info im, ig;
+    ims_hnsw_get_info(m, &im);
+    ims_hnsw_get_info(g, &ig);
+    CHECK_EQ(im.mapped, 1);
+    CHECK_EQ(ig.mapped, 0);
+    CHECK_EQ(ig.n_items, n - 1);
+    CHECK_EQ(ig.n_dims, dim);
+    CHECK_RC(ims_hnsw_check(g, 1), IMS_OK);
+    int same = 1;
+    for (size_t qi = 0; qi < 20; qi++) {
+        const float *q = x + qi * 37 * dim;
+        ims_hit a[10], b[10];
+        size_t na = 0, nb = 0;
+        ims_search_opts o = {.ef = 32, .mode = IMS_SEARCH_GRAPH};
+        CHECK_RC(ims_hnsw_search(m, q, 10, &o, a, &na), IMS_OK);
+        CHECK_RC(ims_hnsw_search(g, q, 10, &o, b, &nb), IMS_OK);
+        same &= na == 10 && nb == na;
+        for (size_t i = 0; i < nb && i < na; i++)
+            same &= b[i].id != 1007 && a[i].id == b[i].id && a[i].distance == b[i].distance;
+    }
+    CHECK_MSG(same, "loaded and mapped handles answer differently");
+    /* writable: add one, delete one, save over the file, open it again */
+    CHECK_RC(ims_hnsw_add(g, 5000, x + 7 * dim), IMS_OK);
+    CHECK_RC(ims_hnsw_delete(g, 1010), IMS_OK);
+    CHECK_RC(ims_hnsw_save(g, p), IMS_OK);
+    ims_hnsw_free(g), g = NULL;
+    CHECK_MSG(ims_hnsw_load(p, &g, &err) == IMS_OK, "reload: %s", err.msg);
+    if (g) {
+        CHECK_EQ(ims_hnsw_count(g), n - 1);
+        CHECK(ims_hnsw_contains(g, 5000) && !ims_hnsw_contains(g, 1010));
+        CHECK_RC(ims_hnsw_check(g, 1), IMS_OK);
+        ims_hnsw_free(g), g = NULL;
+    }
+    ims_hnsw_free(m);
+    /* errors: as ims_hnsw_open's */
+    CHECK_RC(ims_hnsw_load("/nonexistent/x.hnsw", &g, &err), IMS_EIO);
+    CHECK(strstr(err.msg, "/nonexistent/x.hnsw") != NULL);
+    CHECK_RC(ims_hnsw_load("/tmp", &g, &err), IMS_EIO);
+    CHECK(strstr(err.msg, "not a regular file") != NULL);
+    CHECK(g == NULL);
+    size_t len;
+    unsigned char *b = slurp(p, &len);
+    FILE *f = fopen(p, "wb");
+    fwrite(b, 1, len / 2, f); /* truncated */
+    fclose(f);
+    CHECK_RC(ims_hnsw_load(p, &g, &err), IMS_ECORRUPT);
+    CHECK(strstr(err.msg, "offset") != NULL);
+    f = fopen(p, "wb");
+    fclose(f); /* empty */
+    CHECK_RC(ims_hnsw_load(p, &g, &err), IMS_EFORMAT);
+    CHECK(g == NULL);
+    free(b);
+    free(x);
+    unlink(p);
+}
+
 int main(void)
 {
     ims_init();
@@ -178,5 +259,6 @@ int main(void)
     test_corruption(IMS_STORAGE_INT8, 1);
     test_corruption(IMS_STORAGE_F16, 0);
     test_foreign_and_versions();
+    test_load();
     return check_report();
 }

@@ -139,6 +139,7 @@ static void test_planner(void)
         CHECK_RC(ims_hnsw_search(h, Q + i * DIM, 10, &o, hits, &nh), IMS_OK);
         CHECK_EQ(st.plan, IMS_SEARCH_GRAPH);
         CHECK(st.n_distances > 0);
+        CHECK_EQ(st.ef, 64); /* unfiltered: the beam asked for */
         unfiltered += (double)st.n_distances;
     }
     unfiltered /= NQ;
@@ -163,12 +164,16 @@ static void test_planner(void)
         CHECK(fabs(st.est_admitted - (double)n_in) <= 0.2 * (double)n_in + 20);
         if (st.plan == IMS_SEARCH_EXACT) /* the scan scores only admitted items */
             CHECK_EQ(st.n_distances, n_in);
+        if (want[p].permille == 500) /* a broad filter: the beam asked for */
+            CHECK_EQ(st.ef, 64);
         if (want[p].permille == 200) { /* the two-hop walk: no 1/selectivity blow-up */
             double work = 0;
             fo.mode = IMS_SEARCH_GRAPH;
             for (int i = 0; i < NQ; i++) {
                 CHECK_RC(ims_hnsw_search(h, Q + i * DIM, 10, &fo, hits, &nh), IMS_OK);
                 work += (double)st.n_distances;
+                /* widened by sqrt(0.4 / 0.2), within the estimate's sampling error */
+                CHECK_MSG(st.ef >= 80 && st.ef <= 100, "20%%: beam %u", st.ef);
             }
             work /= NQ;
             CHECK_MSG(work <= 2.0 * unfiltered, "20%%: %.0f distances vs %.0f unfiltered", work,
