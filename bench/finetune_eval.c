@@ -20,6 +20,24 @@
  * --raw: every single tap and every pair of taps, raw (unit taps only).
  * Otherwise, on the taps of --use: raw, seed MLP (on --seed-tap), LDA,
  * FUSION (w capped, no copies) and FUSION+aug (w guarded by copies).
+ *
+ * Experiments (environment; bench/RESULTS-finetune.md lists the outcomes):
+ *   BENCH_ONLY=raw,lda,...   run only these methods (raw, rawseed, seed, lda,
+ *                            fusion, fusion+aug, lda+aug)
+ *   BENCH_W=w, BENCH_DIM=k   fixed fusion weight / LDA dims
+ *   BENCH_WHITEN=a           shrunk PCA whitening of the unit taps (learned
+ *                            on the training items, shrinkage a) before
+ *                            everything; BENCH_WRANK=r keeps r components
+ *   BENCH_WRAW=a             the same whitening for the fusion's raw part
+ *                            only (the LDA still sees the unit taps)
+ *   BENCH_RERANK=alpha,tau   two-part score z.z' + alpha u.u', items with
+ *                            u.u' > tau first (near-duplicate guard)
+ *   BENCH_PRIOR=g,tau,log    fused cosine + g p(item's category | query)
+ *                            from the head's classifier (log=1: log p),
+ *                            with the same guard
+ *   BENCH_GALLERY=train      category queries search the training items
+ *                            only (imgsim eval's protocol)
+ *   BENCH_SQRT=1, BENCH_LEAK=1  signed square root; train on all items
  */
 #include <math.h>
 #include <stdio.h>
@@ -93,6 +111,35 @@ typedef struct result {
     double p1, p5, p10, map, r1, r10, w, shrink, acc, secs;
 } result;
 
+/* Category scores of S (nq x n, rows = validation items q[]): against all
+ * other items, or with BENCH_GALLERY=train against the training items only
+ * (imgsim eval's protocol: the gallery the head was trained on). */
+static void cat_scores(const bench *b, const float *S, const int *q, int nq,
+                       const unsigned char *is_val, double *p1, double *p5, double *p10,
+                       double *map)
+{
+    const char *g = getenv("BENCH_GALLERY");
+    if (!g || strcmp(g, "train")) {
+        ims__retrieval(S, nq, b->n, q, b->labels, p1, p5, p10, map);
+        return;
+    }
+    int ng = 0, *lab = malloc((size_t)(b->n + nq) * sizeof *lab),
+        *qi = malloc((size_t)nq * sizeof *qi);
+    float *T = malloc((size_t)nq * b->n * sizeof *T);
+    for (int j = 0; j < b->n; j++)
+        if (!is_val[j])
+            lab[ng++] = b->labels[j];
+    for (int a = 0; a < nq; a++) {
+        lab[ng + a] = b->labels[q[a]], qi[a] = ng + a;
+        int c = 0;
+        for (int j = 0; j < b->n; j++)
+            if (!is_val[j])
+                T[(size_t)a * ng + c++] = S[(size_t)a * b->n + j];
+    }
+    ims__retrieval(T, nq, ng, qi, lab, p1, p5, p10, map);
+    free(lab), free(qi), free(T);
+}
+
 /* Evaluate embeddings e (of originals) and ea (of copies), dim each. */
 static void score(const bench *b, const float *e, const float *ea, int dim,
                   const unsigned char *is_val, result *r)
@@ -104,7 +151,7 @@ static void score(const bench *b, const float *e, const float *ea, int dim,
     float *S = malloc((size_t)nq * b->n * sizeof *S);
     double p1, p5, p10, map, r1, r10;
     ims__sim(e, q, nq, e, b->n, dim, S);
-    ims__retrieval(S, nq, b->n, q, b->labels, &p1, &p5, &p10, &map);
+    cat_scores(b, S, q, nq, is_val, &p1, &p5, &p10, &map);
     ims__sim(ea, q, nq, e, b->n, dim, S);
     ims__instance_recall(S, nq, b->n, q, &r1, &r10);
     r->p1 += p1, r->p5 += p5, r->p10 += p10, r->map += map, r->r1 += r1, r->r10 += r10;
@@ -123,28 +170,214 @@ static void print_row(const char *method, const char *taps, const result *r, int
     fflush(stdout);
 }
 
+/* Shrunk PCA whitening learned on the unit rows u[rows[0..m)] (n x d):
+ * Sigma' = (1 - a) Sigma + a (tr Sigma / d) I, y = Sigma'^-1/2 (u - mu),
+ * scaled by sqrt(a tr/d) (the result is L2-normalised anyway). rank > 0:
+ * keep only the top `rank` principal directions (truncated PCA-whitening).
+ * Through the m x m Gram matrix (m < d). M: d x d [in][out], bias: d. */
+static void whiten_fit(const float *u, const int *rows, int m, int d, double a, int rank, float *M,
+                       float *bias)
+{
+    double *mu = calloc((size_t)d, sizeof *mu), *X = malloc((size_t)m * d * sizeof *X);
+    double *G = malloc((size_t)m * m * sizeof *G), *lam = malloc((size_t)m * sizeof *lam);
+    double *U = malloc((size_t)m * m * sizeof *U), *V = calloc((size_t)m * d, sizeof *V);
+    for (int i = 0; i < m; i++)
+        for (int t = 0; t < d; t++)
+            mu[t] += u[(size_t)rows[i] * d + t] / m;
+    for (int i = 0; i < m; i++)
+        for (int t = 0; t < d; t++)
+            X[(size_t)i * d + t] = u[(size_t)rows[i] * d + t] - mu[t];
+    double tr = 0;
+    for (int i = 0; i < m; i++)
+        for (int j = 0; j <= i; j++) {
+            double s = 0;
+            for (int t = 0; t < d; t++)
+                s += X[(size_t)i * d + t] * X[(size_t)j * d + t];
+            G[(size_t)i * m + j] = G[(size_t)j * m + i] = s;
+        }
+    for (int i = 0; i < m; i++)
+        tr += G[(size_t)i * m + i];
+    tr /= m;
+    ims__eigen_sym(G, m, lam, U);
+    double b = a * tr / d;
+    int r = 0;
+    for (int i = 0; i < m && lam[i] > 1e-9 * lam[0]; i++)
+        r++;
+    if (rank > 0 && rank < r)
+        r = rank;
+    /* v_i = X^T U_i / sqrt(lam_i), unit */
+    for (int i = 0; i < r; i++)
+        for (int t = 0; t < d; t++) {
+            double s = 0;
+            for (int j = 0; j < m; j++)
+                s += X[(size_t)j * d + t] * U[(size_t)j * m + i];
+            V[(size_t)i * d + t] = s / sqrt(lam[i]);
+        }
+    double sp = rank > 0 ? 0 : 1; /* off-span weight, relative to 1/sqrt(b) */
+    for (int p = 0; p < d; p++)
+        for (int q = 0; q < d; q++)
+            M[(size_t)p * d + q] = (float)(p == q ? sp : 0);
+    for (int i = 0; i < r; i++) {
+        double si = sqrt(b > 0 ? b : 1e-12) / sqrt((1 - a) * lam[i] / m + b) - sp;
+        for (int p = 0; p < d; p++) {
+            double vp = V[(size_t)i * d + p] * si;
+            for (int q = 0; q < d; q++)
+                M[(size_t)p * d + q] += (float)(vp * V[(size_t)i * d + q]);
+        }
+    }
+    for (int q = 0; q < d; q++) {
+        double s = 0;
+        for (int p = 0; p < d; p++)
+            s += mu[p] * M[(size_t)p * d + q];
+        bias[q] = (float)-s;
+    }
+    free(mu), free(X), free(G), free(lam), free(U), free(V);
+}
+
+/* y = x.M + bias for n rows. */
+static void affine_rows(const float *x, int n, int d, const float *M, const float *bias, float *y)
+{
+    for (int i = 0; i < n; i++) {
+        float *yi = y + (size_t)i * d;
+        for (int q = 0; q < d; q++)
+            yi[q] = bias[q];
+        for (int p = 0; p < d; p++) {
+            float xp = x[(size_t)i * d + p];
+            const float *mp = M + (size_t)p * d;
+            for (int q = 0; q < d; q++)
+                yi[q] += xp * mp[q];
+        }
+    }
+}
+
+/* Two-part re-rank of a FUSION embedding (first d values: u/sqrt(1+w^2),
+ * then w z/sqrt(1+w^2)): score = z.z' + alpha u.u', and items whose u.u'
+ * exceeds tau come first (near-duplicate guard). */
+static void score_rerank(const bench *b, const float *e, const float *ea, int dim, int d, float w,
+                         double alpha, double tau, const unsigned char *is_val, result *r)
+{
+    int *q = malloc((size_t)b->n * sizeof *q), nq = 0;
+    for (int i = 0; i < b->n; i++)
+        if (is_val[i])
+            q[nq++] = i;
+    float *Su = malloc((size_t)nq * b->n * sizeof *Su),
+          *Sz = malloc((size_t)nq * b->n * sizeof *Sz);
+    double p1, p5, p10, map, r1, r10;
+    double cu = 1 + (double)w * w, cz = cu / ((double)w * w);
+    for (int pass = 0; pass < 2; pass++) {
+        const float *qe = pass ? ea : e;
+        for (int a = 0; a < nq; a++)
+            for (int j = 0; j < b->n; j++) {
+                const float *x = qe + (size_t)q[a] * dim, *y = e + (size_t)j * dim;
+                double su = 0, sz = 0;
+                for (int t = 0; t < d; t++)
+                    su += x[t] * y[t];
+                for (int t = d; t < dim; t++)
+                    sz += x[t] * y[t];
+                su *= cu, sz *= cz;
+                Su[(size_t)a * b->n + j] = (float)(sz + alpha * su + (su > tau ? 10 : 0));
+            }
+        if (!pass)
+            cat_scores(b, Su, q, nq, is_val, &p1, &p5, &p10, &map);
+        else
+            ims__instance_recall(Su, nq, b->n, q, &r1, &r10);
+    }
+    r->p1 += p1, r->p5 += p5, r->p10 += p10, r->map += map, r->r1 += r1, r->r10 += r10;
+    free(Su), free(Sz), free(q);
+}
+
+/* Label-aware score: fused cosine + gamma p(category of item | query), the
+ * query's probabilities from the head's classifier (pq for originals, pa
+ * for copies, n x C); items whose raw-part similarity exceeds tau first. */
+static void score_prior(const bench *b, const float *e, const float *ea, int dim, int d, float w,
+                        const float *pq, const float *pa, double gamma, double tau, int use_log,
+                        const unsigned char *is_val, result *r)
+{
+    int *q = malloc((size_t)b->n * sizeof *q), nq = 0, C = b->n_classes;
+    for (int i = 0; i < b->n; i++)
+        if (is_val[i])
+            q[nq++] = i;
+    float *S = malloc((size_t)nq * b->n * sizeof *S);
+    double p1, p5, p10, map, r1, r10;
+    double cu = 1 + (double)w * w;
+    for (int pass = 0; pass < 2; pass++) {
+        const float *qe = pass ? ea : e, *pp = pass ? pa : pq;
+        for (int a = 0; a < nq; a++)
+            for (int j = 0; j < b->n; j++) {
+                const float *x = qe + (size_t)q[a] * dim, *y = e + (size_t)j * dim;
+                double su = 0, s = 0;
+                for (int t = 0; t < d; t++)
+                    su += x[t] * y[t];
+                for (int t = 0; t < dim; t++)
+                    s += x[t] * y[t];
+                su *= cu;
+                double p = pp[(size_t)q[a] * C + b->labels[j]];
+                double pr = use_log ? log(p + 1e-6) : p;
+                S[(size_t)a * b->n + j] = (float)(s + gamma * pr + (su > tau ? 10 : 0));
+            }
+        if (!pass)
+            cat_scores(b, S, q, nq, is_val, &p1, &p5, &p10, &map);
+        else
+            ims__instance_recall(S, nq, b->n, q, &r1, &r10);
+    }
+    r->p1 += p1, r->p5 += p5, r->p10 += p10, r->map += map, r->r1 += r1, r->r10 += r10;
+    free(S), free(q);
+}
+
 /* kind < 0: raw unit taps; else a head of that kind (aug: give copies). */
-static void run_method(const bench *b, const char *method, const int *use, int n_use, int kind,
+static void run_method(const bench *b, const char *method, const int *use, int n_use0, int kind,
                        int with_aug)
 {
     int d;
-    float *x = select_taps(b, b->orig, use, n_use, &d);
-    float *xa = select_taps(b, b->dist, use, n_use, &d);
-    int dims[MAX_TAPS];
+    float *x0 = select_taps(b, b->orig, use, n_use0, &d);
+    float *xa0 = select_taps(b, b->dist, use, n_use0, &d);
+    int dims0[MAX_TAPS];
     char taps[256] = "";
-    for (int t = 0; t < n_use; t++) {
-        dims[t] = b->tap_dim[use[t]];
+    for (int t = 0; t < n_use0; t++) {
+        dims0[t] = b->tap_dim[use[t]];
         snprintf(taps + strlen(taps), sizeof taps - strlen(taps), "%s%d", t ? "+" : "", use[t]);
     }
     result r = {0};
     unsigned char *is_val = malloc((size_t)b->n);
     float *xt = malloc((size_t)b->n * d * sizeof *xt), *at = malloc((size_t)b->n * d * sizeof *at);
     int *lt = malloc((size_t)b->n * sizeof *lt);
+    double wsum_prev = 0;
+    int prior_done = 0;
     for (int s = 1; s <= b->n_seeds; s++) {
         ims_train_split(b->labels, b->n, 0.2f, (uint64_t)s, is_val);
         float *e, *ea;
         int dim;
         clock_t t0 = clock();
+        const float *x = x0, *xa = xa0;
+        const int *dims = dims0;
+        int n_use = n_use0, d1 = d;
+        float *xw = NULL, *xaw = NULL;
+        const char *wenv = getenv("BENCH_WHITEN") ? getenv("BENCH_WHITEN") : getenv("BENCH_WRAW");
+        if (wenv) {
+            double wa = atof(wenv);
+            int wr = getenv("BENCH_WRANK") ? atoi(getenv("BENCH_WRANK")) : 0;
+            float *u = malloc((size_t)b->n * d * sizeof *u),
+                  *ua = malloc((size_t)b->n * d * sizeof *ua);
+            ims_train_head *h = ims__head_alloc(IMS_TRAIN_LDA, d, dims0, n_use0, 1, 1, 0);
+            for (int i = 0; i < b->n; i++) {
+                ims__head_unit(h, x0 + (size_t)i * d, u + (size_t)i * d);
+                ims__head_unit(h, xa0 + (size_t)i * d, ua + (size_t)i * d);
+            }
+            ims_train_head_free(h);
+            int *rows = malloc((size_t)b->n * sizeof *rows), m = 0;
+            for (int i = 0; i < b->n; i++)
+                if (!is_val[i])
+                    rows[m++] = i;
+            float *M = malloc((size_t)d * d * sizeof *M), *bias = malloc((size_t)d * sizeof *bias);
+            whiten_fit(u, rows, m, d, wa, wr, M, bias);
+            xw = malloc((size_t)b->n * d * sizeof *xw),
+            xaw = malloc((size_t)b->n * d * sizeof *xaw);
+            affine_rows(u, b->n, d, M, bias, xw);
+            affine_rows(ua, b->n, d, M, bias, xaw);
+            free(u), free(ua), free(rows), free(M), free(bias);
+            if (getenv("BENCH_WHITEN"))
+                x = xw, xa = xaw, dims = &d1, n_use = 1;
+        }
         if (kind < 0) {
             dim = d;
             e = malloc((size_t)b->n * d * sizeof *e), ea = malloc((size_t)b->n * d * sizeof *ea);
@@ -186,6 +419,17 @@ static void run_method(const bench *b, const char *method, const int *use, int n
             ims_train_apply(h, x, b->n, e);
             ims_train_apply(h, xa, b->n, ea);
             r.w += ims_train_weight(h), r.shrink += ims_train_shrink(h);
+            if (getenv("BENCH_WRAW") && kind == IMS_TRAIN_FUSION) { /* whitened raw part */
+                float w = ims_train_weight(h), c = 1.0f / sqrtf(1 + w * w);
+                for (int pass = 0; pass < 2; pass++)
+                    for (int i = 0; i < b->n; i++) {
+                        float *ei = (pass ? ea : e) + (size_t)i * dim;
+                        const float *wi = (pass ? xaw : xw) + (size_t)i * d;
+                        float sc = ims__inv_l2(wi, d) * c;
+                        for (int t = 0; t < d; t++)
+                            ei[t] = wi[t] * sc;
+                    }
+            }
             /* classifier accuracy on the held-out items */
             int C = b->n_classes, hit = 0, nv = 0;
             float *pr = malloc((size_t)b->n * C * sizeof *pr);
@@ -199,15 +443,47 @@ static void run_method(const bench *b, const char *method, const int *use, int n
                 hit += best == b->labels[i], nv++;
             }
             r.acc += (double)hit / nv;
+            if (getenv("BENCH_PRIOR") && kind == IMS_TRAIN_FUSION) {
+                double ga = 0, ta = 2;
+                int lg = 0;
+                sscanf(getenv("BENCH_PRIOR"), "%lf,%lf,%d", &ga, &ta, &lg);
+                float *pa = malloc((size_t)b->n * C * sizeof *pa);
+                ims_train_classify(h, xa, b->n, pa);
+                score_prior(b, e, ea, dim, d, ims_train_weight(h), pr, pa, ga, ta, lg, is_val, &r);
+                prior_done = 1;
+                free(pa);
+            }
             free(pr);
             ims_train_head_free(h);
         }
         r.secs += (double)(clock() - t0) / CLOCKS_PER_SEC;
-        score(b, e, ea, dim, is_val, &r);
-        free(e), free(ea);
+        if (prior_done) {
+            prior_done = 0;
+        } else if (getenv("BENCH_RERANK") && kind == IMS_TRAIN_FUSION) {
+            double al = 0, ta = 2;
+            sscanf(getenv("BENCH_RERANK"), "%lf,%lf", &al, &ta);
+            score_rerank(b, e, ea, dim, d, (float)(r.w - wsum_prev), al, ta, is_val, &r);
+        } else {
+            score(b, e, ea, dim, is_val, &r);
+        }
+        wsum_prev = r.w;
+        free(e), free(ea), free(xw), free(xaw);
     }
     print_row(method, taps, &r, b->n_seeds);
-    free(x), free(xa), free(is_val), free(xt), free(at), free(lt);
+    free(x0), free(xa0), free(is_val), free(xt), free(at), free(lt);
+}
+
+/* BENCH_ONLY=a,b,...: run only those methods (default: all). */
+static int want(const char *method)
+{
+    const char *only = getenv("BENCH_ONLY");
+    if (!only)
+        return 1;
+    size_t n = strlen(method);
+    for (const char *p = only; (p = strstr(p, method)); p += n)
+        if ((p == only || p[-1] == ',') && (p[n] == ',' || !p[n]))
+            return 1;
+    return 0;
 }
 
 static int parse_list(const char *s, int *out)
@@ -334,13 +610,20 @@ int main(int argc, char **argv)
         use[0] = b.n_taps - 1;
     if (seed_tap < 0)
         seed_tap = b.n_taps - 1;
-    run_method(&b, "raw", use, n_use, -1, 0);
-    run_method(&b, "raw", &seed_tap, 1, -1, 0);
-    run_method(&b, "seed", &seed_tap, 1, IMS_TRAIN_MLP, 0);
-    run_method(&b, "lda", use, n_use, IMS_TRAIN_LDA, 0);
-    run_method(&b, "fusion", use, n_use, IMS_TRAIN_FUSION, 0);
-    run_method(&b, "fusion+aug", use, n_use, IMS_TRAIN_FUSION, 1);
-    run_method(&b, "lda+aug", use, n_use, IMS_TRAIN_LDA, 1);
+    if (want("raw"))
+        run_method(&b, "raw", use, n_use, -1, 0);
+    if (want("rawseed"))
+        run_method(&b, "raw", &seed_tap, 1, -1, 0);
+    if (want("seed"))
+        run_method(&b, "seed", &seed_tap, 1, IMS_TRAIN_MLP, 0);
+    if (want("lda"))
+        run_method(&b, "lda", use, n_use, IMS_TRAIN_LDA, 0);
+    if (want("fusion"))
+        run_method(&b, "fusion", use, n_use, IMS_TRAIN_FUSION, 0);
+    if (want("fusion+aug"))
+        run_method(&b, "fusion+aug", use, n_use, IMS_TRAIN_FUSION, 1);
+    if (want("lda+aug"))
+        run_method(&b, "lda+aug", use, n_use, IMS_TRAIN_LDA, 1);
     ims_nn_close(m);
     return 0;
 }

@@ -39,6 +39,14 @@ typedef struct coll_encoder {
 char *coll_path(const char *dir, const char *name);
 /* SHA-256 of a file's bytes, hex. */
 int coll_sha256_file(const char *path, char hex[65], ims_error *err);
+/* The same for a model file, cached in the catalogue's settings under
+ * "<key>:sha256" with the file's device, inode, size, mtime and ctime (a
+ * file replaced or rewritten is hashed again). key: the collection's file
+ * name ("encoder.ism") or, for a model outside it, its path. */
+int coll_model_sha(ims_catalog *cat, const char *path, const char *key, char hex[65],
+                   ims_error *err);
+/* Record hex as the SHA-256 of path now (the caller knows the bytes: a copy). */
+void coll_model_sha_record(ims_catalog *cat, const char *path, const char *key, const char hex[65]);
 
 /* Open <dir>/encoder.ism with the catalogue's taps ("taps"). */
 int coll_encoder_open(const char *dir, ims_catalog *cat, coll_encoder *e, ims_error *err);

@@ -140,18 +140,36 @@ int coll_encoder_open_at(const char *path, const char *taps, coll_encoder *e, im
  * hashing a 90 MB encoder on every open would make start-up read it all.
  * A file replaced (new inode) or rewritten (new mtime/ctime) is hashed
  * again. A read-only catalogue just hashes. */
-static int model_sha(ims_catalog *cat, const char *path, const char *file, char hex[65],
-                     ims_error *err)
+/* The cache key and the file's signature ("dev:ino:size:mtime:ctime "). */
+static int sha_key_sig(const char *path, const char *file, char key[288], char sig[160],
+                       ims_error *err)
 {
     struct stat st;
     if (stat(path, &st))
         return ims_error_set_errno(err, IMS_EIO, errno, "%s", path);
-    char key[128], sig[160], *have = NULL;
-    snprintf(key, sizeof key, "%s:sha256", file);
-    snprintf(sig, sizeof sig, "%llu:%llu:%lld:%lld.%09ld:%lld.%09ld ",
-             (unsigned long long)st.st_dev, (unsigned long long)st.st_ino, (long long)st.st_size,
-             (long long)st.st_mtim.tv_sec, st.st_mtim.tv_nsec, (long long)st.st_ctim.tv_sec,
-             st.st_ctim.tv_nsec);
+    snprintf(key, 288, "%.270s:sha256", file);
+    snprintf(sig, 160, "%llu:%llu:%lld:%lld.%09ld:%lld.%09ld ", (unsigned long long)st.st_dev,
+             (unsigned long long)st.st_ino, (long long)st.st_size, (long long)st.st_mtim.tv_sec,
+             st.st_mtim.tv_nsec, (long long)st.st_ctim.tv_sec, st.st_ctim.tv_nsec);
+    return IMS_OK;
+}
+
+void coll_model_sha_record(ims_catalog *cat, const char *path, const char *file, const char hex[65])
+{
+    char key[288], sig[160], val[240];
+    if (sha_key_sig(path, file, key, sig, NULL))
+        return;
+    snprintf(val, sizeof val, "%s%s", sig, hex);
+    ims_catalog_set_meta(cat, key, val, NULL); /* best effort (read-only: skipped) */
+}
+
+int coll_model_sha(ims_catalog *cat, const char *path, const char *file, char hex[65],
+                   ims_error *err)
+{
+    char key[288], sig[160], *have = NULL;
+    int rc = sha_key_sig(path, file, key, sig, err);
+    if (rc)
+        return rc;
     size_t sl = strlen(sig);
     if (!ims_catalog_get_meta(cat, key, &have, NULL) && have && strlen(have) == sl + 64 &&
         !strncmp(have, sig, sl)) {
@@ -160,12 +178,8 @@ static int model_sha(ims_catalog *cat, const char *path, const char *file, char 
         return IMS_OK;
     }
     ims_free(have);
-    int rc = coll_sha256_file(path, hex, err);
-    if (!rc) {
-        char val[240];
-        snprintf(val, sizeof val, "%s%s", sig, hex);
-        ims_catalog_set_meta(cat, key, val, NULL); /* best effort (read-only: skipped) */
-    }
+    if (!(rc = coll_sha256_file(path, hex, err)))
+        coll_model_sha_record(cat, path, file, hex);
     return rc;
 }
 
@@ -183,7 +197,7 @@ static int open_named(const char *dir, ims_catalog *cat, const char *file, const
                            "%s: no encoder yet (run imgsim finetune, or build with --model)", dir);
     char hex[65];
     if (!rc)
-        rc = model_sha(cat, path, file, hex, err);
+        rc = coll_model_sha(cat, path, file, hex, err);
     if (!rc)
         rc = open_at(path, taps, hex, e, err);
     ims_free(taps);
@@ -263,17 +277,20 @@ static int install_file(const char *src, const char *dst, ims_error *err)
     return rc;
 }
 
-static int same_file_bytes(const char *a, const char *b)
+/* 1 when the model file and the collection's backbone.ism (bb) hold the
+ * same bytes; both hashes come from the settings' cache when current. */
+static int same_file_bytes(ims_catalog *cat, const char *model, const char *bb)
 {
     struct stat sa, sb;
-    if (stat(a, &sa) || stat(b, &sb))
+    if (stat(model, &sa) || stat(bb, &sb))
         return 0;
     if (sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino)
         return 1;
     if (sa.st_size != sb.st_size)
         return 0;
     char ha[65], hb[65];
-    return !coll_sha256_file(a, ha, NULL) && !coll_sha256_file(b, hb, NULL) && !strcmp(ha, hb);
+    return !coll_model_sha(cat, model, model, ha, NULL) &&
+           !coll_model_sha(cat, bb, "backbone.ism", hb, NULL) && !strcmp(ha, hb);
 }
 
 int ims_coll_set_backbone(const char *dir, const char *model_ism, const char *taps, ims_error *err)
@@ -308,9 +325,26 @@ int ims_coll_set_backbone(const char *dir, const char *model_ism, const char *ta
     }
     if ((rc = ims_catalog_open(dir, IMS_CATALOG_CREATE, &cat, err)))
         goto done;
-    if (!same_file_bytes(model_ism, bb) && (rc = install_file(model_ism, bb, err)))
+    /* The three files hold the same bytes afterwards: one hash (cached)
+     * serves them all, recorded after the links (a link changes ctime). */
+    char hex[65];
+    int known = 0;
+    if (!same_file_bytes(cat, model_ism, bb)) {
+        if ((rc = coll_model_sha(cat, model_ism, model_ism, hex, err)) ||
+            (rc = install_file(model_ism, bb, err)))
+            goto done;
+        known = 1;
+    } else {
+        known = !coll_model_sha(cat, bb, "backbone.ism", hex, NULL);
+    }
+    if ((rc = install_file(bb, enc, err)))
         goto done;
-    if ((rc = install_file(bb, enc, err)) ||
+    if (known) {
+        coll_model_sha_record(cat, model_ism, model_ism, hex);
+        coll_model_sha_record(cat, bb, "backbone.ism", hex);
+        coll_model_sha_record(cat, enc, "encoder.ism", hex);
+    }
+    if ((rc = ims_catalog_set_meta(cat, "taps", joined, err)) ||
         (rc = ims_catalog_set_meta(cat, "taps", joined, err)) ||
         (rc = ims_catalog_set_meta(cat, "backbone_taps", joined, err)) ||
         (rc = ims_catalog_set_meta(cat, "backbone_name", ims_nn_name(m), err)) ||

@@ -111,9 +111,9 @@ static int finetune_digest(const char *dir, const char *model, const ims_finetun
     int64_t *ids = NULL;
     size_t n = 0;
     char mhex[65], buf[512];
-    int rc = coll_sha256_file(model, mhex, err);
+    int rc = ims_catalog_open(dir, IMS_CATALOG_CREATE, &cat, err);
     if (!rc)
-        rc = ims_catalog_open(dir, IMS_CATALOG_CREATE, &cat, err);
+        rc = coll_model_sha(cat, model, model, mhex, err);
     if (!rc)
         rc = ims_catalog_accepted_ids(cat, &ids, &n, err);
     if (rc)

@@ -5,14 +5,16 @@
  * ims_train_fit, for FUSION and LDA heads:
  *   1. u = unit taps of every row (train_int.h); stratified seeded split;
  *   2. for each candidate shrinkage, an LDA fitted on the training rows
- *      embeds all rows; for each candidate weight w the fused similarity
+ *      (the shrinkage-independent parts once: ims__lda_prepare) embeds all
+ *      rows; for each candidate weight w the fused similarity
  *      (u.u' + w^2 z.z') / (1 + w^2) of validation rows against all rows
  *      gives P@10 (hit = same category). With distorted copies (opts.aug)
  *      the copies of validation rows must still find their originals:
  *      instance recall@10 at most 1 point under u's own; without them w is
  *      capped at IMS_TRAIN_W_MAX_BLIND. The best feasible pair wins (ties:
  *      the smaller w, then the smaller shrinkage);
- *   3. the LDA is refitted on all rows with the chosen shrinkage.
+ *   3. the LDA is refitted on all rows with the chosen shrinkage (the
+ *      reported validation accuracy is the chosen candidate's, step 2).
  * MLP heads train on the training rows with early stopping on validation
  * (mlp.c). The similarity matrices are computed once per candidate and
  * combined per weight, so the search costs little more than one fit.
@@ -253,14 +255,17 @@ typedef struct fit_ctx {
     const ims_train_opts *o;
 } fit_ctx;
 
-/* Step 2 of the essay: choose (shrink, w); fills *shrink, *w. */
-static int select_params(fit_ctx *c, int k_req, float *best_s, float *best_w, ims_error *err)
+/* Step 2 of the essay: choose (shrink, w); fills *shrink, *w and the
+ * validation accuracy of the chosen shrinkage's classifier. */
+static int select_params(fit_ctx *c, int k_req, float *best_s, float *best_w, float *best_acc,
+                         ims_error *err)
 {
     const int n = c->n, nv = c->n_val;
     const int fusion = c->o->kind == IMS_TRAIN_FUSION;
     int rc = IMS_ENOMEM;
     float *z = NULL, *za = NULL, *Sz = NULL, *Saz = NULL, *S = NULL;
     ims_train_head *t = NULL;
+    ims__lda_prep prep = {0};
     z = ims_malloc((size_t)n * k_req * sizeof *z);
     za = c->ua ? ims_malloc((size_t)n * k_req * sizeof *za) : NULL;
     Sz = ims_malloc((size_t)nv * n * sizeof *Sz);
@@ -280,6 +285,9 @@ static int select_params(fit_ctx *c, int k_req, float *best_s, float *best_w, im
         n_cand += !(n_w > 1 && !c->ua && WEIGHTS[wi] > IMS_TRAIN_W_MAX_BLIND);
     n_cand *= n_s;
     int cand = 0;
+    if ((rc = ims__lda_prepare(&prep, c->d, c->n_classes, c->tu, c->n_tr, c->tl, err)))
+        goto done;
+    rc = IMS_ENOMEM;
     for (int si = 0; si < n_s; si++) {
         float sh = c->o->shrink > 0 ? c->o->shrink : SHRINKS[si];
         int tap = c->d; /* one pseudo-tap: rows are unit already */
@@ -287,8 +295,9 @@ static int select_params(fit_ctx *c, int k_req, float *best_s, float *best_w, im
         if (!t)
             goto done;
         t->in_scale = 1;
-        if ((rc = ims__lda_fit(t, c->tu, c->n_tr, c->tl, sh, err)))
+        if ((rc = ims__lda_solve(t, &prep, sh, err)))
             goto done;
+        rc = IMS_ENOMEM;
         unit_proj(t, c->u, n, z);
         ims__sim(z, c->vidx, nv, z, n, t->k, Sz);
         if (c->ua) {
@@ -314,7 +323,7 @@ static int select_params(fit_ctx *c, int k_req, float *best_s, float *best_w, im
                 ok = r10 >= inst_u - INST_MARGIN - 1e-9;
             }
             if (ok && p10 > best + 1e-9) {
-                best = p10, *best_s = sh, *best_w = w;
+                best = p10, *best_s = sh, *best_w = w, *best_acc = (float)vacc;
             }
             if (c->o->progress &&
                 c->o->progress(c->o->progress_ud, ++cand, n_cand, (float)vloss, 0, (float)vacc))
@@ -328,6 +337,7 @@ done:
     if (rc == IMS_ENOMEM)
         ims_error_set(err, rc, "train: out of memory");
     ims_train_head_free(t);
+    ims__lda_prep_free(&prep);
     ims_free(z), ims_free(za), ims_free(Sz), ims_free(Saz), ims_free(S);
     return rc;
 }
@@ -440,21 +450,7 @@ int ims_train_fit(const float *x, int n, int d, const int *tap_dims, int n_taps,
             ims__sim(u, c.vidx, nv, u, n, d, c.Su);
             if (ua)
                 ims__sim(ua, c.vidx, nv, u, n, d, c.Sau);
-            if ((rc = select_params(&c, k, &sh, &w, err)))
-                goto done;
-            /* validation accuracy of the chosen shrinkage, fitted on training rows */
-            int tap = d;
-            ims_train_head *t = ims__head_alloc(opts->kind, d, &tap, 1, k, n_classes, 0);
-            if (!t) {
-                rc = ims_error_set(err, IMS_ENOMEM, "train: out of memory");
-                goto done;
-            }
-            if (!(rc = ims__lda_fit(t, c.tu, c.n_tr, c.tl, sh, err))) {
-                double l;
-                h->val_acc = (float)accuracy_on(t, u, c.vidx, nv, labels, &l);
-            }
-            ims_train_head_free(t);
-            if (rc)
+            if ((rc = select_params(&c, k, &sh, &w, &h->val_acc, err)))
                 goto done;
         }
         /* final fit: all rows, and their copies */

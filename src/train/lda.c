@@ -16,6 +16,12 @@
  * taps: the usual case), otherwise through the d x d scatter; both are one
  * Cholesky in double, in a fixed order.
  *
+ * Only the diagonal of the shrunk system depends on the shrinkage: the
+ * class means, the residuals, their Gram matrix X X^T and X M are computed
+ * once (ims__lda_prepare) and every candidate shrinkage costs one n x n
+ * Cholesky and two n x d x C products (ims__lda_solve), with the same
+ * arithmetic, in the same order, as a fit from scratch.
+ *
  * The classifier is LDA's own rule in the whitened space, softmax over
  *   logit_c = z . zbar_c - |zbar_c|^2 / 2 + log(n_c / n),
  * rewritten as a linear map of u (C = W Zbar^T).
@@ -25,32 +31,45 @@
 
 #include "train/train_int.h"
 
-/* Solve (a X^T X + b I) A = M for A (d x m) given X (r x d); M is replaced. */
-static int shrunk_solve(const double *X, int r, int d, double a, double b, double *M, int m)
+/* G = X X^T (r x r, lower triangle mirrored) and Y = X M (r x m): the
+ * shrinkage-independent parts of the Woodbury solve below. */
+static void gram_parts(const double *X, int r, int d, const double *M, int m, double *G, double *Y)
 {
-    if (r <= d) { /* Woodbury: (1/b)[M - X^T (b/a I + X X^T)^-1 X M] */
+    for (int i = 0; i < r; i++)
+        for (int j = 0; j <= i; j++) {
+            const double *xi = X + (size_t)i * d, *xj = X + (size_t)j * d;
+            double s = 0;
+            for (int t = 0; t < d; t++)
+                s += xi[t] * xj[t];
+            G[(size_t)i * r + j] = G[(size_t)j * r + i] = s;
+        }
+    for (int i = 0; i < r; i++)
+        for (int c = 0; c < m; c++) {
+            const double *xi = X + (size_t)i * d;
+            double s = 0;
+            for (int t = 0; t < d; t++)
+                s += xi[t] * M[(size_t)t * m + c];
+            Y[(size_t)i * m + c] = s;
+        }
+}
+
+/* Solve (a X^T X + b I) A = M for A (d x m) given X (r x d); M is replaced.
+ * r <= d: Woodbury, (1/b)[M - X^T (b/a I + X X^T)^-1 X M], from G0 = X X^T
+ * and Y0 = X M (gram_parts); otherwise through the d x d scatter. */
+static int shrunk_solve(const double *X, int r, int d, double a, double b, const double *G0,
+                        const double *Y0, double *M, int m)
+{
+    if (r <= d) {
         double *G = ims_malloc((size_t)r * r * sizeof *G);
         double *Y = ims_malloc((size_t)r * m * sizeof *Y);
         if (!G || !Y) {
             ims_free(G), ims_free(Y);
             return IMS_ENOMEM;
         }
+        memcpy(G, G0, (size_t)r * r * sizeof *G);
+        memcpy(Y, Y0, (size_t)r * m * sizeof *Y);
         for (int i = 0; i < r; i++)
-            for (int j = 0; j <= i; j++) {
-                const double *xi = X + (size_t)i * d, *xj = X + (size_t)j * d;
-                double s = 0;
-                for (int t = 0; t < d; t++)
-                    s += xi[t] * xj[t];
-                G[(size_t)i * r + j] = G[(size_t)j * r + i] = s + (i == j ? b / a : 0);
-            }
-        for (int i = 0; i < r; i++)
-            for (int c = 0; c < m; c++) {
-                const double *xi = X + (size_t)i * d;
-                double s = 0;
-                for (int t = 0; t < d; t++)
-                    s += xi[t] * M[(size_t)t * m + c];
-                Y[(size_t)i * m + c] = s;
-            }
+            G[(size_t)i * r + i] += b / a;
         if (ims__cholesky(G, r)) {
             ims_free(G), ims_free(Y);
             return IMS_EINVAL;
@@ -94,33 +113,43 @@ static int shrunk_solve(const double *X, int r, int d, double a, double b, doubl
     return IMS_OK;
 }
 
-int ims__lda_fit(ims_train_head *h, const float *u, int n, const int *labels, float shrink,
-                 ims_error *err)
+void ims__lda_prep_free(ims__lda_prep *p)
 {
-    const int d = h->d, C = h->n_classes;
-    int rc = IMS_ENOMEM;
-    double *mean = ims_calloc((size_t)C * d, sizeof *mean), *mu = ims_calloc(d, sizeof *mu);
-    double *X = ims_malloc((size_t)n * d * sizeof *X);
-    int *cnt = ims_calloc(C, sizeof *cnt), *cls = ims_malloc(C * sizeof *cls);
-    double *M = NULL, *A = NULL, *Gm = NULL, *lam = NULL, *V = NULL, *W = NULL, *zbar = NULL;
-    if (!mean || !mu || !X || !cnt || !cls)
-        goto done;
+    ims_free(p->mean), ims_free(p->mu), ims_free(p->X), ims_free(p->M), ims_free(p->G);
+    ims_free(p->Y), ims_free(p->cnt), ims_free(p->cls);
+    memset(p, 0, sizeof *p);
+}
+
+int ims__lda_prepare(ims__lda_prep *p, int d, int C, const float *u, int n, const int *labels,
+                     ims_error *err)
+{
+    memset(p, 0, sizeof *p);
+    p->n = n, p->d = d, p->C = C;
+    p->mean = ims_calloc((size_t)C * d, sizeof *p->mean);
+    p->mu = ims_calloc(d, sizeof *p->mu);
+    p->X = ims_malloc((size_t)n * d * sizeof *p->X);
+    p->cnt = ims_calloc(C, sizeof *p->cnt);
+    p->cls = ims_malloc(C * sizeof *p->cls);
+    if (!p->mean || !p->mu || !p->X || !p->cnt || !p->cls)
+        goto nomem;
+    double *mean = p->mean, *mu = p->mu, *X = p->X;
     for (int i = 0; i < n; i++) {
-        cnt[labels[i]]++;
+        p->cnt[labels[i]]++;
         for (int t = 0; t < d; t++)
             mean[(size_t)labels[i] * d + t] += u[(size_t)i * d + t];
     }
     int m = 0; /* non-empty classes */
     for (int c = 0; c < C; c++) {
-        if (!cnt[c])
+        if (!p->cnt[c])
             continue;
-        cls[m++] = c;
+        p->cls[m++] = c;
         for (int t = 0; t < d; t++)
-            mean[(size_t)c * d + t] /= cnt[c];
+            mean[(size_t)c * d + t] /= p->cnt[c];
     }
+    p->m = m;
     for (int c = 0; c < C; c++)
         for (int t = 0; t < d; t++)
-            mu[t] += mean[(size_t)c * d + t] * cnt[c];
+            mu[t] += mean[(size_t)c * d + t] * p->cnt[c];
     for (int t = 0; t < d; t++)
         mu[t] /= n;
     double tr = 0;
@@ -130,30 +159,51 @@ int ims__lda_fit(ims_train_head *h, const float *u, int n, const int *labels, fl
             X[(size_t)i * d + t] = x;
             tr += x * x;
         }
-    double dof = n - m > 0 ? n - m : n;
-    double alpha = IMS_MIN(IMS_MAX(shrink, 1e-4), 0.999);
-    double a = (1 - alpha) / dof, b = alpha * (tr / dof) / d;
-    if (!(b > 0)) {
-        rc = ims_error_set(err, IMS_ESTATE,
-                           "nothing to train: the features do not vary "
-                           "within categories");
-        goto done;
+    p->tr = tr;
+    p->dof = n - m > 0 ? n - m : n;
+    if (!(p->M = ims_malloc((size_t)d * m * sizeof *p->M)))
+        goto nomem;
+    for (int t = 0; t < d; t++)
+        for (int j = 0; j < m; j++)
+            p->M[(size_t)t * m + j] =
+                sqrt((double)p->cnt[p->cls[j]] / n) * (mean[(size_t)p->cls[j] * d + t] - mu[t]);
+    if (n <= d) {
+        p->G = ims_malloc((size_t)n * n * sizeof *p->G);
+        p->Y = ims_malloc((size_t)n * m * sizeof *p->Y);
+        if (!p->G || !p->Y)
+            goto nomem;
+        gram_parts(X, n, d, p->M, m, p->G, p->Y);
     }
-    M = ims_malloc((size_t)d * m * sizeof *M);
+    return IMS_OK;
+nomem:
+    ims__lda_prep_free(p);
+    return ims_error_set(err, IMS_ENOMEM, "LDA: out of memory");
+}
+
+int ims__lda_solve(ims_train_head *h, const ims__lda_prep *p, float shrink, ims_error *err)
+{
+    const int d = p->d, C = p->C, m = p->m, n = p->n;
+    const double *mean = p->mean, *mu = p->mu, *M = p->M;
+    const int *cnt = p->cnt;
+    IMS_ASSERT(h->d == d && h->n_classes == C);
+    int rc = IMS_ENOMEM;
+    double *A = NULL, *Gm = NULL, *lam = NULL, *V = NULL, *W = NULL, *zbar = NULL;
+    double alpha = IMS_MIN(IMS_MAX(shrink, 1e-4), 0.999);
+    double a = (1 - alpha) / p->dof, b = alpha * (p->tr / p->dof) / d;
+    if (!(b > 0))
+        return ims_error_set(err, IMS_ESTATE,
+                             "nothing to train: the features do not vary "
+                             "within categories");
     A = ims_malloc((size_t)d * m * sizeof *A);
     Gm = ims_malloc((size_t)m * m * sizeof *Gm);
     lam = ims_malloc((size_t)m * sizeof *lam);
     V = ims_malloc((size_t)m * m * sizeof *V);
     W = ims_calloc((size_t)d * m, sizeof *W);
     zbar = ims_calloc((size_t)C * m, sizeof *zbar);
-    if (!M || !A || !Gm || !lam || !V || !W || !zbar)
+    if (!A || !Gm || !lam || !V || !W || !zbar)
         goto done;
-    for (int t = 0; t < d; t++)
-        for (int j = 0; j < m; j++)
-            M[(size_t)t * m + j] =
-                sqrt((double)cnt[cls[j]] / n) * (mean[(size_t)cls[j] * d + t] - mu[t]);
     memcpy(A, M, (size_t)d * m * sizeof *A);
-    if ((rc = shrunk_solve(X, n, d, a, b, A, m))) {
+    if ((rc = shrunk_solve(p->X, n, d, a, b, p->G, p->Y, A, m))) {
         if (rc == IMS_EINVAL)
             rc = ims_error_set(err, IMS_EINVAL,
                                "LDA: within-class scatter not positive "
@@ -231,8 +281,18 @@ int ims__lda_fit(ims_train_head *h, const float *u, int n, const int *labels, fl
 done:
     if (rc == IMS_ENOMEM)
         ims_error_set(err, rc, "LDA: out of memory");
-    ims_free(mean), ims_free(mu), ims_free(X), ims_free(cnt), ims_free(cls);
-    ims_free(M), ims_free(A), ims_free(Gm), ims_free(lam), ims_free(V), ims_free(W);
-    ims_free(zbar);
+    ims_free(A), ims_free(Gm), ims_free(lam), ims_free(V), ims_free(W), ims_free(zbar);
+    return rc;
+}
+
+int ims__lda_fit(ims_train_head *h, const float *u, int n, const int *labels, float shrink,
+                 ims_error *err)
+{
+    ims__lda_prep p;
+    int rc = ims__lda_prepare(&p, h->d, h->n_classes, u, n, labels, err);
+    if (rc)
+        return rc;
+    rc = ims__lda_solve(h, &p, shrink, err);
+    ims__lda_prep_free(&p);
     return rc;
 }

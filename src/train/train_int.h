@@ -86,6 +86,22 @@ void ims__eigen_sym(double *a, int n, double *w, double *v);
  * (k = h->k directions), h->C and h->cb (the LDA rule on u). */
 int ims__lda_fit(ims_train_head *h, const float *u, int n, const int *labels, float shrink,
                  ims_error *err);
+/* The same in two steps, to try several shrinkages on the same rows: the
+ * shrinkage-independent parts once, then one solve per shrinkage (each
+ * gives the bytes ims__lda_fit would). */
+typedef struct ims__lda_prep {
+    int n, d, C, m;    /* rows, dims, classes, non-empty classes */
+    double *mean, *mu; /* C x d class means, d global mean */
+    double *X;         /* n x d within-class residuals */
+    double *M;         /* d x m scaled between-class deviations */
+    double *G, *Y;     /* n x n Gram X X^T and n x m X M (only when n <= d) */
+    int *cnt, *cls;    /* C counts, m non-empty class ids */
+    double tr, dof;    /* trace of the residual scatter, degrees of freedom */
+} ims__lda_prep;
+int ims__lda_prepare(ims__lda_prep *p, int d, int C, const float *u, int n, const int *labels,
+                     ims_error *err);
+int ims__lda_solve(ims_train_head *h, const ims__lda_prep *p, float shrink, ims_error *err);
+void ims__lda_prep_free(ims__lda_prep *p); /* safe on a zeroed or freed prep */
 
 /* ---- mlp.c ---------------------------------------------------------------- */
 int ims__mlp_fit(ims_train_head *h, const float *u, int n, const int *labels,
