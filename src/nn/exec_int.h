@@ -91,11 +91,11 @@ void ims__wino_pack(const float *W, int cin, int cout, float *tmp, float *dst);
  * at the first session) and never again: getenv is not safe against a
  * concurrent setenv, and does not belong in a hot path. */
 typedef struct ims__nn_env {
-    int no_pack; /* IMS_NN_GEMM=blas: no packed GEMM, OpenBLAS for every product */
-    int no_fuse; /* IMS_NN_FUSE=0: no fused blocks at all */
+    int no_pack;      /* IMS_NN_GEMM=blas: no packed GEMM, OpenBLAS for every product */
+    int no_fuse;      /* IMS_NN_FUSE=0: no fused blocks at all */
     int no_fuse_proj; /* IMS_NN_FUSE=1: expansion + depthwise only, no projection (+ residual) */
-    int profile; /* IMS_NN_PROFILE=1: per-node times on stderr at session free */
-    int no_wino; /* IMS_NN_WINOGRAD=0: stride-1 3x3 convolutions by im2col, not Winograd */
+    int profile;      /* IMS_NN_PROFILE=1: per-node times on stderr at session free */
+    int no_wino;      /* IMS_NN_WINOGRAD=0: stride-1 3x3 convolutions by im2col, not Winograd */
 } ims__nn_env;
 /* The settings (also runs ims__gemm_init once); never NULL. */
 const ims__nn_env *ims__nn_env_get(void);
