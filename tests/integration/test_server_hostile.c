@@ -138,7 +138,7 @@ typedef struct prober {
 static void *prober_main(void *p)
 {
     prober *pr = p;
-    while (!__atomic_load_n(&pr->stop, __ATOMIC_RELAXED)) {
+    for (;;) { /* at least one round, even when the attack ended before it began */
         for (int i = 0; i < 2; i++) {
             http_resp r;
             double t0 = ims_now();
@@ -152,6 +152,8 @@ static void *prober_main(void *p)
             if (dt > pr->worst)
                 pr->worst = dt;
         }
+        if (__atomic_load_n(&pr->stop, __ATOMIC_RELAXED))
+            break;
         usleep(100 * 1000);
     }
     return NULL;
