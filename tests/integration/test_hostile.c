@@ -32,6 +32,7 @@
 #include "imgsim/image.h"
 #include "imgsim/imgsim.h"
 #include "imgsim/index.h"
+#include "proc_mem.h"
 
 #define MAX_MS (FIX_SANITIZED ? 1000.0 : 100.0)
 #define MAX_RSS_KB (50L * 1024)
@@ -43,28 +44,11 @@ static double now_ms(void)
     return (double)t.tv_sec * 1e3 + (double)t.tv_nsec * 1e-6;
 }
 
-static long status_kb(const char *key)
-{
-    FILE *f = fopen("/proc/self/status", "r");
-    char line[256];
-    long v = -1;
-    size_t n = strlen(key);
-    while (f && fgets(line, sizeof line, f))
-        if (!strncmp(line, key, n))
-            v = atol(line + n);
-    if (f)
-        fclose(f);
-    return v;
-}
-
 static int g_hwm_reset; /* 1 if /proc/self/clear_refs can reset VmHWM */
 static long reset_peak(void)
 {
-    FILE *f = fopen("/proc/self/clear_refs", "w");
-    g_hwm_reset = f && fputs("5", f) >= 0;
-    if (f && fclose(f))
-        g_hwm_reset = 0;
-    return status_kb("VmRSS:");
+    g_hwm_reset = proc_reset_peak();
+    return proc_status_kb("VmRSS:");
 }
 
 /* ---- bomb makers -------------------------------------------------------------- */
@@ -319,7 +303,7 @@ static void test_bombs_image(void)
         double t0 = now_ms();
         int rc = ims_image_load_memory(b->p, b->len, NULL, &img, &err);
         double ms = now_ms() - t0;
-        long kb = status_kb("VmHWM:") - base;
+        long kb = proc_status_kb("VmHWM:") - base;
         ims_image_free(img);
         fprintf(stderr, "test_hostile: image %-36s %6zu B -> %-15s %6.1f ms %6ld KiB  %s\n",
                 b->name, b->len, ims_errname(rc), ms, kb, rc ? err.msg : "");
@@ -346,7 +330,7 @@ static void test_bombs_coll(ims_coll *c)
         double t0 = now_ms();
         int rc = ims_coll_search_image(c, b->p, b->len, 5, NULL, &h, &nh, NULL, &err);
         double ms = now_ms() - t0;
-        long kb = status_kb("VmHWM:") - base;
+        long kb = proc_status_kb("VmHWM:") - base;
         ims_coll_hits_free(h, nh);
         fprintf(stderr, "test_hostile: search %-36s -> %-15s %6.1f ms %6ld KiB\n", b->name,
                 ims_errname(rc), ms, kb);
@@ -382,7 +366,7 @@ static void test_inlimit_bomb(const char *dir)
     t0 = now_ms();
     int rc = ims_image_load_memory(p, n, NULL, &img, &err);
     double ms = now_ms() - t0;
-    long kb = status_kb("VmHWM:") - base;
+    long kb = proc_status_kb("VmHWM:") - base;
     ims_image_free(img);
     fprintf(stderr,
             "test_hostile: valid PNG 9000x9000 (%zu B, made in %.0f ms) with the default "
@@ -400,7 +384,7 @@ static void test_inlimit_bomb(const char *dir)
         t0 = now_ms();
         rc = ims_coll_search_image(c, p, n, 5, NULL, &h, &nh, NULL, &err);
         ms = now_ms() - t0;
-        kb = status_kb("VmHWM:") - base;
+        kb = proc_status_kb("VmHWM:") - base;
         ims_coll_hits_free(h, nh);
         CHECK_EQ(rc, IMS_ETOOBIG);
         check_cost("search, max_pixels 16 MP", "PNG 9000x9000", ms, kb);
@@ -466,7 +450,7 @@ static void test_ef(void)
                 double t0 = now_ms();
                 int rc = ims_hnsw_search(h, v, ks[b], &o, hits, &nh);
                 double ms = now_ms() - t0;
-                long kb = status_kb("VmHWM:") - base;
+                long kb = proc_status_kb("VmHWM:") - base;
                 CHECK_MSG(rc == IMS_OK || rc == IMS_EINVAL, "ef=%u k=%zu mode %d: %s", efs[a],
                           ks[b], mode, ims_errname(rc));
                 if (rc == IMS_OK)

@@ -44,6 +44,7 @@
 #include "fake_coll.h"
 #include "http_client.h"
 #include "imgsim/server.h"
+#include "proc_mem.h"
 
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
 #define SANITIZED 1
@@ -73,30 +74,6 @@ static void on_log(int level, const char *msg, void *ud)
         __atomic_add_fetch(&g_mhd_msgs[level], 1, __ATOMIC_RELAXED);
     if (level <= IMS_LOG_WARN)
         fprintf(stderr, "imgsim: %s\n", msg);
-}
-
-static long status_kb(const char *key)
-{
-    FILE *f = fopen("/proc/self/status", "r");
-    char line[256];
-    long v = -1;
-    size_t n = strlen(key);
-    while (f && fgets(line, sizeof line, f))
-        if (!strncmp(line, key, n))
-            v = atol(line + n);
-    if (f)
-        fclose(f);
-    return v;
-}
-
-/* Reset VmHWM to the current RSS; 1 if the kernel allows it. */
-static int reset_peak(void)
-{
-    FILE *f = fopen("/proc/self/clear_refs", "w");
-    int ok = f && fputs("5", f) >= 0;
-    if (f && fclose(f))
-        ok = 0;
-    return ok;
 }
 
 /* A metric's value from GET /metrics; -1 if absent. */
@@ -418,7 +395,7 @@ static void test_idle(ims_coll *c)
               (long)rl.rlim_cur, hard);
     for (int i = 0; i < 3; i++) /* warm: a few requests' worth of allocations */
         metric(port, "imgsim_http_connections");
-    long rss0 = status_kb("VmRSS:");
+    long rss0 = proc_status_kb("VmRSS:");
     char sport[16], sn[16];
     snprintf(sport, sizeof sport, "%d", port);
     snprintf(sn, sizeof sn, "%d", n);
@@ -438,12 +415,12 @@ static void test_idle(ims_coll *c)
     for (int i = 0; i < 600 && (conns = metric(port, "imgsim_http_connections")) < opened; i++)
         usleep(50 * 1000);
     double t_all = ims_now() - t0;
-    long rss1 = status_kb("VmRSS:");
+    long rss1 = proc_status_kb("VmRSS:");
     prober pr;
     prober_start(&pr, port);
     usleep(1000 * 1000);
     prober_end(&pr, "10k idle");
-    long rss2 = status_kb("VmRSS:");
+    long rss2 = proc_status_kb("VmRSS:");
     double refused = metric(port, "imgsim_http_connections_refused_total");
     long grow = (rss1 > rss2 ? rss1 : rss2) - rss0;
     fprintf(stderr,
@@ -484,8 +461,8 @@ static void test_endless_bodies(ims_coll *c)
     memcpy(chunk + hl + 65536, "\r\n", 2);
     size_t chunk_len = (size_t)hl + 65536 + 2;
     for (int kind = 0; kind < 2; kind++) {
-        reset_peak();
-        long rss0 = status_kb("VmRSS:");
+        proc_reset_peak();
+        long rss0 = proc_status_kb("VmRSS:");
         int fd = http_connect(port);
         const char *head =
             kind == 0 ? "POST /v1/search HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\n"
@@ -516,7 +493,7 @@ static void test_endless_bodies(ims_coll *c)
         int fl = fcntl(fd, F_GETFL);
         fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
         read_until_closed(fd, BOUND_S, &r);
-        long kb = status_kb("VmHWM:") - rss0;
+        long kb = proc_status_kb("VmHWM:") - rss0;
         const char *what = kind == 0 ? "chunked forever" : "Content-Length 10 GB, streaming";
         fprintf(stderr, "  %-32s -> %s %d after %.2f s, %zu bytes sent, peak RSS +%ld KiB\n", what,
                 r.status ? "status" : "closed, status", r.status, t_end, sent, kb);
@@ -677,8 +654,8 @@ static void test_multipart(ims_coll *c)
     for (int i = 0; i < 10000; i++)
         pl += (size_t)sprintf(
             pre + pl, "--%s\r\nContent-Disposition: form-data; name=\"x%d\"\r\n\r\nv\r\n", b, i);
-    reset_peak();
-    long rss0 = status_kb("VmRSS:");
+    proc_reset_peak();
+    long rss0 = proc_status_kb("VmRSS:");
     req = form(b, pre, pl, "", 1, &len);
     expect_refused(port, "10,000 parts", req, len, OK(400, 413));
     free(req);
@@ -692,7 +669,7 @@ static void test_multipart(ims_coll *c)
     expect_refused(port, "a part with 10,000 headers", req, len, OK(400, 413, 200));
     free(req);
     free(hs);
-    long kb = status_kb("VmHWM:") - rss0;
+    long kb = proc_status_kb("VmHWM:") - rss0;
     fprintf(stderr, "  peak RSS growth over the two: %ld KiB\n", kb);
     if (!SANITIZED)
         CHECK_MSG(kb < 32 * 1024, "multipart: peak RSS grew by %ld KiB", kb);
