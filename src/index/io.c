@@ -472,9 +472,9 @@ int ims_hnsw_open_buffer(const void *buf, size_t size, ims_hnsw **out, ims_error
     return parse(copy, size, 0, "index buffer", out, err);
 }
 
-int ims_hnsw_open(const char *path, ims_hnsw **out, ims_error *err)
+/* Open path for reading; it must be a regular file. Its size in *size. */
+static int open_regular(const char *path, int *fd_out, size_t *size, ims_error *err)
 {
-    *out = NULL;
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         return ims_error_set_errno(err, IMS_EIO, errno, "%s: cannot open", path);
@@ -488,7 +488,18 @@ int ims_hnsw_open(const char *path, ims_hnsw **out, ims_error *err)
         close(fd);
         return ims_error_set(err, IMS_EIO, "%s: not a regular file", path);
     }
-    size_t size = (size_t)st.st_size;
+    *fd_out = fd, *size = (size_t)st.st_size;
+    return IMS_OK;
+}
+
+int ims_hnsw_open(const char *path, ims_hnsw **out, ims_error *err)
+{
+    *out = NULL;
+    int fd;
+    size_t size;
+    int rc = open_regular(path, &fd, &size, err);
+    if (rc)
+        return rc;
     if (size < IMS__HNSW_FIXED_HEADER + 4) { /* too small to map usefully: read it */
         unsigned char small[IMS__HNSW_FIXED_HEADER + 4];
         ssize_t n = read(fd, small, sizeof small);
@@ -516,20 +527,12 @@ int ims_hnsw_open(const char *path, ims_hnsw **out, ims_error *err)
 int ims_hnsw_load(const char *path, ims_hnsw **out, ims_error *err)
 {
     *out = NULL;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return ims_error_set_errno(err, IMS_EIO, errno, "%s: cannot open", path);
-    struct stat st;
-    if (fstat(fd, &st) != 0) {
-        int e = errno;
-        close(fd);
-        return ims_error_set_errno(err, IMS_EIO, e, "%s: cannot stat", path);
-    }
-    if (!S_ISREG(st.st_mode)) {
-        close(fd);
-        return ims_error_set(err, IMS_EIO, "%s: not a regular file", path);
-    }
-    size_t size = (size_t)st.st_size, got = 0;
+    int fd;
+    size_t size;
+    int rc = open_regular(path, &fd, &size, err);
+    if (rc)
+        return rc;
+    size_t got = 0;
     unsigned char *buf = ims__alloc_big(size ? size : 1);
     if (!buf) {
         close(fd);
