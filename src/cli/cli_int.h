@@ -7,6 +7,8 @@
 #ifndef IMS_CLI_INT_H
 #define IMS_CLI_INT_H
 
+#include <stdio.h>
+
 #include "imgsim/error.h"
 #include "imgsim/imgsim.h"
 
@@ -40,5 +42,10 @@ int cli_parse_double(const char *s, double *out);
 
 /* True if argv has -h or --help. */
 int cli_wants_help(int argc, char **argv);
+
+/* Write s to f as a JSON string literal (quotes, backslashes and control
+ * characters escaped). The CLI's copy of core's ims__json_str: the CLI sees
+ * only the public headers. */
+void cli_json_str(FILE *f, const char *s);
 
 #endif /* IMS_CLI_INT_H */

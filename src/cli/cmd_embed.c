@@ -46,20 +46,6 @@ static void usage(FILE *f)
             "left out, also from OUT), and the exit status is 1.\n");
 }
 
-static void json_str(FILE *f, const char *s)
-{
-    fputc('"', f);
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        if (*p == '"' || *p == '\\')
-            fprintf(f, "\\%c", *p);
-        else if (*p < 0x20)
-            fprintf(f, "\\u%04x", *p);
-        else
-            fputc(*p, f);
-    }
-    fputc('"', f);
-}
-
 /* A float as JSON (non-finite values are not JSON: null). */
 static void json_float(FILE *f, float v)
 {
@@ -100,11 +86,11 @@ static int emit(out_ctx *o, const char *file, float *v, const float *probs)
     }
     FILE *f = stdout;
     fputs("{\"file\":", f);
-    json_str(f, file);
+    cli_json_str(f, file);
     fputs(",\"model\":", f);
-    json_str(f, ims_nn_name(o->m));
+    cli_json_str(f, ims_nn_name(o->m));
     fputs(",\"layer\":", f);
-    json_str(f, o->layer);
+    cli_json_str(f, o->layer);
     fprintf(f, ",\"dim\":%d,\"vector\":[", o->dim);
     for (int k = 0; k < o->dim; k++) {
         if (k)

@@ -69,26 +69,12 @@ static void on_progress(void *ud, int64_t done, int64_t total)
     ims_progress_update(u->bar, (uint64_t)done);
 }
 
-static void json_str(FILE *f, const char *s)
-{
-    fputc('"', f);
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        if (*p == '"' || *p == '\\')
-            fprintf(f, "\\%c", *p);
-        else if (*p < 0x20)
-            fprintf(f, "\\u%04x", *p);
-        else
-            fputc(*p, f);
-    }
-    fputc('"', f);
-}
-
 static void print_json(const char *coll, const char *dir, const ims_ingest_summary *s, double secs)
 {
     printf("{\"collection\":");
-    json_str(stdout, coll);
+    cli_json_str(stdout, coll);
     printf(",\"dir\":");
-    json_str(stdout, dir);
+    cli_json_str(stdout, dir);
     printf(",\"scanned\":%lld,\"accepted\":%lld,\"unchanged\":%lld,\"duplicates\":%lld,"
            "\"rejected\":%lld,\"rejected_by_reason\":{",
            (long long)s->scanned, (long long)s->accepted, (long long)s->unchanged,

@@ -133,4 +133,8 @@ void ims__sha256_hex(const void *p, size_t n, char hex[65]);
 int ims__write_atomic(const char *path, int (*write_cb)(FILE *f, void *ud), void *ud,
                       ims_error *err);
 
+/* Write s to f as a JSON string literal: quotes, backslashes and control
+ * characters escaped, other bytes (UTF-8) as they are. */
+void ims__json_str(FILE *f, const char *s);
+
 #endif /* IMS_CORE_INT_H */

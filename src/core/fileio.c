@@ -98,3 +98,17 @@ int ims__write_atomic(const char *path, int (*write_cb)(FILE *f, void *ud), void
     }
     return IMS_OK;
 }
+
+void ims__json_str(FILE *f, const char *s)
+{
+    fputc('"', f);
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if (*p == '"' || *p == '\\')
+            fprintf(f, "\\%c", *p);
+        else if (*p < 0x20)
+            fprintf(f, "\\u%04x", *p);
+        else
+            fputc(*p, f);
+    }
+    fputc('"', f);
+}

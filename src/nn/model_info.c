@@ -108,21 +108,6 @@ int ims_nn_print_info(const ims_nn_model *m, FILE *f)
     return ferror(f) ? IMS_EIO : IMS_OK;
 }
 
-/* Write s as a JSON string literal. */
-static void json_str(FILE *f, const char *s)
-{
-    fputc('"', f);
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        if (*p == '"' || *p == '\\')
-            fprintf(f, "\\%c", *p);
-        else if (*p < 0x20)
-            fprintf(f, "\\u%04x", *p);
-        else
-            fputc(*p, f);
-    }
-    fputc('"', f);
-}
-
 int ims_nn_print_info_json(const ims_nn_model *m, FILE *f)
 {
     const ims__graph *g = &m->g;
@@ -130,7 +115,7 @@ int ims_nn_print_info_json(const ims_nn_model *m, FILE *f)
     double flops;
     ims_nn_stats(m, &n_params, &flops);
     fprintf(f, "{\"model\":");
-    json_str(f, ims_nn_name(m));
+    ims__json_str(f, ims_nn_name(m));
     fprintf(f, ",\"input\":{\"width\":%d,\"height\":%d,\"channels\":3,\"resize\":\"%s\","
                "\"crop\":\"%s\",\"scale\":%.9g,\"mean\":[%.9g,%.9g,%.9g],\"std\":[%.9g,%.9g,%.9g]}",
             g->pp.width, g->pp.height, resize_name(g->pp.resize), crop_name(g->pp.crop),
@@ -141,16 +126,16 @@ int ims_nn_print_info_json(const ims_nn_model *m, FILE *f)
     for (int i = 0; i < ims_nn_n_classes(m); i++) {
         if (i)
             fputc(',', f);
-        json_str(f, ims_nn_class_name(m, i));
+        ims__json_str(f, ims_nn_class_name(m, i));
     }
     fprintf(f, "],\"output\":");
     if (g->output >= 0)
-        json_str(f, ims__str(g, g->nodes[g->output].name));
+        ims__json_str(f, ims__str(g, g->nodes[g->output].name));
     else
         fprintf(f, "null");
     fprintf(f, ",\"default_tap\":");
     if (g->feature >= 0) {
-        json_str(f, ims__str(g, g->nodes[g->feature].name));
+        ims__json_str(f, ims__str(g, g->nodes[g->feature].name));
         fprintf(f, ",\"default_dim\":%d", g->nodes[g->feature].c);
     } else {
         fprintf(f, "null");
@@ -159,7 +144,7 @@ int ims_nn_print_info_json(const ims_nn_model *m, FILE *f)
     for (uint32_t i = 0; i < g->n_nodes; i++) {
         const ims__node *n = &g->nodes[i];
         fprintf(f, "%s{\"index\":%u,\"name\":", i ? "," : "", i);
-        json_str(f, ims__str(g, n->name));
+        ims__json_str(f, ims__str(g, n->name));
         fprintf(f, ",\"op\":\"%s\",\"act\":\"%s\"", ims__op_name(n->op), ims__act_name(n->act));
         if (n->act_max > 0)
             fprintf(f, ",\"act_max\":%g", (double)n->act_max);
@@ -181,9 +166,9 @@ int ims_nn_print_info_json(const ims_nn_model *m, FILE *f)
     for (uint32_t i = 0; i < g->n_aliases; i++) {
         const ims__alias *a = &g->aliases[i];
         fprintf(f, "%s{\"name\":", i ? "," : "");
-        json_str(f, ims__str(g, a->name));
+        ims__json_str(f, ims__str(g, a->name));
         fprintf(f, ",\"node\":");
-        json_str(f, ims__str(g, g->nodes[a->node].name));
+        ims__json_str(f, ims__str(g, g->nodes[a->node].name));
         fprintf(f, ",\"tappable\":%s}", a->tappable ? "true" : "false");
     }
     fprintf(f, "]}\n");
