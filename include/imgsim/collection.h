@@ -39,10 +39,16 @@ typedef struct ims_coll_opts {
     int readonly;         /* no adds or deletes */
     int queue_timeout_ms; /* wait for a free session at most this long; 0: 30000 */
     int64_t max_pixels;   /* decode limit for uploads; 0: image module default */
+    int load_index;       /* 1: read the index into memory (ims_hnsw_load: huge pages
+                           * where the kernel grants them) instead of mapping it */
 } ims_coll_opts;
 
-/* Open for serving: maps the index (no full read), loads the encoder and
- * creates its sessions before returning (so no request pays for it). */
+/* Open for serving: loads the encoder and creates its sessions before
+ * returning (so no request pays for it). The index is mapped (opens at
+ * once, pages come in as searches touch them) or, with load_index, read
+ * whole: open costs one read of the file and its size in memory, and
+ * searches then take no page faults and far fewer TLB misses (on a large
+ * index about 1.6x the queries per second, bench/RESULTS-index.md). */
 int ims_coll_open(const char *dir, const ims_coll_opts *o, ims_coll **out, ims_error *err);
 void ims_coll_close(ims_coll *c);
 
@@ -90,6 +96,8 @@ typedef struct ims_coll_stats {
     double encode_seconds; /* their total time */
     int64_t writes;        /* adds and deletes run since open */
     int64_t write_batches; /* group commits they took (<= writes) */
+    size_t index_bytes;    /* memory the index holds (vectors, links, ids) */
+    int index_mapped;      /* 1: the index file is mapped; 0: read into memory */
 } ims_coll_stats;
 void ims_coll_get_stats(ims_coll *c, ims_coll_stats *s);
 

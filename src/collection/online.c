@@ -339,7 +339,7 @@ int ims_coll_open(const char *dir, const ims_coll_opts *o, ims_coll **out, ims_e
         rc = ims_error_set(err, IMS_ENOMEM, "out of memory");
         goto fail;
     }
-    if ((rc = ims_hnsw_open(ipath, &c->index, err)))
+    if ((rc = (o->load_index ? ims_hnsw_load : ims_hnsw_open)(ipath, &c->index, err)))
         goto fail;
     ims_hnsw_info info;
     ims_hnsw_get_info(c->index, &info);
@@ -1001,6 +1001,10 @@ void ims_coll_get_stats(ims_coll *c, ims_coll_stats *s)
     s->items = s->indexed;
     s->dim = c->enc.dim;
     snprintf(s->model, sizeof s->model, "%s", ims_nn_name(c->enc.model));
+    ims_hnsw_info info;
+    ims_hnsw_get_info(c->index, &info);
+    s->index_bytes = info.memory_bytes;
+    s->index_mapped = info.mapped;
     pthread_mutex_lock(&c->stats_mu);
     s->encodes = c->encodes;
     s->encode_seconds = c->encode_seconds;

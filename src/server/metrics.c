@@ -157,6 +157,10 @@ char *ims__metrics_render(ims_server *s, size_t *len)
         "# TYPE imgsim_index_items gauge\nimgsim_index_items %lld\n"
         "# HELP imgsim_index_dim Vector dimension.\n"
         "# TYPE imgsim_index_dim gauge\nimgsim_index_dim %d\n"
+        "# HELP imgsim_index_bytes Memory the index holds (vectors, links, ids).\n"
+        "# TYPE imgsim_index_bytes gauge\nimgsim_index_bytes %zu\n"
+        "# HELP imgsim_index_mapped 1 if the index file is mapped, 0 if read into memory.\n"
+        "# TYPE imgsim_index_mapped gauge\nimgsim_index_mapped %d\n"
         "# HELP imgsim_encodes_total Images encoded since start.\n"
         "# TYPE imgsim_encodes_total counter\nimgsim_encodes_total %lld\n"
         "# HELP imgsim_encode_seconds_total Time spent encoding images.\n"
@@ -167,8 +171,9 @@ char *ims__metrics_render(ims_server *s, size_t *len)
         " each) they took.\n"
         "# TYPE imgsim_write_batches_total counter\nimgsim_write_batches_total %lld\n",
         __atomic_load_n(&s->inflight, __ATOMIC_RELAXED), (unsigned long long)LOAD(&s->m.body_bytes),
-        (long long)st.items, (long long)st.indexed, st.dim, (long long)st.encodes,
-        st.encode_seconds, (long long)st.writes, (long long)st.write_batches);
+        (long long)st.items, (long long)st.indexed, st.dim, st.index_bytes, st.index_mapped,
+        (long long)st.encodes, st.encode_seconds, (long long)st.writes,
+        (long long)st.write_batches);
     if (b.oom) {
         ims_free(b.p);
         return NULL;

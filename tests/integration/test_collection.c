@@ -166,6 +166,8 @@ static void test_build_and_query(int distinct)
     ims_coll_stats st;
     ims_coll_get_stats(c, &st);
     CHECK_EQ(st.indexed, distinct);
+    CHECK_EQ(st.index_mapped, 1); /* the API's default: mapped */
+    CHECK(st.index_bytes > 0);
     size_t n_fish = 0;
     {
         ims_catalog *cat;
@@ -271,11 +273,15 @@ static void test_build_and_query(int distinct)
         CHECK_EQ(st.indexed, distinct);
         ims_coll_close(c);
         c = NULL;
-        if (round == 0) { /* reopen: replays index.log */
+        if (round == 0) { /* reopen as the server does (index read into memory): replays
+                             index.log into the loaded index */
+            o.load_index = 1;
             rc = ims_coll_open(coll, &o, &c, &err);
             CHECK_MSG(rc == IMS_OK, "reopen: %s", err.msg);
             if (rc)
                 break;
+            ims_coll_get_stats(c, &st);
+            CHECK_EQ(st.index_mapped, 0);
         }
     }
     free(img);

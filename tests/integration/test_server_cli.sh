@@ -159,6 +159,7 @@ check "metrics: 422 counted" grep -q '^imgsim_http_requests_total{route="/v1/sea
 check "metrics: histogram" grep -q '^imgsim_http_request_duration_seconds_bucket{route="/v1/items/{id}/similar",le="+Inf"}' "$tmp/body"
 check "metrics: encodes" grep -Eq '^imgsim_encodes_total [1-9]' "$tmp/body"
 check "metrics: index size" grep -q "^imgsim_index_items $n_items\$" "$tmp/body"
+check "metrics: index read into memory by default" grep -q '^imgsim_index_mapped 0$' "$tmp/body"
 check "one log line per request" grep -Eq '^GET /v1/items/[0-9]+/similar 200 [0-9.]+ms$' "$tmp/log"
 
 # SIGTERM with uploads in flight (sent slowly, so they are mid-request)
@@ -177,8 +178,12 @@ check "SIGTERM: no longer listening" [ "$(curl -s -o /dev/null -w '%{http_code}'
 echo "SIGTERM drained in $(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.2f", b - a }') s"
 
 # settings from options and --readonly
-start "$cli" serve -c "$coll" --listen 127.0.0.1:0 --readonly --quiet
+start "$cli" serve -c "$coll" --listen 127.0.0.1:0 --readonly --quiet --map-index
 check "readonly: add refused" [ "$(code -F "image=@$other" "$url/v1/items")" = 403 ]
+code "$url/metrics" >/dev/null
+check "--map-index: the index is mapped" grep -q '^imgsim_index_mapped 1$' "$tmp/body"
+check "--map-index: searches answer" \
+  [ "$(code -H 'Content-Type: image/jpeg' --data-binary @"$photo" "$url/v1/search?k=2")" = 200 ]
 kill -INT "$pid"; rc=0; wait "$pid" || rc=$?; pid=
 check "SIGINT exits 0" [ "$rc" = 0 ]
 # reads behind the key too (env), and the new limits from the environment
