@@ -1,0 +1,147 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * whiten.c — shrunk PCA-whitening of the FUSION head's raw part.
+ *
+ * Learned on m unit rows u (d values each) of the head's training rows:
+ *   Sigma  = the rows' covariance (divisor m), tr = trace(Sigma),
+ *   Sigma' = (1 - a) Sigma + a (tr / d) I,
+ *   y      = sqrt(a tr / d) Sigma'^-1/2 (u - mu) = u . M + bias,
+ * with M = d x d ([in][out], symmetric) and bias = -mu . M (mu folded in);
+ * the head L2-normalises y, so the scale sqrt(a tr / d) only keeps the
+ * values near 1 (directions outside the rows' span keep weight 1).
+ *
+ * Since m < d in practice, the eigenvectors of Sigma come from the m x m
+ * Gram matrix X X^T of the centred rows X (eigenvalues lam_i, vectors U_i):
+ * v_i = X^T U_i / sqrt(lam_i) are unit, Sigma's eigenvalues are lam_i / m,
+ * and M = I + sum_i (s_i - 1) v_i v_i^T with
+ * s_i = sqrt(b) / sqrt((1 - a) lam_i / m + b), b = a tr / d.
+ * Cost: m^2 d (Gram, V) + m^3 (eigen) + r d^2 (M), in double, in a fixed
+ * order (deterministic; no BLAS). Measured in bench/RESULTS-finetune.md.
+ */
+#include <math.h>
+#include <string.h>
+
+#include "train/train_int.h"
+
+int ims__whiten_fit(const float *u, const int *rows, int m, int d, double a, int rank, float *M,
+                    float *bias, ims_error *err)
+{
+    IMS_ASSERT(u && M && bias && m >= 1 && d >= 1 && a > 0 && a <= 1);
+    int rc = IMS_ENOMEM;
+    double *mu = ims_calloc((size_t)d, sizeof *mu), *X = ims_malloc((size_t)m * d * sizeof *X);
+    double *G = ims_malloc((size_t)m * m * sizeof *G), *lam = ims_malloc((size_t)m * sizeof *lam);
+    double *U = ims_malloc((size_t)m * m * sizeof *U), *V = NULL, *acc = NULL;
+    if (!mu || !X || !G || !lam || !U)
+        goto done;
+    for (int i = 0; i < m; i++) {
+        const float *ui = u + (size_t)(rows ? rows[i] : i) * d;
+        for (int t = 0; t < d; t++)
+            mu[t] += ui[t];
+    }
+    for (int t = 0; t < d; t++)
+        mu[t] /= m;
+    for (int i = 0; i < m; i++) {
+        const float *ui = u + (size_t)(rows ? rows[i] : i) * d;
+        double *xi = X + (size_t)i * d;
+        for (int t = 0; t < d; t++)
+            xi[t] = ui[t] - mu[t];
+    }
+    for (int i = 0; i < m; i++)
+        for (int j = 0; j <= i; j++) {
+            const double *xi = X + (size_t)i * d, *xj = X + (size_t)j * d;
+            double s = 0;
+            for (int t = 0; t < d; t++)
+                s += xi[t] * xj[t];
+            G[(size_t)i * m + j] = G[(size_t)j * m + i] = s;
+        }
+    double tr = 0;
+    for (int i = 0; i < m; i++)
+        tr += G[(size_t)i * m + i];
+    tr /= m;
+    double b = a * tr / d;
+    /* identity (no-op) when the rows do not vary */
+    memset(M, 0, (size_t)d * d * sizeof *M);
+    for (int p = 0; p < d; p++)
+        M[(size_t)p * d + p] = 1;
+    memset(bias, 0, (size_t)d * sizeof *bias);
+    if (!(b > 1e-30)) {
+        rc = IMS_OK;
+        goto done;
+    }
+    if (ims__eigen_sym_ql(G, m, lam, U))
+        goto done;
+    int r = 0;
+    while (r < m && lam[r] > 1e-9 * lam[0])
+        r++;
+    if (rank > 0 && rank < r)
+        r = rank;
+    double sp = rank > 0 ? 0 : 1; /* weight outside the kept directions */
+    V = ims_calloc((size_t)r * d + 1, sizeof *V);
+    acc = ims_malloc((size_t)d * sizeof *acc);
+    if (!V || !acc)
+        goto done;
+    /* v_i = X^T U_i / sqrt(lam_i) (unit) */
+    for (int j = 0; j < m; j++) {
+        const double *xj = X + (size_t)j * d;
+        for (int i = 0; i < r; i++) {
+            double c = U[(size_t)j * m + i];
+            double *vi = V + (size_t)i * d;
+            for (int t = 0; t < d; t++)
+                vi[t] += c * xj[t];
+        }
+    }
+    for (int i = 0; i < r; i++) {
+        double c = 1 / sqrt(lam[i]);
+        for (int t = 0; t < d; t++)
+            V[(size_t)i * d + t] *= c;
+    }
+    for (int i = 0; i < r; i++) /* lam[i] becomes s_i - sp */
+        lam[i] = sqrt(b) / sqrt((1 - a) * lam[i] / m + b) - sp;
+    /* M = sp I + V^T diag(s - sp) V, row by row (upper half, mirrored) */
+    for (int p = 0; p < d; p++) {
+        for (int q = p; q < d; q++)
+            acc[q] = p == q ? sp : 0;
+        for (int i = 0; i < r; i++) {
+            const double *vi = V + (size_t)i * d;
+            double c = vi[p] * lam[i];
+            for (int q = p; q < d; q++)
+                acc[q] += c * vi[q];
+        }
+        for (int q = p; q < d; q++)
+            M[(size_t)p * d + q] = M[(size_t)q * d + p] = (float)acc[q];
+    }
+    for (int q = 0; q < d; q++)
+        acc[q] = 0;
+    for (int p = 0; p < d; p++) {
+        const float *mp = M + (size_t)p * d;
+        for (int q = 0; q < d; q++)
+            acc[q] += mu[p] * mp[q];
+    }
+    for (int q = 0; q < d; q++)
+        bias[q] = (float)-acc[q];
+    rc = IMS_OK;
+done:
+    if (rc)
+        ims_error_set(err, rc, "train: out of memory (whitening, %d x %d)", d, d);
+    ims_free(mu), ims_free(X), ims_free(G), ims_free(lam), ims_free(U), ims_free(V);
+    ims_free(acc);
+    return rc;
+}
+
+void ims__whiten_rows(const float *M, const float *bias, int d, const float *u, int n, float *y)
+{
+    for (int i = 0; i < n; i++) {
+        const float *ui = u + (size_t)i * d;
+        float *yi = y + (size_t)i * d;
+        memcpy(yi, bias, (size_t)d * sizeof *yi);
+        for (int p = 0; p < d; p++) {
+            const float *mp = M + (size_t)p * d;
+            float c = ui[p];
+            for (int q = 0; q < d; q++)
+                yi[q] += c * mp[q];
+        }
+        float s = ims__inv_l2(yi, d);
+        for (int q = 0; q < d; q++)
+            yi[q] *= s;
+    }
+}
