@@ -125,10 +125,13 @@ void ims__eigen_sym(double *a, int n, double *w, double *v)
 
 /* Householder reduction of the symmetric n x n matrix v (in place) to
  * tridiagonal form: diagonal d, sub-diagonal e (e[0] = 0); v becomes the
- * accumulated orthogonal transformation (EISPACK tred2, as in JAMA). */
+ * TRANSPOSE of the accumulated orthogonal transformation (EISPACK tred2,
+ * as in JAMA, on transposed storage: JAMA's inner loops walk columns,
+ * here they walk contiguous rows; the input is symmetric, so it is its own
+ * transpose). */
 static void tred2(double *v, int n, double *d, double *e)
 {
-#define V(i, j) v[(size_t)(i)*n + (j)]
+#define V(i, j) v[(size_t)(j)*n + (i)]
     for (int j = 0; j < n; j++)
         d[j] = V(n - 1, j);
     for (int i = n - 1; i > 0; i--) {
@@ -212,9 +215,9 @@ static void tred2(double *v, int n, double *d, double *e)
 }
 
 /* Implicit QL on the tridiagonal (d, e) from tred2 (EISPACK tql2). z holds
- * the transformation's transpose (row i = column i of tred2's v), so the
- * rotations walk contiguous rows. d becomes the eigenvalues, row i of z the
- * eigenvector of d[i]. */
+ * the transformation's transpose (tred2's output as it is: row i = column i
+ * of the transformation), so the rotations walk contiguous rows. d becomes
+ * the eigenvalues, row i of z the eigenvector of d[i]. */
 static void tql2(double *z, int n, double *d, double *e)
 {
     for (int i = 1; i < n; i++)
@@ -280,9 +283,7 @@ int ims__eigen_sym_ql(double *a, int n, double *w, double *v)
     if (!e)
         return -1;
     tred2(a, n, w, e);
-    for (int i = 0; i < n; i++) /* v = a^T: row i = the transformation's column i */
-        for (int j = 0; j < n; j++)
-            v[(size_t)i * n + j] = a[(size_t)j * n + i];
+    memcpy(v, a, (size_t)n * n * sizeof *v); /* row i = the transformation's column i */
     tql2(v, n, w, e);
     ims_free(e);
     /* sort descending (selection sort), rows follow; then transpose so the

@@ -23,6 +23,10 @@
 
 #include "train/train_int.h"
 
+/* Rows per block in the d x d loops: keeps the block's accumulators in
+ * cache while the big operand (V, M) streams once per block. */
+#define BLK 16
+
 int ims__whiten_fit(const float *u, const int *rows, int m, int d, double a, int rank, float *M,
                     float *bias, ims_error *err)
 {
@@ -46,14 +50,34 @@ int ims__whiten_fit(const float *u, const int *rows, int m, int d, double a, int
         for (int t = 0; t < d; t++)
             xi[t] = ui[t] - mu[t];
     }
-    for (int i = 0; i < m; i++)
-        for (int j = 0; j <= i; j++) {
-            const double *xi = X + (size_t)i * d, *xj = X + (size_t)j * d;
+    /* Gram matrix, four dot products at a time (independent sums, each in
+     * index order: the values of one-at-a-time loops, without one long
+     * dependency chain) */
+    for (int i = 0; i < m; i++) {
+        const double *xi = X + (size_t)i * d;
+        int j = 0;
+        for (; j + 4 <= i + 1; j += 4) {
+            const double *x0 = X + (size_t)j * d, *x1 = x0 + d, *x2 = x1 + d, *x3 = x2 + d;
+            double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+            for (int t = 0; t < d; t++) {
+                s0 += xi[t] * x0[t];
+                s1 += xi[t] * x1[t];
+                s2 += xi[t] * x2[t];
+                s3 += xi[t] * x3[t];
+            }
+            G[(size_t)i * m + j] = G[(size_t)j * m + i] = s0;
+            G[(size_t)i * m + j + 1] = G[(size_t)(j + 1) * m + i] = s1;
+            G[(size_t)i * m + j + 2] = G[(size_t)(j + 2) * m + i] = s2;
+            G[(size_t)i * m + j + 3] = G[(size_t)(j + 3) * m + i] = s3;
+        }
+        for (; j <= i; j++) {
+            const double *xj = X + (size_t)j * d;
             double s = 0;
             for (int t = 0; t < d; t++)
                 s += xi[t] * xj[t];
             G[(size_t)i * m + j] = G[(size_t)j * m + i] = s;
         }
+    }
     double tr = 0;
     for (int i = 0; i < m; i++)
         tr += G[(size_t)i * m + i];
@@ -77,7 +101,7 @@ int ims__whiten_fit(const float *u, const int *rows, int m, int d, double a, int
         r = rank;
     double sp = rank > 0 ? 0 : 1; /* weight outside the kept directions */
     V = ims_calloc((size_t)r * d + 1, sizeof *V);
-    acc = ims_malloc((size_t)d * sizeof *acc);
+    acc = ims_malloc((size_t)BLK * d * sizeof *acc);
     if (!V || !acc)
         goto done;
     /* v_i = X^T U_i / sqrt(lam_i) (unit) */
@@ -97,18 +121,27 @@ int ims__whiten_fit(const float *u, const int *rows, int m, int d, double a, int
     }
     for (int i = 0; i < r; i++) /* lam[i] becomes s_i - sp */
         lam[i] = sqrt(b) / sqrt((1 - a) * lam[i] / m + b) - sp;
-    /* M = sp I + V^T diag(s - sp) V, row by row (upper half, mirrored) */
-    for (int p = 0; p < d; p++) {
-        for (int q = p; q < d; q++)
-            acc[q] = p == q ? sp : 0;
+    /* M = sp I + V^T diag(s - sp) V, BLK rows at a time (each V row read
+     * once per block: V is r x d doubles, megabytes), upper half from the
+     * block's first row, mirrored */
+    for (int p0 = 0; p0 < d; p0 += BLK) {
+        int nb = IMS_MIN(BLK, d - p0);
+        for (int b2 = 0; b2 < nb; b2++)
+            for (int q = p0; q < d; q++)
+                acc[(size_t)b2 * d + q] = p0 + b2 == q ? sp : 0;
         for (int i = 0; i < r; i++) {
             const double *vi = V + (size_t)i * d;
-            double c = vi[p] * lam[i];
-            for (int q = p; q < d; q++)
-                acc[q] += c * vi[q];
+            for (int b2 = 0; b2 < nb; b2++) {
+                double c = vi[p0 + b2] * lam[i], *ab = acc + (size_t)b2 * d;
+                for (int q = p0; q < d; q++)
+                    ab[q] += c * vi[q];
+            }
         }
-        for (int q = p; q < d; q++)
-            M[(size_t)p * d + q] = M[(size_t)q * d + p] = (float)acc[q];
+        for (int b2 = 0; b2 < nb; b2++) {
+            int p = p0 + b2;
+            for (int q = p; q < d; q++)
+                M[(size_t)p * d + q] = M[(size_t)q * d + p] = (float)acc[(size_t)b2 * d + q];
+        }
     }
     for (int q = 0; q < d; q++)
         acc[q] = 0;
@@ -130,18 +163,25 @@ done:
 
 void ims__whiten_rows(const float *M, const float *bias, int d, const float *u, int n, float *y)
 {
-    for (int i = 0; i < n; i++) {
-        const float *ui = u + (size_t)i * d;
-        float *yi = y + (size_t)i * d;
-        memcpy(yi, bias, (size_t)d * sizeof *yi);
+    /* BLK rows at a time, M (d x d floats, megabytes) read once per block;
+     * each value still sums over p in order, so the bytes are those of a
+     * row-by-row loop (apply and the search agree) */
+    for (int i0 = 0; i0 < n; i0 += BLK) {
+        int nb = IMS_MIN(BLK, n - i0);
+        for (int b2 = 0; b2 < nb; b2++)
+            memcpy(y + (size_t)(i0 + b2) * d, bias, (size_t)d * sizeof *y);
         for (int p = 0; p < d; p++) {
             const float *mp = M + (size_t)p * d;
-            float c = ui[p];
-            for (int q = 0; q < d; q++)
-                yi[q] += c * mp[q];
+            for (int b2 = 0; b2 < nb; b2++) {
+                float c = u[(size_t)(i0 + b2) * d + p], *yi = y + (size_t)(i0 + b2) * d;
+                for (int q = 0; q < d; q++)
+                    yi[q] += c * mp[q];
+            }
         }
-        float s = ims__inv_l2(yi, d);
-        for (int q = 0; q < d; q++)
-            yi[q] *= s;
+        for (int b2 = 0; b2 < nb; b2++) {
+            float *yi = y + (size_t)(i0 + b2) * d, s = ims__inv_l2(yi, d);
+            for (int q = 0; q < d; q++)
+                yi[q] *= s;
+        }
     }
 }
