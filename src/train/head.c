@@ -128,20 +128,16 @@ static void project(const ims_train_head *h, const float *u, float *p)
     }
 }
 
-/* Embedding of one row from u and p (scratch-free: writes out only; the
- * whitened raw part is built in out itself). */
-static void embed_row(const ims_train_head *h, const float *u, float *p, float *out)
+/* Embedding of one row from u, its whitened raw part r (NULL: none) and
+ * p (writes out only). */
+static void embed_row(const ims_train_head *h, const float *u, const float *r, const float *p,
+                      float *out)
 {
     if (h->kind == IMS_TRAIN_FUSION) {
         float s = ims__inv_l2(p, h->k) * h->proj_w;
-        if (h->Wm) {
-            ims__whiten_rows(h->Wm, h->wb, h->d, u, 1, out);
-            for (int j = 0; j < h->d; j++)
-                out[j] *= h->raw_w;
-        } else {
-            for (int j = 0; j < h->d; j++)
-                out[j] = u[j] * h->raw_w;
-        }
+        const float *raw = r ? r : u;
+        for (int j = 0; j < h->d; j++)
+            out[j] = raw[j] * h->raw_w;
         for (int j = 0; j < h->k; j++)
             out[h->d + j] = p[j] * s;
     } else {
@@ -152,14 +148,27 @@ static void embed_row(const ims_train_head *h, const float *u, float *p, float *
         out[j] *= s;
 }
 
+/* Rows per block in apply: the whitening streams its d x d matrix once
+ * per block, not once per row (same bytes either way). */
+#define APPLY_BLK 16
+
 void ims_train_apply(const ims_train_head *h, const float *x, int n, float *out)
 {
-    float *u = ims_malloc(((size_t)h->d + h->k) * sizeof *u);
-    IMS_ASSERT(u); /* small: d + k floats */
-    for (int i = 0; i < n; i++) {
-        ims__head_unit(h, x + (size_t)i * h->d, u);
-        project(h, u, u + h->d);
-        embed_row(h, u, u + h->d, out + (size_t)i * h->out_dim);
+    const int d = h->d, nw = h->Wm ? APPLY_BLK : 0;
+    float *u = ims_malloc(((size_t)(APPLY_BLK + nw) * d + h->k) * sizeof *u);
+    IMS_ASSERT(u); /* small: (16 or 32) x d + k floats */
+    float *r = u + (size_t)APPLY_BLK * d, *p = r + (size_t)nw * d;
+    for (int i0 = 0; i0 < n; i0 += APPLY_BLK) {
+        int nb = IMS_MIN(APPLY_BLK, n - i0);
+        for (int b = 0; b < nb; b++)
+            ims__head_unit(h, x + (size_t)(i0 + b) * d, u + (size_t)b * d);
+        if (nw)
+            ims__whiten_rows(h->Wm, h->wb, d, u, nb, r);
+        for (int b = 0; b < nb; b++) {
+            project(h, u + (size_t)b * d, p);
+            embed_row(h, u + (size_t)b * d, nw ? r + (size_t)b * d : NULL, p,
+                      out + (size_t)(i0 + b) * h->out_dim);
+        }
     }
     ims_free(u);
 }

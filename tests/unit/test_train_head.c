@@ -451,6 +451,10 @@ static void test_whiten_blobs(void)
         raw2 += (double)ew[j] * ew[j], diff += fabs(ew[j] - ep[j]);
     CHECK_NEAR(raw2, 1 / (1 + w * w), 1e-5);
     CHECK(diff > 0.1);
+    /* apply whitens in blocks of rows: the bytes of one row at a time */
+    for (int i = 0; i < N; i++)
+        ims_train_apply(hw, X + i * D, 1, e2 + i * od);
+    CHECK(!memcmp(ew, e2, sizeof(float) * N * od));
 
     void *bw = NULL, *bp = NULL, *b2 = NULL;
     size_t lw = 0, lp = 0, l2 = 0;
