@@ -104,14 +104,19 @@ int ims__whiten_fit(const float *u, const int *rows, int m, int d, double a, int
     acc = ims_malloc((size_t)BLK * d * sizeof *acc);
     if (!V || !acc)
         goto done;
-    /* v_i = X^T U_i / sqrt(lam_i) (unit) */
-    for (int j = 0; j < m; j++) {
-        const double *xj = X + (size_t)j * d;
-        for (int i = 0; i < r; i++) {
-            double c = U[(size_t)j * m + i];
-            double *vi = V + (size_t)i * d;
-            for (int t = 0; t < d; t++)
-                vi[t] += c * xj[t];
+    /* v_i = X^T U_i / sqrt(lam_i) (unit), BLK rows of V at a time (the
+     * block stays in cache while X streams; each value sums over j in
+     * order) */
+    for (int i0 = 0; i0 < r; i0 += BLK) {
+        int nb = IMS_MIN(BLK, r - i0);
+        for (int j = 0; j < m; j++) {
+            const double *xj = X + (size_t)j * d;
+            for (int i = i0; i < i0 + nb; i++) {
+                double c = U[(size_t)j * m + i];
+                double *vi = V + (size_t)i * d;
+                for (int t = 0; t < d; t++)
+                    vi[t] += c * xj[t];
+            }
         }
     }
     for (int i = 0; i < r; i++) {
