@@ -151,10 +151,13 @@ int ims_train_load(const void *buf, size_t len, ims_train_head **out, ims_error 
     if (kind > IMS_TRAIN_MLP || relu > 1 || cop > 1)
         return CORRUPT(12, "bad kind or flags");
     uint32_t whitened = version >= 2 ? ims__get_u32(b + 60) : 0;
-    float white_a = version >= 2 ? get_f32(b + 64) : 0;
+    uint32_t a_bits = version >= 2 ? ims__get_u32(b + 64) : 0;
+    float white_a;
+    memcpy(&white_a, &a_bits, 4);
     if (whitened > 1 || (whitened && kind != IMS_TRAIN_FUSION))
         return CORRUPT(60, "bad whitening flag %u (kind %u)", whitened, kind);
-    if (whitened ? !(white_a > 0 && white_a <= 1) : white_a != 0)
+    /* off: exactly +0 (so the blob saves back to its own bytes) */
+    if (whitened ? !(white_a > 0 && white_a <= 1) : a_bits != 0)
         return CORRUPT(64, "bad whitening shrinkage %g", (double)white_a);
     if (!d || !nt || !k || !C || d > MAX_DIM || nt > 4096 || k > MAX_DIM || C > 65536 ||
         (uint64_t)d * k > MAX_DIM * 16ull || (whitened && (uint64_t)d * d > MAX_DIM * 16ull))

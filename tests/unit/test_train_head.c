@@ -510,6 +510,8 @@ static void test_whiten_blobs(void)
     refuse(c, lw, IMS_ECORRUPT, "offset 64: bad whitening shrinkage");
     memcpy(c, w8, lw), ims__put_u32(c + 64, 0x7fc00000u); /* NaN */
     refuse(c, lw, IMS_ECORRUPT, "offset 64");
+    memcpy(c, p8, lp), ims__put_u32(c + 64, 0x80000000u); /* -0: not the +0 it saves back */
+    refuse(c, lp, IMS_ECORRUPT, "offset 64: bad whitening shrinkage");
     memcpy(c, p8, lp), ims__put_u32(c + 60, 1), ims__put_u32(c + 64, 0x3e99999au);
     refuse(c, lp, IMS_ECORRUPT, "whitened"); /* flag without the matrix */
     memcpy(c, w8, lw);                       /* without wb (re-checksummed) */
