@@ -80,7 +80,7 @@ typedef struct ims_train_opts {
     float val_frac;     /* validation fraction for model selection (0.2) */
     uint64_t seed;      /* split, init and shuffling (0 is a valid seed) */
     float shrink;       /* LDA: within-class shrinkage in (0,1); <= 0 = choose on val */
-    float weight;       /* FUSION: w; < 0 = choose on val */
+    float weight;       /* FUSION: w; < 0 = choose on val (see aug) */
     /* FUSION: shrinkage a in (0,1] of the raw part's PCA-whitening
      * (IMS_TRAIN_WHITEN_A); <= 0 = off (the raw part is u). Learned on the
      * training rows of the split for the search, on all rows for the
