@@ -26,10 +26,14 @@
  *                            fusion, fusion+aug, lda+aug)
  *   BENCH_W=w, BENCH_DIM=k   fixed fusion weight / LDA dims
  *   BENCH_WHITEN=a           shrunk PCA whitening of the unit taps (learned
- *                            on the training items, shrinkage a) before
- *                            everything; BENCH_WRANK=r keeps r components
- *   BENCH_WRAW=a             the same whitening for the fusion's raw part
- *                            only (the LDA still sees the unit taps)
+ *                            on the training items, shrinkage a,
+ *                            ims__whiten_fit) before everything, the head's
+ *                            own whitening off; BENCH_WRANK=r keeps r
+ *                            components
+ *   BENCH_WRAW=a             the head's whitening of the fusion's raw part
+ *                            (ims_train_opts.whiten: the LDA still sees the
+ *                            unit taps) with shrinkage a; 0 = off. Unset:
+ *                            the library's default (on, a = .3)
  *   BENCH_RERANK=alpha,tau   two-part score z.z' + alpha u.u', items with
  *                            u.u' > tau first (near-duplicate guard)
  *   BENCH_PRIOR=g,tau,log    fused cosine + g p(item's category | query)
@@ -170,86 +174,6 @@ static void print_row(const char *method, const char *taps, const result *r, int
     fflush(stdout);
 }
 
-/* Shrunk PCA whitening learned on the unit rows u[rows[0..m)] (n x d):
- * Sigma' = (1 - a) Sigma + a (tr Sigma / d) I, y = Sigma'^-1/2 (u - mu),
- * scaled by sqrt(a tr/d) (the result is L2-normalised anyway). rank > 0:
- * keep only the top `rank` principal directions (truncated PCA-whitening).
- * Through the m x m Gram matrix (m < d). M: d x d [in][out], bias: d. */
-static void whiten_fit(const float *u, const int *rows, int m, int d, double a, int rank, float *M,
-                       float *bias)
-{
-    double *mu = calloc((size_t)d, sizeof *mu), *X = malloc((size_t)m * d * sizeof *X);
-    double *G = malloc((size_t)m * m * sizeof *G), *lam = malloc((size_t)m * sizeof *lam);
-    double *U = malloc((size_t)m * m * sizeof *U), *V = calloc((size_t)m * d, sizeof *V);
-    for (int i = 0; i < m; i++)
-        for (int t = 0; t < d; t++)
-            mu[t] += u[(size_t)rows[i] * d + t] / m;
-    for (int i = 0; i < m; i++)
-        for (int t = 0; t < d; t++)
-            X[(size_t)i * d + t] = u[(size_t)rows[i] * d + t] - mu[t];
-    double tr = 0;
-    for (int i = 0; i < m; i++)
-        for (int j = 0; j <= i; j++) {
-            double s = 0;
-            for (int t = 0; t < d; t++)
-                s += X[(size_t)i * d + t] * X[(size_t)j * d + t];
-            G[(size_t)i * m + j] = G[(size_t)j * m + i] = s;
-        }
-    for (int i = 0; i < m; i++)
-        tr += G[(size_t)i * m + i];
-    tr /= m;
-    ims__eigen_sym(G, m, lam, U);
-    double b = a * tr / d;
-    int r = 0;
-    for (int i = 0; i < m && lam[i] > 1e-9 * lam[0]; i++)
-        r++;
-    if (rank > 0 && rank < r)
-        r = rank;
-    /* v_i = X^T U_i / sqrt(lam_i), unit */
-    for (int i = 0; i < r; i++)
-        for (int t = 0; t < d; t++) {
-            double s = 0;
-            for (int j = 0; j < m; j++)
-                s += X[(size_t)j * d + t] * U[(size_t)j * m + i];
-            V[(size_t)i * d + t] = s / sqrt(lam[i]);
-        }
-    double sp = rank > 0 ? 0 : 1; /* off-span weight, relative to 1/sqrt(b) */
-    for (int p = 0; p < d; p++)
-        for (int q = 0; q < d; q++)
-            M[(size_t)p * d + q] = (float)(p == q ? sp : 0);
-    for (int i = 0; i < r; i++) {
-        double si = sqrt(b > 0 ? b : 1e-12) / sqrt((1 - a) * lam[i] / m + b) - sp;
-        for (int p = 0; p < d; p++) {
-            double vp = V[(size_t)i * d + p] * si;
-            for (int q = 0; q < d; q++)
-                M[(size_t)p * d + q] += (float)(vp * V[(size_t)i * d + q]);
-        }
-    }
-    for (int q = 0; q < d; q++) {
-        double s = 0;
-        for (int p = 0; p < d; p++)
-            s += mu[p] * M[(size_t)p * d + q];
-        bias[q] = (float)-s;
-    }
-    free(mu), free(X), free(G), free(lam), free(U), free(V);
-}
-
-/* y = x.M + bias for n rows. */
-static void affine_rows(const float *x, int n, int d, const float *M, const float *bias, float *y)
-{
-    for (int i = 0; i < n; i++) {
-        float *yi = y + (size_t)i * d;
-        for (int q = 0; q < d; q++)
-            yi[q] = bias[q];
-        for (int p = 0; p < d; p++) {
-            float xp = x[(size_t)i * d + p];
-            const float *mp = M + (size_t)p * d;
-            for (int q = 0; q < d; q++)
-                yi[q] += xp * mp[q];
-        }
-    }
-}
-
 /* Two-part re-rank of a FUSION embedding (first d values: u/sqrt(1+w^2),
  * then w z/sqrt(1+w^2)): score = z.z' + alpha u.u', and items whose u.u'
  * exceeds tau come first (near-duplicate guard). */
@@ -352,7 +276,7 @@ static void run_method(const bench *b, const char *method, const int *use, int n
         const int *dims = dims0;
         int n_use = n_use0, d1 = d;
         float *xw = NULL, *xaw = NULL;
-        const char *wenv = getenv("BENCH_WHITEN") ? getenv("BENCH_WHITEN") : getenv("BENCH_WRAW");
+        const char *wenv = getenv("BENCH_WHITEN");
         if (wenv) {
             double wa = atof(wenv);
             int wr = getenv("BENCH_WRANK") ? atoi(getenv("BENCH_WRANK")) : 0;
@@ -369,14 +293,14 @@ static void run_method(const bench *b, const char *method, const int *use, int n
                 if (!is_val[i])
                     rows[m++] = i;
             float *M = malloc((size_t)d * d * sizeof *M), *bias = malloc((size_t)d * sizeof *bias);
-            whiten_fit(u, rows, m, d, wa, wr, M, bias);
+            if (ims__whiten_fit(u, rows, m, d, wa, wr, M, bias, NULL))
+                exit(1);
             xw = malloc((size_t)b->n * d * sizeof *xw),
             xaw = malloc((size_t)b->n * d * sizeof *xaw);
-            affine_rows(u, b->n, d, M, bias, xw);
-            affine_rows(ua, b->n, d, M, bias, xaw);
+            ims__whiten_rows(M, bias, d, u, b->n, xw);
+            ims__whiten_rows(M, bias, d, ua, b->n, xaw);
             free(u), free(ua), free(rows), free(M), free(bias);
-            if (getenv("BENCH_WHITEN"))
-                x = xw, xa = xaw, dims = &d1, n_use = 1;
+            x = xw, xa = xaw, dims = &d1, n_use = 1;
         }
         if (kind < 0) {
             dim = d;
@@ -407,6 +331,10 @@ static void run_method(const bench *b, const char *method, const int *use, int n
                 o.dim = atoi(getenv("BENCH_DIM"));
             if (with_aug)
                 o.aug = at;
+            if (getenv("BENCH_WRAW"))
+                o.whiten = (float)atof(getenv("BENCH_WRAW"));
+            if (getenv("BENCH_WHITEN"))
+                o.whiten = 0;
             ims_train_head *h;
             ims_error err;
             if (ims_train_fit(xt, nt, d, dims, n_use, lt, b->n_classes, &o, &h, &err)) {
@@ -419,17 +347,6 @@ static void run_method(const bench *b, const char *method, const int *use, int n
             ims_train_apply(h, x, b->n, e);
             ims_train_apply(h, xa, b->n, ea);
             r.w += ims_train_weight(h), r.shrink += ims_train_shrink(h);
-            if (getenv("BENCH_WRAW") && kind == IMS_TRAIN_FUSION) { /* whitened raw part */
-                float w = ims_train_weight(h), c = 1.0f / sqrtf(1 + w * w);
-                for (int pass = 0; pass < 2; pass++)
-                    for (int i = 0; i < b->n; i++) {
-                        float *ei = (pass ? ea : e) + (size_t)i * dim;
-                        const float *wi = (pass ? xaw : xw) + (size_t)i * d;
-                        float sc = ims__inv_l2(wi, d) * c;
-                        for (int t = 0; t < d; t++)
-                            ei[t] = wi[t] * sc;
-                    }
-            }
             /* classifier accuracy on the held-out items */
             int C = b->n_classes, hit = 0, nv = 0;
             float *pr = malloc((size_t)b->n * C * sizeof *pr);

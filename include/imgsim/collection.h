@@ -176,6 +176,8 @@ typedef struct ims_finetune_opts {
     uint64_t seed;      /* split, initialisation, minibatch order (0: 1) */
     int threads, batch; /* backbone pass: as ims_pipe_opts */
     int progress;
+    int no_whiten; /* 1: the fusion's raw part stays the plain taps (default:
+                      PCA-whitened, ims_train_opts.whiten) */
 } ims_finetune_opts;
 
 typedef struct ims_finetune_summary {

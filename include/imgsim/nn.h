@@ -107,7 +107,8 @@ int ims_nn_session_run_image(ims_nn_session *s, const ims_image *img, float *fea
  * computes, per image (d = sum of tap dims):
  *   u     = concat_t(tap_t / |tap_t|) * in_scale                  (d)
  *   p     = act(u . proj + proj_bias)     proj: d x k, [in][out]  (k)
- *   emb   = fuse ? unit([raw_w * u, proj_w * unit(p)]) : unit(p)
+ *   r     = raw_proj ? unit(u . raw_proj + raw_bias) : u  raw_proj: d x d (d)
+ *   emb   = fuse ? unit([raw_w * r, proj_w * unit(p)]) : unit(p)
  *   probs = softmax(v . cls + cls_bias),  v = cls_on_proj ? p : u
  * (unit(x) = x / |x|, 0 for x = 0). The encoder's default tap is emb and its
  * classifier is probs, so `imgsim embed --model encoder.ism` gives emb and
@@ -122,6 +123,7 @@ typedef struct ims_nn_head {
     int proj_relu;                 /* ReLU after the projection */
     int fuse;                      /* see above */
     float raw_w, proj_w;
+    const float *raw_proj, *raw_bias; /* fuse: d x d [in][out], d; NULL = r is u */
     int n_classes;               /* 0 = no classifier */
     const float *cls, *cls_bias; /* (cls_on_proj ? k : d) x n_classes, n_classes */
     int cls_on_proj;

@@ -12,12 +12,14 @@
  * Kinds of head:
  *   IMS_TRAIN_FUSION (default) — a regularised Fisher discriminant (LDA) z of
  *     u, whitened for the within-class scatter and L2-normalised, fused with
- *     u itself: out = [u, w z] / sqrt(1 + w^2) (unit length; cosine score =
- *     (u.u' + w^2 z.z') / (1 + w^2)). Category structure comes from z,
- *     instance similarity from u; the LDA shrinkage and the weight w are
- *     chosen on the validation split (category P@10 under an instance-
- *     retrieval guard, see train.c). Classifier: LDA's linear rule
- *     (Gaussian classes with a shared covariance) + softmax.
+ *     a raw part r: out = [r, w z] / sqrt(1 + w^2) (unit length; cosine
+ *     score = (r.r' + w^2 z.z') / (1 + w^2)). r is u PCA-whitened (shrunk
+ *     covariance of the training rows, opts.whiten) and L2-normalised, or u
+ *     itself with whitening off. Category structure comes from z, instance
+ *     similarity from r; the LDA shrinkage and the weight w are chosen on
+ *     the validation split (category P@10 under an instance-retrieval
+ *     guard, see head.c). Classifier: LDA's linear rule (Gaussian classes
+ *     with a shared covariance) + softmax, on u.
  *   IMS_TRAIN_LDA — z alone (out = z): best categories, poor instances.
  *   IMS_TRAIN_MLP — the seed method: Dense(dim) ReLU + Dense(classes)
  *     softmax trained with mini-batch Adam, cross-entropy, weight decay and
@@ -60,6 +62,12 @@ typedef int (*ims_train_progress_fn)(void *ud, int epoch, int n_epochs, float lo
 /* Largest fusion weight chosen without distorted copies to guard instance
  * retrieval (measured on the sample data, see bench/finetune_eval.c). */
 #define IMS_TRAIN_W_MAX_BLIND 0.5f
+/* Fusion weight used with a whitened raw part when no copies are given
+ * (measured, bench/RESULTS-finetune.md: the whitened part keeps instance
+ * recall at the raw taps' level up to about this w). */
+#define IMS_TRAIN_W_WHITEN 0.7f
+/* Default shrinkage of the raw part's PCA-whitening (opts.whiten). */
+#define IMS_TRAIN_WHITEN_A 0.3f
 
 typedef struct ims_train_opts {
     int kind;           /* enum ims_train_kind (IMS_TRAIN_FUSION) */
@@ -72,12 +80,18 @@ typedef struct ims_train_opts {
     float val_frac;     /* validation fraction for model selection (0.2) */
     uint64_t seed;      /* split, init and shuffling (0 is a valid seed) */
     float shrink;       /* LDA: within-class shrinkage in (0,1); <= 0 = choose on val */
-    float weight;       /* FUSION: w; < 0 = choose on val */
+    float weight;       /* FUSION: w; < 0 = choose on val (see aug) */
+    /* FUSION: shrinkage a in (0,1] of the raw part's PCA-whitening
+     * (IMS_TRAIN_WHITEN_A); <= 0 = off (the raw part is u). Learned on the
+     * training rows of the split for the search, on all rows for the
+     * final head (copies excluded). */
+    float whiten;
     /* Optional: n x d raw features of distorted copies of the rows (row i a
      * copy of row i, e.g. ims_image_distort). When given, w is chosen to
      * maximise validation P@10 while the validation rows' copies still find
-     * their originals (instance recall@10 within 1 point of u alone);
-     * without it, w is capped at IMS_TRAIN_W_MAX_BLIND. */
+     * their originals (instance recall@10 no worse than the raw part
+     * alone); without it, w is capped at IMS_TRAIN_W_MAX_BLIND, or is
+     * IMS_TRAIN_W_WHITEN with whitening. */
     const float *aug;
     ims_train_progress_fn progress; /* optional */
     void *progress_ud;
@@ -116,6 +130,7 @@ const int *ims_train_tap_dims(const ims_train_head *h);
 float ims_train_weight(const ims_train_head *h);  /* fusion w (0 if none) */
 float ims_train_shrink(const ims_train_head *h);  /* LDA shrinkage (0 if none) */
 float ims_train_val_acc(const ims_train_head *h); /* validation classifier accuracy */
+float ims_train_whiten(const ims_train_head *h);  /* whitening shrinkage (0 if none) */
 
 /* Map n rows of raw features (n x in_dim) to embeddings out (n x out_dim,
  * unit length unless a row is all zero). */
@@ -124,10 +139,11 @@ void ims_train_apply(const ims_train_head *h, const float *x, int n, float *out)
 void ims_train_classify(const ims_train_head *h, const float *x, int n, float *probs);
 
 /* Serialise: a self-describing little-endian blob ("IMSHEAD\0", version,
- * sizes, floats, CRC32 trailer). *buf is ims_malloc'd (caller ims_free's).
- * Same head -> same bytes. */
+ * sizes, floats, CRC32 trailer; version 2, see head_io.c). *buf is
+ * ims_malloc'd (caller ims_free's). Same head -> same bytes. */
 int ims_train_save(const ims_train_head *h, void **buf, size_t *len, ims_error *err);
-/* Parse a blob from ims_train_save. IMS_EFORMAT, IMS_EVERSION, IMS_ECORRUPT
+/* Parse a blob from ims_train_save (versions 1 and 2; version 1 has no
+ * whitening). IMS_EFORMAT, IMS_EVERSION, IMS_ECORRUPT
  * (with the offset), IMS_ENOMEM. */
 int ims_train_load(const void *buf, size_t len, ims_train_head **out, ims_error *err);
 

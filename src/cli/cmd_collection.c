@@ -2,7 +2,7 @@
 /*
  * cmd_collection.c — the collection pipeline commands:
  *   imgsim finetune  -c COLL [--model M.ism] [--taps A,B] [--dim 256] [--epochs N] [--seed S]
- *                    [--no-finetune]
+ *                    [--no-whiten] [--no-finetune]
  *   imgsim embed-all -c COLL [--batch N] [--threads N] [--json]
  *   imgsim index     -c COLL [--metric cosine|l2|ip] [--M 16] [--ef-construction 200]
  *                    [--storage int8|f16|f32] [--no-float]   (via cmd_index.c)
@@ -24,7 +24,7 @@
 typedef struct pipe_args {
     const char *coll, *dir, *model, *taps, *metadata, *id_col, *file_col, *category;
     long dim, epochs, seed, batch, threads, k, M, efc, id;
-    int json, no_finetune, metric, storage, no_float, set;
+    int json, no_finetune, no_whiten, metric, storage, no_float, set;
     const char **images;
     int n_images;
 } pipe_args;
@@ -72,6 +72,8 @@ static int parse(const char *cmd, int argc, char **argv, int allow, pipe_args *a
             group = A_TRAIN, num = &a->seed, lo = 0, hi = 0x7fffffffL;
         else if (!strcmp(o, "--no-finetune"))
             group = A_TRAIN, a->no_finetune = 1, v = o;
+        else if (!strcmp(o, "--no-whiten"))
+            group = A_TRAIN, a->no_whiten = 1, v = o;
         else if (!strcmp(o, "--batch"))
             group = A_ENCODE, num = &a->batch, hi = 1024;
         else if (!strcmp(o, "--threads"))
@@ -167,7 +169,8 @@ static int run_finetune(const pipe_args *a)
                            .seed = (uint64_t)a->seed,
                            .threads = (int)a->threads,
                            .batch = (int)a->batch,
-                           .progress = 1};
+                           .progress = 1,
+                           .no_whiten = a->no_whiten};
     ims_finetune_summary s;
     rc = ims_coll_finetune(a->coll, &o, &s, &err);
     if (rc)
@@ -187,10 +190,13 @@ int cmd_finetune(int argc, char **argv)
 {
     if (cli_wants_help(argc, argv)) {
         printf("usage: imgsim finetune -c COLLECTION [--model MODEL.ism] [--taps A,B,...]\n"
-               "                       [--dim 256] [--epochs N] [--seed S] [--no-finetune]\n\n"
+               "                       [--dim 256] [--epochs N] [--seed S] [--no-whiten]\n"
+               "                       [--no-finetune]\n\n"
                "Cache the backbone's tap features of every accepted item, train the feature\n"
                "layer and the classifier on the categories, and write COLLECTION/encoder.ism.\n"
                "--no-finetune keeps the raw backbone taps (no training).\n"
+               "  --no-whiten   keep the plain taps as the embedding's raw part (default:\n"
+               "                PCA-whitened on the items, which helps instance search)\n"
                "  --model M     backbone (default: the collection's backbone.ism)\n"
                "  --taps A,B    layers to tap (default: the backbone's measured best)\n"
                "  --batch N, --threads N   backbone pass (defaults 16, all CPUs)\n");
@@ -340,8 +346,8 @@ int cmd_build(int argc, char **argv)
     if (cli_wants_help(argc, argv)) {
         printf("usage: imgsim build -c COLLECTION DIR [--model MODEL.ism] [--metadata CSV\n"
                "                    --id-column COL --file-column COL] [--taps A,B] [--dim 256]\n"
-               "                    [--epochs N] [--seed S] [--no-finetune] [--batch N]\n"
-               "                    [--threads N] [--metric cosine] [--M 16]\n"
+               "                    [--epochs N] [--seed S] [--no-whiten] [--no-finetune]\n"
+               "                    [--batch N] [--threads N] [--metric cosine] [--M 16]\n"
                "                    [--ef-construction 200]\n\n"
                "ingest + finetune + embed-all + index in one command; re-running it after\n"
                "adding photos to DIR does only the new work. Default model: $IMGSIM_MODEL,\n"

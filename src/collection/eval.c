@@ -10,7 +10,8 @@
  *   backbone:  the raw taps (each L2-normalised, concatenated);
  *   seed:      the tutorial's method, Dense-256 ReLU + softmax on the first
  *              tap, its 256-d layer as the embedding;
- *   finetuned: imgsim's head (ims_train_fit defaults) on all taps.
+ *   finetuned: imgsim's head (ims_train_fit defaults: the raw part PCA-
+ *              whitened, unless the fine-tune had --no-whiten) on all taps.
  * Each validation item queries all other items (exact search, cosine; the
  * collection holds no duplicates: ingest collapsed them): P@1/5/10 and
  * mAP@k with hit = same category. Instance recall: a seeded distorted copy
@@ -284,6 +285,12 @@ int ims_coll_eval(const char *dir, int k, const ims_pipe_opts *o, ims_eval_resul
     if ((rc = ims_catalog_get_meta(cat, "finetune_seed", &seed_s, err)))
         goto done;
     to.seed = seed_s ? strtoull(seed_s, NULL, 10) : 1;
+    char *white_s = NULL; /* the fine-tune's --no-whiten, if it was given */
+    if ((rc = ims_catalog_get_meta(cat, "finetune_whiten", &white_s, err)))
+        goto done;
+    if (white_s && !strcmp(white_s, "0"))
+        to.whiten = 0;
+    ims_free(white_s);
     int n_val = ims_train_split(labels, (int)n, to.val_frac, to.seed, is_val);
     r->items = (int64_t)n;
     r->queries = n_val;

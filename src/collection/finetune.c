@@ -120,8 +120,8 @@ static int finetune_digest(const char *dir, const char *model, const ims_finetun
         goto done;
     ims__sha256_ctx s;
     ims__sha256_init(&s);
-    int len = snprintf(buf, sizeof buf, "%s|%s|%d|%d|%llu|", mhex, o->taps ? o->taps : "", o->dim,
-                       o->epochs, (unsigned long long)o->seed);
+    int len = snprintf(buf, sizeof buf, "%s|%s|%d|%d|%llu|w%d|", mhex, o->taps ? o->taps : "",
+                       o->dim, o->epochs, (unsigned long long)o->seed, !o->no_whiten);
     ims__sha256_update(&s, buf, (size_t)len);
     for (size_t i = 0; i < n && !rc; i++) {
         ims_item it;
@@ -225,6 +225,8 @@ int ims_coll_finetune(const char *dir, const ims_finetune_opts *o, ims_finetune_
     if (o->epochs > 0)
         to.epochs = o->epochs;
     to.seed = o->seed ? o->seed : 1;
+    if (o->no_whiten)
+        to.whiten = 0;
     int tty = isatty(2);
     if (o->progress) {
         to.progress = progress_cb;
@@ -275,6 +277,8 @@ int ims_coll_finetune(const char *dir, const ims_finetune_opts *o, ims_finetune_
     snprintf(seed, sizeof seed, "%llu", (unsigned long long)to.seed);
     if (!rc)
         rc = ims_catalog_set_meta(cat, "finetune_seed", seed, err);
+    if (!rc) /* eval trains its held-out head the same way */
+        rc = ims_catalog_set_meta(cat, "finetune_whiten", o->no_whiten ? "0" : "1", err);
     if (!rc)
         rc = ims_catalog_set_meta(cat, "finetune_digest", digest, err);
     coll_encoder_close(&enc);
@@ -282,8 +286,14 @@ int ims_coll_finetune(const char *dir, const ims_finetune_opts *o, ims_finetune_
         goto done;
     sum->trained = 1;
     sum->val_accuracy = ims_train_val_acc(head);
-    snprintf(sum->message, sizeof sum->message, "trained (fusion weight %.2f, shrinkage %.2f)",
-             ims_train_weight(head), ims_train_shrink(head));
+    if (ims_train_whiten(head) > 0)
+        snprintf(sum->message, sizeof sum->message,
+                 "trained (fusion weight %.2f, shrinkage %.2f, raw part whitened, a %.2f)",
+                 ims_train_weight(head), ims_train_shrink(head), ims_train_whiten(head));
+    else
+        snprintf(sum->message, sizeof sum->message,
+                 "trained (fusion weight %.2f, shrinkage %.2f, raw part not whitened)",
+                 ims_train_weight(head), ims_train_shrink(head));
 done:
     sum->seconds = ims_now() - t0;
     ims_free(blob);

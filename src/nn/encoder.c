@@ -9,7 +9,8 @@
  *      re-inferred and validated; aliases and the recipe copied);
  *   2. per tap: GAP (spatial taps only; the same pooling sessions apply to
  *      taps), L2NORM, AFFINE by in_scale; then CONCAT -> u;
- *   3. DENSE -> p; the embedding (L2NORM / AFFINE / CONCAT / L2NORM), made
+ *   3. DENSE -> p; the embedding (L2NORM / AFFINE / CONCAT / L2NORM; the
+ *      raw part through DENSE d x d + L2NORM first when whitened), made
  *      the default tap; the classifier DENSE + SOFTMAX, made the output,
  *      with the class names as the model's classes;
  *   4. ims__model_write (atomic, checksummed, version 2).
@@ -114,8 +115,17 @@ static int add_head(ims__graph *g, const ims_nn_head *h, ims_error *err)
         return rc;
     emb = x;
     if (h->fuse) {
-        uint32_t two[2];
-        if ((rc = add(g, IMS_OP_AFFINE, "encoder/raw/scale", &u, 1, &h->raw_w, 1, NULL, 0, 0, 0,
+        uint32_t two[2], r = u;
+        if (h->raw_proj) { /* whitened raw part */
+            if (!h->raw_bias)
+                return ims_error_set(err, IMS_EINVAL, "encoder: raw projection without a bias");
+            if ((rc = add(g, IMS_OP_DENSE, "encoder/raw/whiten", &u, 1, h->raw_proj, d * d,
+                          h->raw_bias, d, (int32_t)d, 0, &r, err)) ||
+                (rc = add(g, IMS_OP_L2NORM, "encoder/raw/l2", &r, 1, NULL, 0, NULL, 0, 0, 0, &r,
+                          err)))
+                return rc;
+        }
+        if ((rc = add(g, IMS_OP_AFFINE, "encoder/raw/scale", &r, 1, &h->raw_w, 1, NULL, 0, 0, 0,
                       &two[0], err)) ||
             (rc = add(g, IMS_OP_AFFINE, "encoder/proj/scale", &x, 1, &h->proj_w, 1, NULL, 0, 0, 0,
                       &two[1], err)) ||

@@ -4,17 +4,22 @@
  *
  * ims_train_fit, for FUSION and LDA heads:
  *   1. u = unit taps of every row (train_int.h); stratified seeded split;
+ *      FUSION with whitening (opts.whiten): the raw part r = whitened u,
+ *      the whitening learned on the split's training rows (whiten.c);
+ *      otherwise r = u;
  *   2. for each candidate shrinkage, an LDA fitted on the training rows
  *      (the shrinkage-independent parts once: ims__lda_prepare) embeds all
  *      rows; for each candidate weight w the fused similarity
- *      (u.u' + w^2 z.z') / (1 + w^2) of validation rows against all rows
+ *      (r.r' + w^2 z.z') / (1 + w^2) of validation rows against all rows
  *      gives P@10 (hit = same category). With distorted copies (opts.aug)
  *      the copies of validation rows must still find their originals:
- *      instance recall@10 at most 1 point under u's own; without them w is
- *      capped at IMS_TRAIN_W_MAX_BLIND. The best feasible pair wins (ties:
- *      the smaller w, then the smaller shrinkage);
- *   3. the LDA is refitted on all rows with the chosen shrinkage (the
- *      reported validation accuracy is the chosen candidate's, step 2).
+ *      instance recall@10 no worse than r's own; without them w is capped
+ *      at IMS_TRAIN_W_MAX_BLIND, or, with whitening, fixed at
+ *      IMS_TRAIN_W_WHITEN (only the shrinkage is searched). The best
+ *      feasible pair wins (ties: the smaller w, then the smaller shrinkage);
+ *   3. the LDA (and the whitening) are refitted on all rows with the chosen
+ *      shrinkage (the reported validation accuracy is the chosen
+ *      candidate's, step 2).
  * MLP heads train on the training rows with early stopping on validation
  * (mlp.c). The similarity matrices are computed once per candidate and
  * combined per weight, so the search costs little more than one fit.
@@ -45,6 +50,7 @@ void ims_train_opts_default(ims_train_opts *o)
     o->val_frac = 0.2f;
     o->shrink = 0;
     o->weight = -1;
+    o->whiten = IMS_TRAIN_WHITEN_A;
 }
 
 void ims_train_opts_seed(ims_train_opts *o, uint64_t seed)
@@ -83,6 +89,7 @@ void ims_train_head_free(ims_train_head *h)
     if (!h)
         return;
     ims_free(h->tap_dims), ims_free(h->P), ims_free(h->pb), ims_free(h->C), ims_free(h->cb);
+    ims_free(h->Wm), ims_free(h->wb);
     ims_free(h);
 }
 
@@ -121,13 +128,16 @@ static void project(const ims_train_head *h, const float *u, float *p)
     }
 }
 
-/* Embedding of one row from u and p (scratch-free: writes out only). */
-static void embed_row(const ims_train_head *h, const float *u, float *p, float *out)
+/* Embedding of one row from u, its whitened raw part r (NULL: none) and
+ * p (writes out only). */
+static void embed_row(const ims_train_head *h, const float *u, const float *r, const float *p,
+                      float *out)
 {
     if (h->kind == IMS_TRAIN_FUSION) {
         float s = ims__inv_l2(p, h->k) * h->proj_w;
+        const float *raw = r ? r : u;
         for (int j = 0; j < h->d; j++)
-            out[j] = u[j] * h->raw_w;
+            out[j] = raw[j] * h->raw_w;
         for (int j = 0; j < h->k; j++)
             out[h->d + j] = p[j] * s;
     } else {
@@ -138,14 +148,27 @@ static void embed_row(const ims_train_head *h, const float *u, float *p, float *
         out[j] *= s;
 }
 
+/* Rows per block in apply: the whitening streams its d x d matrix once
+ * per block, not once per row (same bytes either way). */
+#define APPLY_BLK 16
+
 void ims_train_apply(const ims_train_head *h, const float *x, int n, float *out)
 {
-    float *u = ims_malloc(((size_t)h->d + h->k) * sizeof *u);
-    IMS_ASSERT(u); /* small: d + k floats */
-    for (int i = 0; i < n; i++) {
-        ims__head_unit(h, x + (size_t)i * h->d, u);
-        project(h, u, u + h->d);
-        embed_row(h, u, u + h->d, out + (size_t)i * h->out_dim);
+    const int d = h->d, nw = h->Wm ? APPLY_BLK : 0;
+    float *u = ims_malloc(((size_t)(APPLY_BLK + nw) * d + h->k) * sizeof *u);
+    IMS_ASSERT(u); /* small: (16 or 32) x d + k floats */
+    float *r = u + (size_t)APPLY_BLK * d, *p = r + (size_t)nw * d;
+    for (int i0 = 0; i0 < n; i0 += APPLY_BLK) {
+        int nb = IMS_MIN(APPLY_BLK, n - i0);
+        for (int b = 0; b < nb; b++)
+            ims__head_unit(h, x + (size_t)(i0 + b) * d, u + (size_t)b * d);
+        if (nw)
+            ims__whiten_rows(h->Wm, h->wb, d, u, nb, r);
+        for (int b = 0; b < nb; b++) {
+            project(h, u + (size_t)b * d, p);
+            embed_row(h, u + (size_t)b * d, nw ? r + (size_t)b * d : NULL, p,
+                      out + (size_t)(i0 + b) * h->out_dim);
+        }
     }
     ims_free(u);
 }
@@ -197,6 +220,7 @@ float ims_train_weight(const ims_train_head *h)
 }
 float ims_train_shrink(const ims_train_head *h) { return h->shrink; }
 float ims_train_val_acc(const ims_train_head *h) { return h->val_acc; }
+float ims_train_whiten(const ims_train_head *h) { return h->Wm ? h->white_a : 0; }
 
 /* ---- fitting ---------------------------------------------------------------- */
 
@@ -251,7 +275,8 @@ typedef struct fit_ctx {
     int *vidx, n_val; /* validation rows */
     float *tu;        /* training rows, compact */
     int *tl, n_tr;
-    float *Su, *Sau; /* u sims: val x all, copies x all */
+    float *Su, *Sau; /* raw-part sims: val x all, copies x all */
+    int whiten;      /* FUSION with a whitened raw part */
     const ims_train_opts *o;
 } fit_ctx;
 
@@ -262,6 +287,10 @@ static int select_params(fit_ctx *c, int k_req, float *best_s, float *best_w, fl
 {
     const int n = c->n, nv = c->n_val;
     const int fusion = c->o->kind == IMS_TRAIN_FUSION;
+    /* a fixed w: the caller's, or the whitened fusion's without copies */
+    const float w_fix = c->o->weight >= 0               ? c->o->weight
+                        : fusion && c->whiten && !c->ua ? IMS_TRAIN_W_WHITEN
+                                                        : -1;
     int rc = IMS_ENOMEM;
     float *z = NULL, *za = NULL, *Sz = NULL, *Saz = NULL, *S = NULL;
     ims_train_head *t = NULL;
@@ -277,9 +306,10 @@ static int select_params(fit_ctx *c, int k_req, float *best_s, float *best_w, fl
     if (c->ua)
         ims__instance_recall(c->Sau, nv, n, c->vidx, NULL, &inst_u);
     double best = -1;
-    *best_s = c->o->shrink > 0 ? c->o->shrink : 0.2f, *best_w = fusion ? 0.5f : 0;
+    *best_s = c->o->shrink > 0 ? c->o->shrink : 0.2f;
+    *best_w = fusion ? (w_fix >= 0 ? w_fix : 0.5f) : 0;
     int n_s = c->o->shrink > 0 ? 1 : (int)IMS_ARRAY_LEN(SHRINKS);
-    int n_w = !fusion || c->o->weight >= 0 ? 1 : (int)IMS_ARRAY_LEN(WEIGHTS);
+    int n_w = !fusion || w_fix >= 0 ? 1 : (int)IMS_ARRAY_LEN(WEIGHTS);
     int n_cand = 0; /* candidates actually tried, for the progress total */
     for (int wi = 0; wi < n_w; wi++)
         n_cand += !(n_w > 1 && !c->ua && WEIGHTS[wi] > IMS_TRAIN_W_MAX_BLIND);
@@ -306,8 +336,8 @@ static int select_params(fit_ctx *c, int k_req, float *best_s, float *best_w, fl
         }
         double vloss, vacc = accuracy_on(t, c->u, c->vidx, nv, c->labels, &vloss);
         for (int wi = 0; wi < n_w; wi++) {
-            float w = !fusion ? 0 : c->o->weight >= 0 ? c->o->weight : WEIGHTS[wi];
-            if (fusion && c->o->weight < 0 && !c->ua && w > IMS_TRAIN_W_MAX_BLIND)
+            float w = !fusion ? 0 : w_fix >= 0 ? w_fix : WEIGHTS[wi];
+            if (fusion && w_fix < 0 && !c->ua && w > IMS_TRAIN_W_MAX_BLIND)
                 continue;
             double a = fusion ? 1.0 / (1 + (double)w * w) : 0, b = fusion ? w * w * a : 1;
             for (size_t j = 0; j < (size_t)nv * n; j++)
@@ -315,7 +345,7 @@ static int select_params(fit_ctx *c, int k_req, float *best_s, float *best_w, fl
             double p10;
             ims__retrieval(S, nv, n, c->vidx, c->labels, NULL, NULL, &p10, NULL);
             int ok = 1;
-            if (c->ua && fusion && c->o->weight < 0) {
+            if (c->ua && fusion && w_fix < 0) {
                 for (size_t j = 0; j < (size_t)nv * n; j++)
                     S[j] = (float)(a * c->Sau[j] + b * Saz[j]);
                 double r10;
@@ -396,11 +426,16 @@ int ims_train_fit(const float *x, int n, int d, const int *tap_dims, int n_taps,
         return rc;
     if (opts->kind < IMS_TRAIN_FUSION || opts->kind > IMS_TRAIN_MLP)
         return ims_error_set(err, IMS_EINVAL, "train: unknown head kind %d", opts->kind);
+    if (!(opts->whiten <= 1))
+        return ims_error_set(err, IMS_EINVAL, "train: whitening shrinkage %g outside (0,1]",
+                             (double)opts->whiten);
     const int mlp = opts->kind == IMS_TRAIN_MLP;
     int k = mlp ? (opts->dim > 0 ? opts->dim : 256)
                 : (opts->dim > 0 ? IMS_MIN(opts->dim, n_classes - 1) : n_classes - 1);
     k = IMS_MAX(k, 1);
     fit_ctx c = {.n = n, .d = d, .n_classes = n_classes, .labels = labels, .o = opts};
+    c.whiten = opts->kind == IMS_TRAIN_FUSION && opts->whiten > 0;
+    float *ru = NULL; /* whitened raw parts (search only) */
     ims_train_head *h = ims__head_alloc(opts->kind, d, tap_dims, n_taps, k, n_classes, mlp);
     float *u = ims_malloc((size_t)n * d * sizeof *u);
     float *ua = opts->aug && !mlp ? ims_malloc((size_t)n * d * sizeof *ua) : NULL;
@@ -439,7 +474,18 @@ int ims_train_fit(const float *x, int n, int d, const int *tap_dims, int n_taps,
         h->relu = 1;
     } else {
         float sh = opts->shrink > 0 ? opts->shrink : 0.2f;
-        float w = opts->weight >= 0 ? opts->weight : IMS_TRAIN_W_MAX_BLIND;
+        float w = opts->weight >= 0 ? opts->weight
+                  : c.whiten && !ua ? IMS_TRAIN_W_WHITEN
+                                    : IMS_TRAIN_W_MAX_BLIND;
+        if (c.whiten) {
+            h->Wm = ims_malloc((size_t)d * d * sizeof *h->Wm);
+            h->wb = ims_malloc((size_t)d * sizeof *h->wb);
+            if (!h->Wm || !h->wb) {
+                ims_error_set(err, rc, "train: out of memory (whitening, %d x %d)", d, d);
+                goto done;
+            }
+            h->white_a = opts->whiten;
+        }
         if (nv > 0) {
             c.Su = ims_malloc((size_t)nv * n * sizeof *c.Su);
             c.Sau = ua ? ims_malloc((size_t)nv * n * sizeof *c.Sau) : NULL;
@@ -447,12 +493,39 @@ int ims_train_fit(const float *x, int n, int d, const int *tap_dims, int n_taps,
                 ims_error_set(err, rc, "train: out of memory");
                 goto done;
             }
-            ims__sim(u, c.vidx, nv, u, n, d, c.Su);
+            const float *r = u, *ra = ua;
+            if (c.whiten) { /* learned on the split's training rows */
+                int *rows, m = 0;
+                ru = ims_malloc((size_t)n * (ua ? 2 : 1) * d * sizeof *ru);
+                rows = ims_malloc((size_t)n * sizeof *rows);
+                if (!ru || !rows) {
+                    ims_free(rows);
+                    ims_error_set(err, rc, "train: out of memory");
+                    goto done;
+                }
+                for (int i = 0; i < n; i++)
+                    if (!is_val[i])
+                        rows[m++] = i;
+                rc = ims__whiten_fit(u, rows, m, d, opts->whiten, 0, h->Wm, h->wb, err);
+                ims_free(rows);
+                if (rc)
+                    goto done;
+                ims__whiten_rows(h->Wm, h->wb, d, u, n, ru);
+                if (ua)
+                    ims__whiten_rows(h->Wm, h->wb, d, ua, n, ru + (size_t)n * d);
+                r = ru, ra = ua ? ru + (size_t)n * d : NULL;
+            }
+            ims__sim(r, c.vidx, nv, r, n, d, c.Su);
             if (ua)
-                ims__sim(ua, c.vidx, nv, u, n, d, c.Sau);
+                ims__sim(ra, c.vidx, nv, r, n, d, c.Sau);
+            ims_free(ru);
+            ru = NULL;
             if ((rc = select_params(&c, k, &sh, &w, &h->val_acc, err)))
                 goto done;
         }
+        /* final whitening: all rows (not the copies) */
+        if (c.whiten && (rc = ims__whiten_fit(u, NULL, n, d, opts->whiten, 0, h->Wm, h->wb, err)))
+            goto done;
         /* final fit: all rows, and their copies */
         int n_all = 0;
         for (int i = 0; i < n; i++) {
@@ -475,6 +548,6 @@ int ims_train_fit(const float *x, int n, int d, const int *tap_dims, int n_taps,
 done:
     ims_train_head_free(h);
     ims_free(u), ims_free(ua), ims_free(is_val), ims_free(c.vidx), ims_free(c.tl);
-    ims_free(c.tu), ims_free(c.Su), ims_free(c.Sau);
+    ims_free(c.tu), ims_free(c.Su), ims_free(c.Sau), ims_free(ru);
     return rc;
 }

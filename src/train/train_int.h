@@ -1,18 +1,22 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * train_int.h — the head structure and the helpers shared by the train
- * module's files (split.c, linalg.c, lda.c, mlp.c, head.c, head_io.c).
+ * module's files (split.c, linalg.c, whiten.c, lda.c, mlp.c, head.c,
+ * head_io.c).
  *
  * A head computes, from one row x of raw pooled taps (d values):
  *   u   = concat_t(x_t / |x_t|) * in_scale          (in_scale = 1/sqrt(T),
  *                                                     MLP: sqrt(d/T))
  *   p   = act(u . P + pb)                            (P: d x k, [in][out])
- *   emb = normalise( FUSION: [raw_w * u, proj_w * p/|p|]
+ *   r   = FUSION with whitening: normalise(u . Wm + wb)  (Wm: d x d,
+ *         whiten.c), else u
+ *   emb = normalise( FUSION: [raw_w * r, proj_w * p/|p|]
  *                    LDA:    p
  *                    MLP:    p )
  *   probs = softmax(v . C + cb), v = u (FUSION, LDA) or p (MLP)
+ * The classifier and the LDA always see u, never r.
  * The same structure is what nn's encoder writer turns into graph nodes
- * (ims_train_nn_head), so apply() here and the encoder agree.
+ * (ims_train_write_encoder), so apply() here and the encoder agree.
  */
 #ifndef IMS_TRAIN_INT_H
 #define IMS_TRAIN_INT_H
@@ -37,6 +41,8 @@ struct ims_train_head {
     float *C;        /* (cls_on_proj ? k : d) x n_classes */
     float *cb;       /* n_classes */
     float shrink;    /* chosen LDA shrinkage (0 = none) */
+    float white_a;   /* FUSION: whitening shrinkage a (0 = no whitening) */
+    float *Wm, *wb;  /* whitening: d x d [in][out] and d (NULL when off) */
     float val_acc;   /* validation accuracy of the classifier */
     int out_dim;
 };
@@ -80,6 +86,21 @@ void ims__cholesky_solve(const double *L, int n, double *B, int m);
 /* Jacobi eigen-decomposition of the symmetric n x n a (destroyed): eigen-
  * values w (descending), eigenvectors as columns of v (n x n). */
 void ims__eigen_sym(double *a, int n, double *w, double *v);
+
+/* The same for larger problems (the whitening's m x m Gram matrix):
+ * Householder tridiagonalisation + implicit QL, O(n^3) with a small
+ * constant. Same output convention. -1 on out of memory. */
+int ims__eigen_sym_ql(double *a, int n, double *w, double *v);
+
+/* ---- whiten.c ------------------------------------------------------------- */
+/* Shrunk PCA-whitening (shrinkage a in (0,1]) learned on the unit rows
+ * u[rows[i]] (rows NULL: the first m rows) of d values: fills M (d x d,
+ * [in][out]) and bias (d) so that y = u . M + bias (then L2-normalised).
+ * rank > 0 keeps only the top `rank` principal directions (bench). */
+int ims__whiten_fit(const float *u, const int *rows, int m, int d, double a, int rank, float *M,
+                    float *bias, ims_error *err);
+/* y = normalise(u . M + bias) for n rows. */
+void ims__whiten_rows(const float *M, const float *bias, int d, const float *u, int n, float *y);
 
 /* ---- lda.c ---------------------------------------------------------------- */
 /* Fit a shrunk LDA on unit rows u (n x d) of labels: fills h->P, h->pb

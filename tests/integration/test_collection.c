@@ -391,25 +391,34 @@ static void test_stale_and_resume(int distinct)
 static int same_bytes(const char *a, const char *b) { return !sh("cmp -s '%s' '%s'", a, b); }
 
 /* Fine-tune twice from scratch with one seed: byte-identical encoder.ism
- * and head.bin; a third time with another seed differs. The encoder is a
- * model file like any other (imgsim embed reads it), embed-all takes every
- * vector from the cached features, and eval reports all three encoders. */
+ * and head.bin; a third time with another seed differs (another split:
+ * head.bin records its validation accuracy; with the whitened raw part's
+ * fixed w, the encoder differs only if another LDA shrinkage wins, which
+ * on 25 photos it need not); a fourth with --no-whiten gives another
+ * encoder, and eval follows it. The encoder is a model file like any other
+ * (imgsim embed reads it), embed-all takes every vector from the cached
+ * features, and eval reports all three encoders. */
 static void test_finetune(int distinct)
 {
-    char c[3][300], f[3][1024], h[3][1024];
-    const char *seeds[3] = {"7", "7", "8"};
-    for (int i = 0; i < 3; i++) {
+    char c[4][300], f[4][1400], h[4][1400];
+    const char *seeds[4] = {"7", "7", "8", "7"}, *flags[4] = {"", "", "", "--no-whiten"};
+    for (int i = 0; i < 4; i++) {
         snprintf(c[i], sizeof c[i], "%s/ft%d", g_tmp, i);
         snprintf(f[i], sizeof f[i], "%s/encoder.ism", c[i]);
         snprintf(h[i], sizeof h[i], "%s/head.bin", c[i]);
-        CHECK_EQ(sh("'%s' build -c '%s' '%s' --model '%s/mobilenet_v2.ism' --seed %s "
+        CHECK_EQ(sh("'%s' build -c '%s' '%s' --model '%s/mobilenet_v2.ism' --seed %s %s "
                     "> '%s/ft%d.log' 2>&1",
-                    g_cli, c[i], g_photos, g_models, seeds[i], g_tmp, i),
+                    g_cli, c[i], g_photos, g_models, seeds[i], flags[i], g_tmp, i),
                  0);
     }
     CHECK_MSG(same_bytes(f[0], f[1]), "same seed, different encoder.ism");
     CHECK_MSG(same_bytes(h[0], h[1]), "same seed, different head.bin");
-    CHECK_MSG(!same_bytes(f[0], f[2]), "another seed, same encoder.ism");
+    CHECK_MSG(!same_bytes(h[0], h[2]), "another seed, same head.bin");
+    CHECK_MSG(!same_bytes(f[0], f[3]), "--no-whiten, same encoder.ism");
+    CHECK_EQ(sh("grep -q 'raw part whitened' '%s/ft0.log' && "
+                "grep -q 'raw part not whitened' '%s/ft3.log'",
+                g_tmp, g_tmp),
+             0);
     char log[800];
     snprintf(log, sizeof log, "%s/ft0.log", g_tmp);
     CHECK_MSG(
@@ -439,6 +448,19 @@ static void test_finetune(int distinct)
         "\"ann_recall@10\":"};
     for (size_t i = 0; i < IMS_ARRAY_LEN(keys); i++)
         CHECK_MSG(!sh("grep -qF '%s' '%s'", keys[i], out), "eval --json lacks %s", keys[i]);
+    /* eval trains its held-out head as the fine-tune did: with --no-whiten
+     * the finetuned row changes, the backbone row does not */
+    char out3[800];
+    snprintf(out3, sizeof out3, "%s/eval3.json", g_tmp);
+    CHECK_EQ(sh("'%s' eval -c '%s' --json > '%s' 2>/dev/null", g_cli, c[3], out3), 0);
+    const char *rows[2] = {"finetuned", "backbone"};
+    for (int r = 0; r < 2; r++) {
+        int same = !sh("grep -o '\"%s\":{[^}]*}' '%s' > '%s.row' && "
+                       "grep -o '\"%s\":{[^}]*}' '%s' > '%s.row' && cmp -s '%s.row' '%s.row'",
+                       rows[r], out, out, rows[r], out3, out3, out, out3);
+        CHECK_MSG(same == (r == 1), "eval's %s row: %s with --no-whiten", rows[r],
+                  same ? "the same" : "another");
+    }
 }
 
 int main(void)

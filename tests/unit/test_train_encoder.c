@@ -6,8 +6,10 @@
  * session's default tap the vector ims_train_apply gives from the cached
  * features (GEMM tolerance), and its classifier ims_train_classify's
  * probabilities over the category names; the same head writes the same
- * bytes; truncated and corrupted encoder files are refused. Skips (77)
- * without the fetched model and photos.
+ * bytes; truncated and corrupted encoder files are refused. Both with the
+ * default PCA-whitened raw part (a DENSE d x d + L2NORM node pair in the
+ * file) and with whitening off (no such nodes). Skips (77) without the
+ * fetched model and photos.
  */
 #include <dirent.h>
 #include <string.h>
@@ -66,6 +68,49 @@ static void spit(const char *path, const unsigned char *b, size_t len)
     fclose(f);
 }
 
+/* Open enc, run every 4th photo through it and compare with the head's
+ * own inference from the cached features x (n x d): *vdiff, *pdiff the
+ * largest differences of the vectors and the probabilities. Returns the
+ * dim of the "encoder/raw/whiten" node, 0 when it is absent. */
+static int encoder_diff(const ims_train_head *h, const char *enc, const float *x, int d,
+                        ims_image *const *img, double *vdiff, double *pdiff)
+{
+    ims_error err;
+    ims_nn_model *e = NULL;
+    *vdiff = *pdiff = 1e9;
+    CHECK_RC(ims_nn_open(enc, &e, &err), IMS_OK);
+    if (!e)
+        return -1;
+    CHECK_STR_EQ(ims_nn_name(e), "mobilenet_v2_mid-finetuned");
+    CHECK_EQ(ims_nn_n_classes(e), N_CLASSES);
+    CHECK_STR_EQ(ims_nn_class_name(e, 1), "Marine Fish");
+    int wdim = 0;
+    if (ims_nn_tap_dim(e, "encoder/raw/whiten", &wdim, &err))
+        wdim = 0;
+    ims_nn_session_opts eo = {.want_probs = 1, .max_batch = 1, .n_threads = 1};
+    ims_nn_session *es = NULL;
+    CHECK_RC(ims_nn_session_new(e, &eo, &es, &err), IMS_OK);
+    int od = ims_train_out_dim(h);
+    CHECK_EQ(ims_nn_session_dim(es), od);
+    float *want = malloc(sizeof(float) * od), *got = malloc(sizeof(float) * od);
+    float wp[N_CLASSES], gp[N_CLASSES];
+    double max_diff = 0, max_pdiff = 0;
+    for (int i = 0; es && i < N; i += 4) {
+        ims_train_apply(h, x + (size_t)i * d, 1, want);
+        ims_train_classify(h, x + (size_t)i * d, 1, wp);
+        CHECK_RC(ims_nn_session_run_image(es, img[i], got, gp, &err), IMS_OK);
+        for (int j = 0; j < od; j++)
+            max_diff = fmax(max_diff, fabs(got[j] - want[j]));
+        for (int c = 0; c < N_CLASSES; c++)
+            max_pdiff = fmax(max_pdiff, fabs(gp[c] - wp[c]));
+    }
+    free(want), free(got);
+    ims_nn_session_free(es);
+    ims_nn_close(e);
+    *vdiff = max_diff, *pdiff = max_pdiff;
+    return wdim;
+}
+
 int main(void)
 {
     const char *mdir = getenv("IMS_MODELS_DIR"), *ddir = getenv("IMS_DATA_DIR");
@@ -121,36 +166,41 @@ int main(void)
     unsigned char *b1 = slurp(enc, &l1), *b2 = slurp(enc2, &l2);
     CHECK(b1 && b2 && l1 == l2 && l1 > 0 && !memcmp(b1, b2, l1));
 
-    /* the encoder is a model like any other */
-    ims_nn_model *e = NULL;
-    CHECK_RC(ims_nn_open(enc, &e, &err), IMS_OK);
-    if (e) {
-        CHECK_STR_EQ(ims_nn_name(e), "mobilenet_v2_mid-finetuned");
-        CHECK_EQ(ims_nn_n_classes(e), N_CLASSES);
-        CHECK_STR_EQ(ims_nn_class_name(e, 1), "Marine Fish");
-        ims_nn_session_opts eo = {.want_probs = 1, .max_batch = 1, .n_threads = 1};
-        ims_nn_session *es = NULL;
-        CHECK_RC(ims_nn_session_new(e, &eo, &es, &err), IMS_OK);
+    /* the encoder is a model like any other; its raw part is whitened */
+    CHECK_NEAR(ims_train_whiten(h), IMS_TRAIN_WHITEN_A, 0);
+    double max_diff, max_pdiff;
+    CHECK_EQ(encoder_diff(h, enc, x, d, img, &max_diff, &max_pdiff), d);
+    CHECK_MSG(max_diff <= 2e-5, "encoder vs ims_train_apply: max diff %g", max_diff);
+    CHECK_MSG(max_pdiff <= 1e-4, "encoder vs ims_train_classify: max diff %g", max_pdiff);
+    printf("whitened encoder vs apply: max |diff| %.3g (vector), %.3g (probs)\n", max_diff,
+           max_pdiff);
+
+    /* whitening off: no whitening nodes, same agreement, another vector */
+    ims_train_head *hp = NULL;
+    o.whiten = 0;
+    CHECK_RC(ims_train_fit(x, N, d, dims, 2, labels, N_CLASSES, &o, &hp, &err), IMS_OK);
+    if (hp) {
+        CHECK_NEAR(ims_train_whiten(hp), 0, 0);
+        CHECK_RC(ims_train_write_encoder(hp, model, TAPS, GROUPS, NULL, enc2, &err), IMS_OK);
+        size_t lp = 0;
+        unsigned char *bp = slurp(enc2, &lp);
+        CHECK(bp && lp + 4 * (size_t)d * (d + 1) <= l1); /* the d x d matrix + bias */
+        free(bp);
+        CHECK_EQ(encoder_diff(hp, enc2, x, d, img, &max_diff, &max_pdiff), 0);
+        CHECK_MSG(max_diff <= 2e-5, "plain encoder vs ims_train_apply: max diff %g", max_diff);
+        CHECK_MSG(max_pdiff <= 1e-4, "plain encoder vs ims_train_classify: max diff %g", max_pdiff);
+        printf("plain encoder vs apply: max |diff| %.3g (vector), %.3g (probs)\n", max_diff,
+               max_pdiff);
         int od = ims_train_out_dim(h);
-        CHECK_EQ(ims_nn_session_dim(es), od);
-        float *want = malloc(sizeof(float) * od), *got = malloc(sizeof(float) * od);
-        float wp[N_CLASSES], gp[N_CLASSES];
-        double max_diff = 0, max_pdiff = 0;
-        for (int i = 0; i < N; i += 4) {
-            ims_train_apply(h, x + (size_t)i * d, 1, want);
-            ims_train_classify(h, x + (size_t)i * d, 1, wp);
-            CHECK_RC(ims_nn_session_run_image(es, img[i], got, gp, &err), IMS_OK);
-            for (int j = 0; j < od; j++)
-                max_diff = fmax(max_diff, fabs(got[j] - want[j]));
-            for (int c = 0; c < N_CLASSES; c++)
-                max_pdiff = fmax(max_pdiff, fabs(gp[c] - wp[c]));
-        }
-        CHECK_MSG(max_diff <= 2e-5, "encoder vs ims_train_apply: max diff %g", max_diff);
-        CHECK_MSG(max_pdiff <= 1e-4, "encoder vs ims_train_classify: max diff %g", max_pdiff);
-        printf("encoder vs apply: max |diff| %.3g (vector), %.3g (probs)\n", max_diff, max_pdiff);
-        free(want), free(got);
-        ims_nn_session_free(es);
-        ims_nn_close(e);
+        float *ew = malloc(sizeof(float) * od), *ep = malloc(sizeof(float) * od);
+        ims_train_apply(h, x, 1, ew);
+        ims_train_apply(hp, x, 1, ep);
+        double dd = 0;
+        for (int j = 0; j < d; j++)
+            dd += fabs(ew[j] - ep[j]);
+        CHECK_MSG(dd > 0.05, "whitened and plain raw parts differ by only %g", dd);
+        free(ew), free(ep);
+        ims_train_head_free(hp);
     }
 
     /* truncated and corrupted encoder files are refused */

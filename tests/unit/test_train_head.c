@@ -5,8 +5,14 @@
  * (the MLP's loss falls); same seed -> same bytes; nothing-to-train cases
  * give IMS_ESTATE; save/load round trips; corrupt blobs are refused; an
  * LDA prepared once and solved per shrinkage gives the bytes of a fit
- * from scratch (both the Woodbury path, n <= d, and the scatter path).
+ * from scratch (both the Woodbury path, n <= d, and the scatter path);
+ * the raw part's PCA-whitening whitens the shrunk covariance (both the
+ * m < d and m > d cases), the QL eigen-solver agrees with Jacobi, and
+ * head blobs of version 2 (whitened or not) and version 1 load while
+ * damaged whitening fields are refused.
  */
+#include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "check.h"
@@ -296,6 +302,239 @@ static void test_lda_prepared(void)
     }
 }
 
+/* The QL eigen-solver agrees with the Jacobi one on a random symmetric
+ * matrix: same eigenvalues, and A v = w v for each of its vectors. */
+static void test_eigen_ql(void)
+{
+    enum { n = 30 };
+    static double A[n * n], A1[n * n], A2[n * n], w1[n], w2[n], v1[n * n], v2[n * n];
+    unsigned long long s = 7;
+    for (int i = 0; i < n; i++)
+        for (int j = 0; j <= i; j++)
+            A[i * n + j] = A[j * n + i] = check_rand_f(&s);
+    memcpy(A1, A, sizeof A), memcpy(A2, A, sizeof A);
+    ims__eigen_sym(A1, n, w1, v1);
+    CHECK_EQ(ims__eigen_sym_ql(A2, n, w2, v2), 0);
+    double dw = 0, res = 0;
+    for (int i = 0; i < n; i++) {
+        dw = fmax(dw, fabs(w1[i] - w2[i]));
+        if (i)
+            CHECK(w2[i] <= w2[i - 1]); /* descending */
+        for (int r = 0; r < n; r++) {
+            double av = 0;
+            for (int c = 0; c < n; c++)
+                av += A[r * n + c] * v2[c * n + i];
+            res = fmax(res, fabs(av - w2[i] * v2[r * n + i]));
+        }
+    }
+    CHECK_MSG(dw < 1e-10, "eigenvalues: QL vs Jacobi differ by %g", dw);
+    CHECK_MSG(res < 1e-10, "QL eigenvectors: |A v - w v| up to %g", res);
+}
+
+/* ims__whiten_fit on rows `rows` of X: M symmetric, bias = -mu . M, and
+ * M Sigma' M = b I (Sigma' the shrunk covariance, b = a tr / D), computed
+ * here directly in d x d. a = 1: M = I. */
+static void test_whiten_fit(void)
+{
+    static int rows[N];
+    static float M[D * D], bias[D];
+    const int ms[2] = {16, N / 2}; /* m < D (Gram rank m - 1) and m > D */
+    const double as[3] = {0.1, 0.3, 1.0};
+    for (int mi = 0; mi < 2; mi++)
+        for (int ai = 0; ai < 3; ai++) {
+            int m = ms[mi];
+            double a = as[ai], mu[D] = {0}, S[D][D] = {{0}}, tr = 0;
+            for (int i = 0; i < m; i++)
+                rows[i] = 2 * i + 1;
+            ims_error err;
+            CHECK_RC(ims__whiten_fit(X, rows, m, D, a, 0, M, bias, &err), IMS_OK);
+            for (int i = 0; i < m; i++)
+                for (int p = 0; p < D; p++)
+                    mu[p] += X[rows[i] * D + p] / m;
+            for (int i = 0; i < m; i++)
+                for (int p = 0; p < D; p++)
+                    for (int q = 0; q < D; q++)
+                        S[p][q] += (X[rows[i] * D + p] - mu[p]) * (X[rows[i] * D + q] - mu[q]) / m;
+            for (int p = 0; p < D; p++)
+                tr += S[p][p];
+            double b = a * tr / D, worst = 0, asym = 0, dbias = 0;
+            for (int p = 0; p < D; p++)
+                for (int q = 0; q < D; q++)
+                    S[p][q] = (1 - a) * S[p][q] + (p == q ? b : 0);
+            for (int p = 0; p < D; p++)
+                for (int q = 0; q < D; q++) {
+                    double v = 0;
+                    for (int r = 0; r < D; r++)
+                        for (int t = 0; t < D; t++)
+                            v += M[p * D + r] * S[r][t] * M[t * D + q];
+                    worst = fmax(worst, fabs(v / b - (p == q)));
+                    asym = fmax(asym, fabs(M[p * D + q] - M[q * D + p]));
+                    if (a == 1.0)
+                        CHECK_NEAR(M[p * D + q], p == q, 1e-5);
+                }
+            for (int q = 0; q < D; q++) {
+                double v = 0;
+                for (int p = 0; p < D; p++)
+                    v += mu[p] * M[p * D + q];
+                dbias = fmax(dbias, fabs(v + bias[q]));
+            }
+            CHECK_MSG(worst < 1e-3, "m %d a %.1f: M S' M / b - I up to %g", m, a, worst);
+            CHECK_MSG(asym < 1e-6 && dbias < 1e-4, "m %d a %.1f: asym %g, bias %g", m, a, asym,
+                      dbias);
+        }
+    /* rows that do not vary: the identity, no bias */
+    float same[4 * D];
+    for (int i = 0; i < 4; i++)
+        memcpy(same + i * D, X, D * sizeof *X);
+    ims_error err;
+    CHECK_RC(ims__whiten_fit(same, NULL, 4, D, 0.3, 0, M, bias, &err), IMS_OK);
+    CHECK(M[0] == 1 && M[1] == 0 && bias[0] == 0);
+}
+
+static void fix_crc(unsigned char *b, size_t len)
+{
+    ims__put_u32(b + len - 4, ims__crc32c(0, b, len - 4));
+}
+
+/* Load must refuse b (len bytes, CRC fixed first) with `code`, and say
+ * `what` in the message. */
+static void refuse(unsigned char *b, size_t len, int code, const char *what)
+{
+    if (len >= 4)
+        fix_crc(b, len);
+    ims_train_head *g = NULL;
+    ims_error err;
+    ims_error_clear(&err);
+    CHECK_RC(ims_train_load(b, len, &g, &err), code);
+    CHECK(g == NULL);
+    CHECK_MSG(strstr(err.msg, what) != NULL, "expected '%s' in '%s'", what, err.msg);
+    ims_train_head_free(g);
+}
+
+/* The FUSION head's whitening: on by default (a = .3, w = .7 without
+ * copies), off with opts.whiten = 0, --weight kept; version-2 blobs of
+ * both, a version-1 blob (the same head without the two whitening fields)
+ * loading as unwhitened; damaged whitening fields refused. */
+static void test_whiten_blobs(void)
+{
+    ims_train_opts o;
+    ims_train_opts_default(&o);
+    o.seed = 9;
+    CHECK_NEAR(o.whiten, IMS_TRAIN_WHITEN_A, 0);
+    ims_train_head *hw = NULL, *hp = NULL, *hx = NULL;
+    ims_error err;
+    CHECK_RC(ims_train_fit(X, N, D, TAPS, 2, Y, C, &o, &hw, &err), IMS_OK);
+    o.weight = 0.35f;
+    CHECK_RC(ims_train_fit(X, N, D, TAPS, 2, Y, C, &o, &hx, &err), IMS_OK);
+    o.weight = -1, o.whiten = 0;
+    CHECK_RC(ims_train_fit(X, N, D, TAPS, 2, Y, C, &o, &hp, &err), IMS_OK);
+    o.whiten = 1.5f;
+    ims_train_head *bad = NULL;
+    CHECK_RC(ims_train_fit(X, N, D, TAPS, 2, Y, C, &o, &bad, &err), IMS_EINVAL);
+    if (!hw || !hp || !hx)
+        goto out;
+    CHECK_NEAR(ims_train_whiten(hw), 0.3, 1e-7);
+    CHECK_NEAR(ims_train_weight(hw), IMS_TRAIN_W_WHITEN, 0);
+    CHECK_NEAR(ims_train_weight(hx), 0.35, 1e-7);
+    CHECK_NEAR(ims_train_whiten(hx), 0.3, 1e-7);
+    CHECK_NEAR(ims_train_whiten(hp), 0, 0);
+    CHECK(ims_train_weight(hp) <= IMS_TRAIN_W_MAX_BLIND);
+    CHECK(accuracy(hw) >= 0.95);
+    /* the raw part is whitened: unit length, not u */
+    const int od = ims_train_out_dim(hw);
+    CHECK_EQ(od, ims_train_out_dim(hp));
+    static float ew[N * (D + C)], ep[N * (D + C)], e2[N * (D + C)];
+    ims_train_apply(hw, X, N, ew);
+    ims_train_apply(hp, X, N, ep);
+    double raw2 = 0, diff = 0, w = ims_train_weight(hw);
+    for (int j = 0; j < D; j++)
+        raw2 += (double)ew[j] * ew[j], diff += fabs(ew[j] - ep[j]);
+    CHECK_NEAR(raw2, 1 / (1 + w * w), 1e-5);
+    CHECK(diff > 0.1);
+    /* apply whitens in blocks of rows: the bytes of one row at a time */
+    for (int i = 0; i < N; i++)
+        ims_train_apply(hw, X + i * D, 1, e2 + i * od);
+    CHECK(!memcmp(ew, e2, sizeof(float) * N * od));
+
+    void *bw = NULL, *bp = NULL, *b2 = NULL;
+    size_t lw = 0, lp = 0, l2 = 0;
+    CHECK_RC(ims_train_save(hw, &bw, &lw, &err), IMS_OK);
+    CHECK_RC(ims_train_save(hp, &bp, &lp, &err), IMS_OK);
+    if (!bw || !bp)
+        goto out;
+    unsigned char *w8 = bw, *p8 = bp;
+    CHECK_EQ(ims__get_u32(w8 + 8), 2);
+    CHECK_EQ(ims__get_u32(w8 + 60), 1);
+    CHECK_EQ(ims__get_u32(p8 + 60), 0);
+    CHECK_EQ(lw, lp + 4 * (size_t)(D * D + D)); /* + Wm, wb */
+    ims_train_head *g = NULL;
+    CHECK_RC(ims_train_load(bw, lw, &g, &err), IMS_OK);
+    if (g) {
+        ims_train_apply(g, X, N, e2);
+        CHECK(!memcmp(ew, e2, sizeof(float) * N * od));
+        CHECK_NEAR(ims_train_whiten(g), 0.3, 1e-7);
+        ims_train_head_free(g);
+        g = NULL;
+    }
+
+    /* version 1: the unwhitened blob without bytes 60..67 */
+    size_t l1 = lp - 8;
+    unsigned char *v1 = malloc(lp);
+    memcpy(v1, p8, 60);
+    memcpy(v1 + 60, p8 + 68, lp - 68);
+    ims__put_u32(v1 + 8, 1);
+    fix_crc(v1, l1);
+    CHECK_RC(ims_train_load(v1, l1, &g, &err), IMS_OK);
+    if (g) {
+        ims_train_apply(g, X, N, e2);
+        CHECK(!memcmp(ep, e2, sizeof(float) * N * od));
+        CHECK_NEAR(ims_train_whiten(g), 0, 0);
+        CHECK_RC(ims_train_save(g, &b2, &l2, &err), IMS_OK); /* written back as version 2 */
+        CHECK(l2 == lp && !memcmp(b2, bp, lp));
+        ims_free(b2);
+        ims_train_head_free(g);
+    }
+    refuse(v1, 60, IMS_ECORRUPT, "truncated header"); /* v1 header without CRC room */
+
+    /* damaged version-2 blobs (each with a valid CRC: the checks behind it) */
+    unsigned char *c = malloc(lw);
+    memcpy(c, w8, lw), ims__put_u32(c + 60, 2);
+    refuse(c, lw, IMS_ECORRUPT, "offset 60: bad whitening flag");
+    memcpy(c, w8, lw), ims__put_u32(c + 12, IMS_TRAIN_LDA);
+    refuse(c, lw, IMS_ECORRUPT, "offset 60: bad whitening flag");
+    memcpy(c, w8, lw), ims__put_u32(c + 60, 0);
+    refuse(c, lw, IMS_ECORRUPT, "offset 64: bad whitening shrinkage");
+    memcpy(c, w8, lw), ims__put_u32(c + 60, 0), ims__put_u32(c + 64, 0);
+    refuse(c, lw, IMS_ECORRUPT, "expected"); /* the matrix is too much */
+    memcpy(c, w8, lw), ims__put_u32(c + 64, 0);
+    refuse(c, lw, IMS_ECORRUPT, "offset 64: bad whitening shrinkage");
+    memcpy(c, w8, lw), ims__put_u32(c + 64, 0x7fc00000u); /* NaN */
+    refuse(c, lw, IMS_ECORRUPT, "offset 64");
+    memcpy(c, p8, lp), ims__put_u32(c + 64, 0x80000000u); /* -0: not the +0 it saves back */
+    refuse(c, lp, IMS_ECORRUPT, "offset 64: bad whitening shrinkage");
+    memcpy(c, p8, lp), ims__put_u32(c + 60, 1), ims__put_u32(c + 64, 0x3e99999au);
+    refuse(c, lp, IMS_ECORRUPT, "whitened"); /* flag without the matrix */
+    memcpy(c, w8, lw);                       /* without wb (re-checksummed) */
+    refuse(c, lw - 4 * D, IMS_ECORRUPT, "expected");
+    memcpy(c, w8, lw);
+    refuse(c, 70, IMS_ECORRUPT, "truncated header");
+    memcpy(c, w8, lw), ims__put_u32(c + 8, 3);
+    refuse(c, lw, IMS_EVERSION, "version 3");
+    memcpy(c, w8, lw), ims__put_u32(c + 8, 0);
+    refuse(c, lw, IMS_ECORRUPT, "bad version");
+    /* a flipped bit in the matrix or a cut inside it, CRC left alone */
+    memcpy(c, w8, lw);
+    c[lw - 4 * D - 40] ^= 0x08;
+    CHECK_RC(ims_train_load(c, lw, &g, &err), IMS_ECORRUPT);
+    CHECK_RC(ims_train_load(w8, lw - 4 * D * D / 2, &g, &err), IMS_ECORRUPT);
+    CHECK(g == NULL);
+    free(c);
+    free(v1);
+out:
+    ims_free(bw), ims_free(bp);
+    ims_train_head_free(hw), ims_train_head_free(hp), ims_train_head_free(hx);
+}
+
 int main(void)
 {
     test_default_taps();
@@ -303,6 +542,9 @@ int main(void)
     test_split();
     test_kinds();
     test_lda_prepared();
+    test_eigen_ql();
+    test_whiten_fit();
+    test_whiten_blobs();
     test_nothing_to_train();
     return check_report();
 }
