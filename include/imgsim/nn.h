@@ -124,8 +124,8 @@ typedef struct ims_nn_head {
     int fuse;                      /* see above */
     float raw_w, proj_w;
     const float *raw_proj, *raw_bias; /* fuse: d x d [in][out], d; NULL = r is u */
-    int n_classes;               /* 0 = no classifier */
-    const float *cls, *cls_bias; /* (cls_on_proj ? k : d) x n_classes, n_classes */
+    int n_classes;                    /* 0 = no classifier */
+    const float *cls, *cls_bias;      /* (cls_on_proj ? k : d) x n_classes, n_classes */
     int cls_on_proj;
     const char *const *class_names; /* n_classes names */
 } ims_nn_head;
