@@ -14,6 +14,7 @@
  */
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "coll_int.h"
@@ -165,6 +166,25 @@ static int up_to_date(const char *dir, const char *digest)
     return ok;
 }
 
+/* Replacing encoder.ism drops a link of the backbone's inode (a raw
+ * encoder.ism is a hard link of backbone.ism, and of the model file it
+ * came from), which changes the inode's ctime and so the signature its
+ * cached SHA-256 was recorded with: embed-all would hash the 17-90 MB
+ * backbone again. Its bytes are the same when inode, size and mtime are:
+ * the hash is recorded anew for it (and for the model file, same inode). */
+static void keep_sha(ims_catalog *cat, const char *bbp, const struct stat *was, const char hex[65],
+                     const char *model)
+{
+    struct stat now, m;
+    if (stat(bbp, &now) || now.st_dev != was->st_dev || now.st_ino != was->st_ino ||
+        now.st_size != was->st_size || now.st_mtim.tv_sec != was->st_mtim.tv_sec ||
+        now.st_mtim.tv_nsec != was->st_mtim.tv_nsec)
+        return;
+    coll_model_sha_record(cat, bbp, "backbone.ism", hex);
+    if (model && !stat(model, &m) && m.st_dev == now.st_dev && m.st_ino == now.st_ino)
+        coll_model_sha_record(cat, model, model, hex);
+}
+
 int ims_coll_finetune(const char *dir, const ims_finetune_opts *o, ims_finetune_summary *sum,
                       ims_error *err)
 {
@@ -247,9 +267,14 @@ int ims_coll_finetune(const char *dir, const ims_finetune_opts *o, ims_finetune_
         goto done;
     }
     /* 4. encoder.ism = backbone + taps + head; head.bin for cached features */
+    struct stat bst;
+    char bhex[65];
+    int bknown = !stat(bbp, &bst) && !coll_model_sha(cat, bbp, "backbone.ism", bhex, NULL);
     if ((rc = ims_train_write_encoder(head, bbp, (const char *const *)bb.taps,
                                       (const char *const *)names, NULL, encp, err)))
         goto done;
+    if (bknown)
+        keep_sha(cat, bbp, &bst, bhex, o->model);
     ims_nn_model *em = NULL;
     if ((rc = ims_nn_open(encp, &em, err)))
         goto done;
