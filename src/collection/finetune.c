@@ -273,8 +273,6 @@ int ims_coll_finetune(const char *dir, const ims_finetune_opts *o, ims_finetune_
     if ((rc = ims_train_write_encoder(head, bbp, (const char *const *)bb.taps,
                                       (const char *const *)names, NULL, encp, err)))
         goto done;
-    if (bknown)
-        keep_sha(cat, bbp, &bst, bhex, o->model);
     ims_nn_model *em = NULL;
     if ((rc = ims_nn_open(encp, &em, err)))
         goto done;
@@ -290,9 +288,16 @@ int ims_coll_finetune(const char *dir, const ims_finetune_opts *o, ims_finetune_
     if ((rc = ims__write_atomic(headp, write_blob, &b, err)))
         goto done;
     coll_encoder enc;
-    if ((rc = ims_catalog_set_meta(cat, "taps", out_tap, err)) ||
-        (rc = coll_encoder_open(dir, cat, &enc, err)))
+    /* the settings in one transaction: one commit (a WAL sync) for all */
+    if ((rc = ims_catalog_begin(cat, err)))
         goto done;
+    if (bknown)
+        keep_sha(cat, bbp, &bst, bhex, o->model);
+    if ((rc = ims_catalog_set_meta(cat, "taps", out_tap, err)) ||
+        (rc = coll_encoder_open(dir, cat, &enc, err))) {
+        ims_catalog_rollback(cat);
+        goto done;
+    }
     rc = ims_catalog_set_meta(cat, "head_encoder_stamp", enc.stamp, err);
     if (!rc)
         rc = ims_catalog_set_meta(cat, "head", "trained", err);
@@ -302,6 +307,10 @@ int ims_coll_finetune(const char *dir, const ims_finetune_opts *o, ims_finetune_
         rc = ims_catalog_set_meta(cat, "finetune_seed", seed, err);
     if (!rc)
         rc = ims_catalog_set_meta(cat, "finetune_digest", digest, err);
+    if (!rc)
+        rc = ims_catalog_commit(cat, err);
+    else
+        ims_catalog_rollback(cat);
     coll_encoder_close(&enc);
     if (rc)
         goto done;
