@@ -90,7 +90,9 @@ typedef struct ims_ingest_opts {
     void (*progress)(void *ud, int64_t done, int64_t total);
     /* threads reading, hashing and decode-checking files ahead of the
      * catalogue writes (the calling thread included); 0: ims_cpu_count().
-     * Any count gives the same catalogue, store, reports and summary. */
+     * Any count gives the same catalogue, store, reports and summary.
+     * Memory: up to 64 MB of file bytes read ahead, and one decoded image
+     * per thread (max_pixels x 3 bytes each at most). */
     int threads;
 } ims_ingest_opts;
 
