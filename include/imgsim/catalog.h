@@ -88,6 +88,12 @@ typedef struct ims_ingest_opts {
     void *ud;
     /* progress: called after each file; may be NULL */
     void (*progress)(void *ud, int64_t done, int64_t total);
+    /* threads reading, hashing and decode-checking files ahead of the
+     * catalogue writes (the calling thread included); 0: ims_cpu_count().
+     * Any count gives the same catalogue, store, reports and summary.
+     * Memory: up to 64 MB of file bytes read ahead, and one decoded image
+     * per thread (max_pixels x 3 bytes each at most). */
+    int threads;
 } ims_ingest_opts;
 
 #define IMS_REJECT_REASONS(X)            \
@@ -118,6 +124,7 @@ typedef struct ims_ingest_summary {
     int64_t csv_rows; /* metadata rows read */
     int64_t rows_without_image, images_without_row;
     int64_t total_accepted; /* accepted items in the catalogue after the run */
+    int threads;            /* threads this run used (opts->threads, or the default) */
 } ims_ingest_summary;
 
 /* Files above this size are REJECTED as TOO_BIG without being read. */

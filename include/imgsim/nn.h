@@ -50,6 +50,12 @@ extern "C" {
 typedef struct ims_nn_model ims_nn_model;
 typedef struct ims_nn_session ims_nn_session;
 
+/* Set the process-global OpenBLAS state now (one thread, its idle pool
+ * stopped) instead of at the first session: OpenBLAS's idle threads spin
+ * for about 0.1 CPU-second after it loads. Programs call it at start-up;
+ * idempotent and thread-safe. */
+void ims_nn_init(void);
+
 /* ---- models ------------------------------------------------------------- */
 
 /* Open a .ism file. Errors: IMS_EIO, IMS_EFORMAT (not an .ism file),

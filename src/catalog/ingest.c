@@ -15,7 +15,10 @@
  *      item with that hash, or ACCEPTED with its image stored
  *      (content-addressed) before its row; failures are REJECTED rows with
  *      a reason. A changed file keeps its item id; its vectors are dropped
- *      in the same transaction;
+ *      in the same transaction. The read, hash and decode check of the
+ *      next files run ahead on opts->threads threads ("reading ahead");
+ *      everything touching the catalogue or the store stays on the
+ *      calling thread, in path order;
  *   3. finish (one transaction): files not seen in this run become
  *      VANISHED (their vectors dropped); duplicates whose kept item no
  *      longer holds their content are re-pointed, or the first of them is
@@ -29,6 +32,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -166,6 +170,7 @@ typedef struct run {
     int64_t run_no;
     int64_t max_pixels;
     ims_error *err;
+    struct ahead *ahead; /* files read ahead, or NULL */
 } run;
 
 static void report(run *r, const char *kind, const char *path, const char *msg)
@@ -417,6 +422,122 @@ static int read_file(const char *path, int64_t limit, unsigned char **buf, size_
     return 0;
 }
 
+/* ---- reading ahead ------------------------------------------------------------ */
+/* The per-file work that needs no catalogue (read, SHA-256, the decode
+ * check) runs ahead of the catalogue thread on a few threads; the
+ * catalogue thread then takes each file's result in path order and does
+ * everything else exactly as it would have alone (lookups, store, rows,
+ * reports), so the outcome does not depend on the thread count. Whether a
+ * file is read, and decoded, follows the same tests as process() on the
+ * row as it was when the file was queued; process() checks again and does
+ * inline whatever is missing. A decode check that fails is done again on
+ * the catalogue thread while no other decode runs: libvips keeps one
+ * process-wide error buffer, and the rejection reason must be the text of
+ * this file's failure alone. */
+#define AHEAD_BYTES (64ll << 20) /* file bytes read ahead and not yet taken */
+
+typedef struct prep {
+    int state; /* P_IDLE, P_QUEUED, P_BUSY, P_DONE */
+    int read;  /* the skip test failed when queued: read (and hash) it */
+    int live;  /* the row was live when queued */
+    char old_sha[65];
+    int got; /* read_file's result */
+    unsigned char *buf;
+    size_t len;
+    char msg[384]; /* read_file's failure */
+    char sha[65];
+    int decoded; /* check_image passed; its verdict: */
+    int width, height;
+    char format[8];
+} prep;
+
+enum { P_IDLE, P_QUEUED, P_BUSY, P_DONE };
+
+typedef struct ahead {
+    pthread_mutex_t mu;
+    pthread_cond_t work, done;
+    pthread_rwlock_t decode; /* readers: decode checks; writer: a re-check */
+    prep *p;                 /* one per file of the batch */
+    const ims__entry *e;
+    size_t lo, hi; /* the batch: files [lo, hi) */
+    size_t next;   /* lowest file not yet claimed */
+    size_t queued; /* files [lo, queued) are queued or further */
+    int64_t bytes; /* read ahead and not yet taken */
+    int stop;
+    int64_t max_pixels;
+    pthread_t *th;
+    int n_th;
+} ahead;
+
+static void check_image(run *r, const unsigned char *buf, size_t len, verdict *v);
+static int read_file(const char *path, int64_t limit, unsigned char **buf, size_t *len, char *msg,
+                     size_t n_msg);
+
+/* Read, hash and check file k of the batch (no lock held). */
+static void prep_one(ahead *a, size_t k)
+{
+    prep *p = &a->p[k - a->lo];
+    const ims__entry *e = &a->e[k];
+    if (!p->read)
+        return;
+    p->got =
+        read_file(e->real, IMS_CATALOG_MAX_FILE_BYTES, &p->buf, &p->len, p->msg, sizeof p->msg);
+    if (p->got != 0)
+        return;
+    ims__sha256_hex(p->buf, p->len, p->sha);
+    if (p->live && !strcmp(p->old_sha, p->sha))
+        return; /* unchanged bytes: no decode */
+    run r = {.max_pixels = a->max_pixels};
+    verdict v;
+    memset(&v, 0, sizeof v);
+    pthread_rwlock_rdlock(&a->decode);
+    check_image(&r, p->buf, p->len, &v);
+    pthread_rwlock_unlock(&a->decode);
+    if (v.status == IMS_ITEM_ACCEPTED) { /* a failure is checked again, alone */
+        p->decoded = 1;
+        p->width = v.width, p->height = v.height;
+        memcpy(p->format, v.format, sizeof p->format);
+    }
+}
+
+/* Claim queued files in order and prepare them; with wait_for, return
+ * once that file is done (the catalogue thread helping), else run until
+ * stopped (a helper thread). */
+static void ahead_work(ahead *a, size_t wait_for)
+{
+    int helper = wait_for == (size_t)-1;
+    pthread_mutex_lock(&a->mu);
+    for (;;) {
+        if (a->stop || (!helper && a->p[wait_for - a->lo].state == P_DONE))
+            break;
+        if (a->next < a->queued) {
+            size_t k = a->next++;
+            a->p[k - a->lo].state = P_BUSY;
+            pthread_mutex_unlock(&a->mu);
+            prep_one(a, k);
+            pthread_mutex_lock(&a->mu);
+            a->p[k - a->lo].state = P_DONE;
+            pthread_cond_broadcast(&a->done);
+        } else if (helper) {
+            pthread_cond_wait(&a->work, &a->mu);
+        } else {
+            pthread_cond_wait(&a->done, &a->mu);
+        }
+    }
+    pthread_mutex_unlock(&a->mu);
+}
+
+static void *ahead_thread(void *arg)
+{
+    ahead_work(arg, (size_t)-1);
+    return NULL;
+}
+
+/* Queue files after the one being taken while the bytes in flight allow
+ * (at least two per thread queued, whatever their size, so no thread
+ * idles on a big file). Each queued file's row is looked up now. */
+static int ahead_queue(run *r, ahead *a, size_t taking);
+
 /* Insert or update the file's row with the verdict. */
 static int write_row(run *r, const old_row *o, const ims__entry *e, const meta_out *m,
                      const verdict *v)
@@ -511,7 +632,7 @@ static void unshare_store(run *r, const old_row *o, const ims__entry *e)
         unlink(path);
 }
 
-static int process(run *r, const ims__entry *e)
+static int process(run *r, const ims__entry *e, prep *p)
 {
     old_row o;
     meta_out m;
@@ -519,6 +640,12 @@ static int process(run *r, const ims__entry *e)
     memset(&v, 0, sizeof v);
     unsigned char *buf = NULL;
     size_t len = 0;
+    if (p && p->state != P_DONE)
+        p = NULL;
+    if (p && p->buf) { /* taken: its bytes are ours now */
+        buf = p->buf, len = p->len;
+        p->buf = NULL;
+    }
     int rc = lookup_old(r, e->rel, &o);
     if (rc || (rc = build_meta(r, e, &m)))
         return rc;
@@ -537,8 +664,15 @@ static int process(run *r, const ims__entry *e)
         rc = mark_seen(r, &o, e, &m);
         goto done;
     } else {
-        int got =
-            read_file(e->real, IMS_CATALOG_MAX_FILE_BYTES, &buf, &len, v.reason, sizeof v.reason);
+        int got;
+        if (p && p->read) {
+            got = p->got;
+            snprintf(v.reason, sizeof v.reason, "%s", p->msg);
+        } else {
+            p = NULL; /* not read ahead: the row changed since */
+            got = read_file(e->real, IMS_CATALOG_MAX_FILE_BYTES, &buf, &len, v.reason,
+                            sizeof v.reason);
+        }
         char detail[sizeof v.reason];
         snprintf(detail, sizeof detail, "%s", v.reason);
         if (got == 1) {
@@ -549,7 +683,10 @@ static int process(run *r, const ims__entry *e)
             reject(&v, IMS_REJECT_UNREADABLE, detail);
         } else {
             v.bytes = (int64_t)len;
-            ims__sha256_hex(buf, len, v.sha);
+            if (p)
+                memcpy(v.sha, p->sha, sizeof v.sha);
+            else
+                ims__sha256_hex(buf, len, v.sha);
             if (live && !strcmp(o.sha, v.sha)) {
                 r->sum->unchanged++; /* touched, same bytes */
                 if (o.status != IMS_ITEM_REJECTED)
@@ -559,7 +696,17 @@ static int process(run *r, const ims__entry *e)
             }
             if (live && o.status == IMS_ITEM_ACCEPTED)
                 unshare_store(r, &o, e);
-            check_image(r, buf, len, &v);
+            if (p && p->decoded) {
+                v.status = IMS_ITEM_ACCEPTED;
+                v.width = p->width, v.height = p->height;
+                memcpy(v.format, p->format, sizeof v.format);
+            } else if (r->ahead) { /* alone: the failure's own message */
+                pthread_rwlock_wrlock(&r->ahead->decode);
+                check_image(r, buf, len, &v);
+                pthread_rwlock_unlock(&r->ahead->decode);
+            } else {
+                check_image(r, buf, len, &v);
+            }
         }
     }
     if (v.status == IMS_ITEM_ACCEPTED) {
@@ -582,6 +729,108 @@ done:
     ims_free(buf);
     free(m.json);
     return rc;
+}
+
+static int ahead_queue(run *r, ahead *a, size_t taking)
+{
+    size_t min_q = IMS_MIN(a->hi, taking + 1 + 2 * (size_t)(a->n_th + 1));
+    for (;;) {
+        pthread_mutex_lock(&a->mu);
+        size_t k = a->queued;
+        int64_t bytes = a->bytes;
+        pthread_mutex_unlock(&a->mu);
+        if (k >= a->hi)
+            return IMS_OK;
+        const ims__entry *e = &a->e[k];
+        if (k >= min_q && bytes + e->size > AHEAD_BYTES)
+            return IMS_OK;
+        prep *p = &a->p[k - a->lo];
+        memset(p, 0, sizeof *p);
+        old_row o;
+        int rc = lookup_old(r, e->rel, &o);
+        if (rc)
+            return rc;
+        p->live = o.have && o.status != IMS_ITEM_VANISHED;
+        p->read =
+            e->kind == ENT_FILE && !(p->live && o.size == e->size && o.mtime_ns == e->mtime_ns);
+        memcpy(p->old_sha, o.sha, sizeof p->old_sha);
+        pthread_mutex_lock(&a->mu);
+        p->state = P_QUEUED;
+        a->queued = k + 1;
+        a->bytes += p->read ? e->size : 0; /* counted from the queue on */
+        pthread_cond_signal(&a->work);
+        pthread_mutex_unlock(&a->mu);
+    }
+}
+
+/* Take file k: wait for its preparation (helping with the queue). */
+static prep *ahead_take(ahead *a, size_t k)
+{
+    ahead_work(a, k);
+    prep *p = &a->p[k - a->lo];
+    pthread_mutex_lock(&a->mu);
+    a->bytes -= p->read ? a->e[k].size : 0;
+    pthread_mutex_unlock(&a->mu);
+    return p;
+}
+
+static int ahead_start(ahead *a, const ims__scan *scan, int threads, int64_t max_pixels)
+{
+    memset(a, 0, sizeof *a);
+    a->e = scan->e;
+    a->max_pixels = max_pixels;
+    a->p = ims_calloc(BATCH_FILES, sizeof *a->p);
+    a->th = threads > 1 ? ims_calloc((size_t)threads - 1, sizeof *a->th) : NULL;
+    if (!a->p || (threads > 1 && !a->th)) {
+        ims_free(a->p);
+        ims_free(a->th);
+        return IMS_ENOMEM;
+    }
+    pthread_mutex_init(&a->mu, NULL);
+    pthread_cond_init(&a->work, NULL);
+    pthread_cond_init(&a->done, NULL);
+    pthread_rwlockattr_t ra; /* a re-check waits for the running decodes, not for new ones */
+    pthread_rwlockattr_init(&ra);
+    pthread_rwlockattr_setkind_np(&ra, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+    pthread_rwlock_init(&a->decode, &ra);
+    pthread_rwlockattr_destroy(&ra);
+    for (int i = 0; i < threads - 1; i++) {
+        if (pthread_create(&a->th[a->n_th], NULL, ahead_thread, a))
+            break; /* fewer helpers: the same result, later */
+        a->n_th++;
+    }
+    return IMS_OK;
+}
+
+/* A new batch [lo, hi): every file of the last one has been taken. */
+static void ahead_batch(ahead *a, size_t lo, size_t hi)
+{
+    pthread_mutex_lock(&a->mu);
+    for (size_t k = a->lo; k < a->queued; k++)
+        ims_free(a->p[k - a->lo].buf);
+    memset(a->p, 0, BATCH_FILES * sizeof *a->p);
+    a->lo = a->next = a->queued = lo, a->hi = hi;
+    a->bytes = 0;
+    pthread_mutex_unlock(&a->mu);
+}
+
+static void ahead_stop(ahead *a)
+{
+    pthread_mutex_lock(&a->mu);
+    a->stop = 1;
+    pthread_cond_broadcast(&a->work);
+    pthread_cond_broadcast(&a->done);
+    pthread_mutex_unlock(&a->mu);
+    for (int i = 0; i < a->n_th; i++)
+        pthread_join(a->th[i], NULL);
+    for (size_t k = a->lo; k < a->queued; k++)
+        ims_free(a->p[k - a->lo].buf);
+    pthread_rwlock_destroy(&a->decode);
+    pthread_cond_destroy(&a->work);
+    pthread_cond_destroy(&a->done);
+    pthread_mutex_destroy(&a->mu);
+    ims_free(a->p);
+    ims_free(a->th);
 }
 
 /* ---- finish ------------------------------------------------------------------ */
@@ -763,6 +1012,7 @@ int ims_catalog_ingest(ims_catalog *c, const char *dir, const ims_ingest_opts *o
     run r = {.c = c, .o = o, .sum = sum, .err = err};
     r.max_pixels = o && o->max_pixels > 0 ? o->max_pixels : (int64_t)IMS_IMAGE_DEFAULT_MAX_PIXELS;
     ims__scan scan = {0};
+    ahead a;
     char *root = NULL;
     char *skip[2] = {realpath(c->dir, NULL),
                      o && o->metadata_csv ? realpath(o->metadata_csv, NULL) : NULL};
@@ -778,14 +1028,29 @@ int ims_catalog_ingest(ims_catalog *c, const char *dir, const ims_ingest_opts *o
     }
     r.root = root;
     sum->scanned = (int64_t)scan.n;
+    sum->threads = o && o->threads > 0 ? o->threads : ims_cpu_count();
+    if (scan.n && (rc = ahead_start(&a, &scan, sum->threads, r.max_pixels))) {
+        rc = ims_error_set(err, rc, "ingest: out of memory");
+        goto done;
+    }
+    if (scan.n)
+        r.ahead = &a;
     /* phase 2 */
     for (size_t i = 0; i < scan.n || i == 0; i += BATCH_FILES) {
         if ((rc = ims__cat_exec(c, "BEGIN IMMEDIATE", err)))
             goto done;
         if (i == 0 && (rc = next_run(&r)))
             goto rollback;
+        if (r.ahead)
+            ahead_batch(&a, i, IMS_MIN(scan.n, i + BATCH_FILES));
         for (size_t k = i; k < scan.n && k < i + BATCH_FILES; k++) {
-            if ((rc = process(&r, &scan.e[k])))
+            prep *p = NULL;
+            if (r.ahead) {
+                if ((rc = ahead_queue(&r, &a, k)))
+                    goto rollback;
+                p = ahead_take(&a, k);
+            }
+            if ((rc = process(&r, &scan.e[k], p)))
                 goto rollback;
             if (o && o->progress)
                 o->progress(o->ud, (int64_t)k + 1, (int64_t)scan.n);
@@ -801,6 +1066,8 @@ int ims_catalog_ingest(ims_catalog *c, const char *dir, const ims_ingest_opts *o
 rollback:
     sqlite3_exec(c->db, "ROLLBACK", NULL, NULL, NULL);
 done:
+    if (r.ahead)
+        ahead_stop(&a);
     free(root);
     free(skip[0]);
     free(skip[1]);

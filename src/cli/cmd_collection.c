@@ -310,7 +310,8 @@ static int run_ingest_step(const pipe_args *a)
     ims_ingest_opts o = {.metadata_csv = a->metadata,
                          .id_column = a->id_col,
                          .file_column = a->file_col,
-                         .report = ingest_report};
+                         .report = ingest_report,
+                         .threads = (int)a->threads};
     ims_ingest_summary s;
     rc = ims_catalog_ingest(cat, a->dir, &o, &s, &err);
     ims_catalog_close(cat);

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "cli_int.h"
+#include "imgsim/nn.h"
 
 static const struct {
     const char *name;
@@ -125,6 +126,7 @@ int cli_wants_help(int argc, char **argv)
 int main(int argc, char **argv)
 {
     ims_init();
+    ims_nn_init(); /* OpenBLAS's idle threads would spin through the first 0.1 s */
     if (argc < 2) {
         usage(stderr);
         return CLI_USAGE;

@@ -339,17 +339,20 @@ int ims_coll_set_backbone(const char *dir, const char *model_ism, const char *ta
     }
     if ((rc = install_file(bb, enc, err)))
         goto done;
+    /* the settings in one transaction: one commit (a WAL sync) for all */
+    if ((rc = ims_catalog_begin(cat, err)))
+        goto done;
     if (known) {
         coll_model_sha_record(cat, model_ism, model_ism, hex);
         coll_model_sha_record(cat, bb, "backbone.ism", hex);
         coll_model_sha_record(cat, enc, "encoder.ism", hex);
     }
     if ((rc = ims_catalog_set_meta(cat, "taps", joined, err)) ||
-        (rc = ims_catalog_set_meta(cat, "taps", joined, err)) ||
         (rc = ims_catalog_set_meta(cat, "backbone_taps", joined, err)) ||
         (rc = ims_catalog_set_meta(cat, "backbone_name", ims_nn_name(m), err)) ||
-        (rc = ims_catalog_set_meta(cat, "head", "none", err)))
-        goto done;
+        (rc = ims_catalog_set_meta(cat, "head", "none", err)) ||
+        (rc = ims_catalog_commit(cat, err)))
+        ims_catalog_rollback(cat);
 done:
     for (int i = 0; i < n; i++)
         ims_free(list[i]);

@@ -14,6 +14,7 @@
  */
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "coll_int.h"
@@ -165,6 +166,25 @@ static int up_to_date(const char *dir, const char *digest)
     return ok;
 }
 
+/* Replacing encoder.ism drops a link of the backbone's inode (a raw
+ * encoder.ism is a hard link of backbone.ism, and of the model file it
+ * came from), which changes the inode's ctime and so the signature its
+ * cached SHA-256 was recorded with: embed-all would hash the 17-90 MB
+ * backbone again. Its bytes are the same when inode, size and mtime are:
+ * the hash is recorded anew for it (and for the model file, same inode). */
+static void keep_sha(ims_catalog *cat, const char *bbp, const struct stat *was, const char hex[65],
+                     const char *model)
+{
+    struct stat now, m;
+    if (stat(bbp, &now) || now.st_dev != was->st_dev || now.st_ino != was->st_ino ||
+        now.st_size != was->st_size || now.st_mtim.tv_sec != was->st_mtim.tv_sec ||
+        now.st_mtim.tv_nsec != was->st_mtim.tv_nsec)
+        return;
+    coll_model_sha_record(cat, bbp, "backbone.ism", hex);
+    if (model && !stat(model, &m) && m.st_dev == now.st_dev && m.st_ino == now.st_ino)
+        coll_model_sha_record(cat, model, model, hex);
+}
+
 int ims_coll_finetune(const char *dir, const ims_finetune_opts *o, ims_finetune_summary *sum,
                       ims_error *err)
 {
@@ -249,6 +269,9 @@ int ims_coll_finetune(const char *dir, const ims_finetune_opts *o, ims_finetune_
         goto done;
     }
     /* 4. encoder.ism = backbone + taps + head; head.bin for cached features */
+    struct stat bst;
+    char bhex[65];
+    int bknown = !stat(bbp, &bst) && !coll_model_sha(cat, bbp, "backbone.ism", bhex, NULL);
     if ((rc = ims_train_write_encoder(head, bbp, (const char *const *)bb.taps,
                                       (const char *const *)names, NULL, encp, err)))
         goto done;
@@ -267,9 +290,16 @@ int ims_coll_finetune(const char *dir, const ims_finetune_opts *o, ims_finetune_
     if ((rc = ims__write_atomic(headp, write_blob, &b, err)))
         goto done;
     coll_encoder enc;
-    if ((rc = ims_catalog_set_meta(cat, "taps", out_tap, err)) ||
-        (rc = coll_encoder_open(dir, cat, &enc, err)))
+    /* the settings in one transaction: one commit (a WAL sync) for all */
+    if ((rc = ims_catalog_begin(cat, err)))
         goto done;
+    if (bknown)
+        keep_sha(cat, bbp, &bst, bhex, o->model);
+    if ((rc = ims_catalog_set_meta(cat, "taps", out_tap, err)) ||
+        (rc = coll_encoder_open(dir, cat, &enc, err))) {
+        ims_catalog_rollback(cat);
+        goto done;
+    }
     rc = ims_catalog_set_meta(cat, "head_encoder_stamp", enc.stamp, err);
     if (!rc)
         rc = ims_catalog_set_meta(cat, "head", "trained", err);
@@ -281,6 +311,10 @@ int ims_coll_finetune(const char *dir, const ims_finetune_opts *o, ims_finetune_
         rc = ims_catalog_set_meta(cat, "finetune_whiten", o->no_whiten ? "0" : "1", err);
     if (!rc)
         rc = ims_catalog_set_meta(cat, "finetune_digest", digest, err);
+    if (!rc)
+        rc = ims_catalog_commit(cat, err);
+    else
+        ims_catalog_rollback(cat);
     coll_encoder_close(&enc);
     if (rc)
         goto done;

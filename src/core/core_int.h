@@ -28,6 +28,9 @@
 
 /* CRC-32C (Castagnoli), for file checksums; crc starts at 0. */
 uint32_t ims__crc32c(uint32_t crc, const void *buf, size_t n);
+/* Tests: 1 forces the table code (0: SSE4.2's crc32 when the CPU has it);
+ * returns 1 when it has. */
+int ims__crc32c_portable(int on);
 
 /* Little-endian fixed-width encode/decode for on-disk formats. */
 static inline void ims__put_u32(unsigned char *p, uint32_t v)
@@ -124,6 +127,9 @@ void ims__sha256_init(ims__sha256_ctx *s);
 void ims__sha256_update(ims__sha256_ctx *s, const void *data, size_t len);
 void ims__sha256_final_hex(ims__sha256_ctx *s, char hex[65]); /* lowercase, NUL-terminated */
 void ims__sha256_hex(const void *p, size_t n, char hex[65]);
+/* Tests: 1 forces the portable compression (0: the fastest the CPU has);
+ * returns 1 when the CPU has the SHA extensions. */
+int ims__sha256_portable(int on);
 
 /*
  * Atomic file write: write to "<path>.tmp.<pid>", fsync, rename over path,

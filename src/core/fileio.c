@@ -16,8 +16,12 @@
 static uint32_t crc_table[8][256];
 static pthread_once_t crc_once = PTHREAD_ONCE_INIT;
 
+static int have_sse42(void);
+static int g_crc_hw;
+
 static void crc_init(void)
 {
+    g_crc_hw = have_sse42();
     for (uint32_t i = 0; i < 256; i++) {
         uint32_t c = i;
         for (int k = 0; k < 8; k++)
@@ -29,11 +33,58 @@ static void crc_init(void)
             crc_table[t][i] = (crc_table[t - 1][i] >> 8) ^ crc_table[0][crc_table[t - 1][i] & 0xff];
 }
 
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <cpuid.h>
+#include <nmmintrin.h>
+
+/* SSE4.2's crc32 instruction computes CRC-32C (the reflected Castagnoli
+ * polynomial of the table), 8 bytes at a time: about 8x the table code on
+ * the 17-90 MB model files checked on every open. */
+__attribute__((target("sse4.2"))) static uint32_t crc_hw(uint32_t crc, const unsigned char *p,
+                                                         size_t n)
+{
+    uint64_t c = crc;
+    for (; n >= 8; p += 8, n -= 8) {
+        uint64_t v;
+        memcpy(&v, p, 8);
+        c = _mm_crc32_u64(c, v);
+    }
+    crc = (uint32_t)c;
+    while (n--)
+        crc = _mm_crc32_u8(crc, *p++);
+    return crc;
+}
+
+static int have_sse42(void)
+{
+    unsigned a, b, c, d;
+    return __get_cpuid(1, &a, &b, &c, &d) && ((c >> 20) & 1);
+}
+#else
+static int have_sse42(void) { return 0; }
+static uint32_t crc_hw(uint32_t crc, const unsigned char *p, size_t n)
+{
+    (void)p, (void)n;
+    return crc;
+}
+#endif
+
+static int g_crc_portable; /* tests: the table code even on an SSE4.2 CPU */
+
+int ims__crc32c_portable(int on)
+{
+    pthread_once(&crc_once, crc_init);
+    __atomic_store_n(&g_crc_portable, on, __ATOMIC_RELAXED);
+    return g_crc_hw;
+}
+
 uint32_t ims__crc32c(uint32_t crc, const void *buf, size_t n)
 {
     const unsigned char *p = buf;
     pthread_once(&crc_once, crc_init);
     crc = ~crc;
+    if (g_crc_hw && !__atomic_load_n(&g_crc_portable, __ATOMIC_RELAXED))
+        return ~crc_hw(crc, p, n);
     while (n >= 8) { /* slicing-by-8 */
         uint32_t lo = crc ^ ims__get_u32(p);
         uint32_t hi = ims__get_u32(p + 4);

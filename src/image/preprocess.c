@@ -133,6 +133,28 @@ int ims_image_preprocess(const ims_image *img, const ims_preprocess *pp, float *
     const double row_ratio = eff_in_h / eff_out_h;
     const double col_ratio = eff_in_w / eff_out_w;
 
+    /* The source columns and weight of every output column are the same
+     * on every row: computed once (the same double operations as per
+     * pixel, so the same values), as is each byte's value widened to
+     * double (exact). */
+    size_t *cols = ims_malloc((size_t)out_w * 2 * sizeof *cols);
+    double *fxs = ims_malloc((size_t)out_w * sizeof *fxs);
+    if (!cols || !fxs) {
+        ims_free(cols);
+        ims_free(fxs);
+        return ims_error_set(err, IMS_ENOMEM, "preprocess: out of memory");
+    }
+    for (int c = 0; c < out_w; c++) {
+        const double fc = half ? col_ratio * (c + 0.5) - 0.5 : col_ratio * c;
+        const double c_lo = fmax(0.0, floor(fc));
+        const double c_hi = fmin((double)(in_w - 1), ceil(fc));
+        fxs[c] = fc - c_lo;
+        cols[2 * c] = (size_t)c_lo * 3, cols[2 * c + 1] = (size_t)c_hi * 3;
+    }
+    double dlut[256];
+    for (int x = 0; x < 256; x++)
+        dlut[x] = lut[x];
+
     float *o = out;
     for (int r = 0; r < out_h; r++) {
         const double fr = half ? row_ratio * (r + 0.5) - 0.5 : row_ratio * r;
@@ -142,20 +164,19 @@ int ims_image_preprocess(const ims_image *img, const ims_preprocess *pp, float *
         const unsigned char *top = base + (size_t)r_lo * stride;
         const unsigned char *bot = base + (size_t)r_hi * stride;
         for (int c = 0; c < out_w; c++) {
-            const double fc = half ? col_ratio * (c + 0.5) - 0.5 : col_ratio * c;
-            const double c_lo = fmax(0.0, floor(fc));
-            const double fx = fc - c_lo;
-            const double c_hi = fmin((double)(in_w - 1), ceil(fc));
-            const size_t il = (size_t)c_lo * 3, ir = (size_t)c_hi * 3;
+            const double fx = fxs[c];
+            const size_t il = cols[2 * c], ir = cols[2 * c + 1];
             for (int d = 0; d < 3; d++) {
-                const double tl = lut[top[il + d]], tr = lut[top[ir + d]];
-                const double bl = lut[bot[il + d]], br = lut[bot[ir + d]];
+                const double tl = dlut[top[il + d]], tr = dlut[top[ir + d]];
+                const double bl = dlut[bot[il + d]], br = dlut[bot[ir + d]];
                 const double t = tl + (tr - tl) * fx;
                 const double b = bl + (br - bl) * fx;
                 *o++ = (float)(t + (b - t) * fy);
             }
         }
     }
+    ims_free(cols);
+    ims_free(fxs);
 
     int identity = 1;
     for (int c = 0; c < 3; c++)

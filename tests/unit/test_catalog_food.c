@@ -8,9 +8,16 @@
  * rejected, every row and image matched, 20 categories; a re-run is all
  * unchanged. A run killed (SIGKILL) in its second batch leaves the first
  * 256 files committed and an intact database; the re-run completes it.
+ * Reading ahead on several threads changes nothing: the sample with bad
+ * files mixed in (truncated, corrupt, noise, text, one more duplicate)
+ * ingested with 1, the default and 4 threads gives the same rows, store,
+ * reports in the same order and summary; the default is one thread per
+ * CPU (what `imgsim ingest` and `imgsim build` use without --threads).
  */
 #include <signal.h>
 #include <sqlite3.h>
+#include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
@@ -26,6 +33,158 @@ static void die_at_300(void *ud, int64_t done, int64_t total)
     (void)ud, (void)total;
     if (done == 300)
         raise(SIGKILL);
+}
+
+/* Every report line, in order. */
+typedef struct reports {
+    char *text;
+    size_t len, cap;
+} reports;
+
+static void keep_report(void *ud, const char *kind, const char *path, const char *msg)
+{
+    reports *r = ud;
+    char line[2048];
+    int n = snprintf(line, sizeof line, "%s|%s|%s\n", kind, path, msg ? msg : "");
+    if (r->len + (size_t)n + 1 > r->cap) {
+        r->cap = (r->len + (size_t)n + 1) * 2;
+        r->text = realloc(r->text, r->cap);
+    }
+    memcpy(r->text + r->len, line, (size_t)n + 1);
+    r->len += (size_t)n;
+}
+
+/* The items table of a collection, every column but the times, as text. */
+static char *dump_items(const char *coll)
+{
+    char path[600];
+    snprintf(path, sizeof path, "%s/catalog.sqlite", coll);
+    sqlite3 *db;
+    sqlite3_stmt *st;
+    if (sqlite3_open(path, &db) != SQLITE_OK)
+        return NULL;
+    if (sqlite3_prepare_v2(
+            db,
+            "SELECT id, origin, path, category, name, product_id, metadata, sha256,"
+            " format, width, height, bytes, status, reject, reason, dup_of, src_size,"
+            " src_mtime_ns, seen_run FROM items ORDER BY id",
+            -1, &st, NULL) != SQLITE_OK) {
+        sqlite3_close(db);
+        return NULL;
+    }
+    size_t len = 0, cap = 1 << 16;
+    char *out = malloc(cap);
+    out[0] = '\0';
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        for (int i = 0; i < sqlite3_column_count(st); i++) {
+            const char *v = (const char *)sqlite3_column_text(st, i);
+            size_t n = strlen(v ? v : "NULL") + 2;
+            if (len + n + 1 > cap)
+                out = realloc(out, cap = (len + n + 1) * 2);
+            len += (size_t)snprintf(out + len, cap - len, "%s%c", v ? v : "NULL",
+                                    i + 1 < sqlite3_column_count(st) ? '|' : '\n');
+        }
+    }
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return out;
+}
+
+/* Write n bytes of src (from off) followed by junk bytes to path. */
+static void bad_copy(const char *src, const char *path, long off_junk, long n_junk, long tail)
+{
+    FILE *in = fopen(src, "rb"), *out = fopen(path, "wb");
+    CHECK(in && out);
+    if (!in || !out)
+        return;
+    unsigned char buf[1 << 16];
+    size_t n = fread(buf, 1, sizeof buf, in);
+    fclose(in);
+    size_t head = (size_t)off_junk < n ? (size_t)off_junk : n;
+    fwrite(buf, 1, head, out);
+    uint32_t x = 7;
+    for (long i = 0; i < n_junk; i++)
+        fputc((int)((x = x * 1103515245u + 12345u) >> 24), out);
+    if (tail > 0 && (size_t)tail < n)
+        fwrite(buf + n - (size_t)tail, 1, (size_t)tail, out);
+    fclose(out);
+}
+
+/* The food sample plus bad files, ingested with 1, the default and 4
+ * threads: the same catalogue, store, reports and summary. */
+static void test_threads(const char *tmp, const char *dir)
+{
+    char mix[400], cmd[4096], a[500], b[500];
+    snprintf(mix, sizeof mix, "%s/mix", tmp);
+    snprintf(cmd, sizeof cmd, "cp -R '%s' '%s' && rm '%s/metadata.csv'", dir, mix, mix);
+    CHECK_EQ(system(cmd), 0);
+    snprintf(a, sizeof a, "%s/Fruits/E052.jpeg", mix);
+    snprintf(b, sizeof b, "%s/Fruits/zz_truncated.jpg", mix);
+    bad_copy(a, b, 5000, 0, 0);
+    snprintf(b, sizeof b, "%s/Fruits/zz_corrupt.jpg", mix);
+    bad_copy(a, b, 3000, 4000, 2000);
+    snprintf(b, sizeof b, "%s/Marine Fish/aa_noise.jpg", mix);
+    bad_copy(a, b, 0, 3000, 0);
+    snprintf(b, sizeof b, "%s/Marine Fish/notes.txt", mix);
+    bad_copy(a, b, 0, 0, 0);
+    snprintf(cmd, sizeof cmd, "echo hello > '%s' && cp '%s' '%s/Marine Fish/dup.jpeg'", b, a, mix);
+    CHECK_EQ(system(cmd), 0);
+
+    const int threads[3] = {1, 0, 4};
+    char *items[3] = {0}, *store[3] = {0};
+    reports rep[3] = {{0}};
+    ims_ingest_summary sum[3];
+    for (int t = 0; t < 3; t++) {
+        char coll[420];
+        snprintf(coll, sizeof coll, "%s/mix-coll-%d", tmp, threads[t]);
+        ims_catalog *c;
+        ims_error err;
+        ims_ingest_opts o = {.report = keep_report, .ud = &rep[t], .threads = threads[t]};
+        CHECK_RC(ims_catalog_open(coll, IMS_CATALOG_CREATE, &c, &err), IMS_OK);
+        double t0 = ims_now();
+        CHECK_RC(ims_catalog_ingest(c, mix, &o, &sum[t], &err), IMS_OK);
+        printf("ingest of %lld files, %d threads: %.2f s\n", (long long)sum[t].scanned,
+               sum[t].threads, ims_now() - t0);
+        ims_catalog_close(c);
+        items[t] = dump_items(coll);
+        CHECK(items[t] != NULL);
+        char list[460];
+        snprintf(list, sizeof list, "%s/store.txt", coll);
+        snprintf(cmd, sizeof cmd, "cd '%s/images' && find . -type f | sort > '%s'", coll, list);
+        CHECK_EQ(system(cmd), 0);
+        size_t n;
+        FILE *f = fopen(list, "rb");
+        store[t] = calloc(1, 1 << 16);
+        n = f ? fread(store[t], 1, (1 << 16) - 1, f) : 0;
+        if (f)
+            fclose(f);
+        CHECK(n > 0);
+    }
+    CHECK_EQ(sum[0].threads, 1);
+    CHECK_EQ(sum[1].threads, ims_cpu_count()); /* the default */
+    CHECK_EQ(sum[2].threads, 4);
+    CHECK_EQ(sum[0].scanned, 547);
+    CHECK_EQ(sum[0].accepted, 463);
+    CHECK_EQ(sum[0].duplicates, 80);
+    CHECK_EQ(sum[0].rejected, 4);
+    CHECK_EQ(sum[0].by_reason[IMS_REJECT_TRUNCATED], 1);
+    CHECK_EQ(sum[0].by_reason[IMS_REJECT_CORRUPT], 1);
+    CHECK_EQ(sum[0].by_reason[IMS_REJECT_UNSUPPORTED], 2);
+    for (int t = 1; t < 3; t++) {
+        CHECK(items[t] && items[0] && !strcmp(items[t], items[0]));
+        CHECK(store[t] && store[0] && !strcmp(store[t], store[0]));
+        CHECK(rep[t].text && rep[0].text && !strcmp(rep[t].text, rep[0].text));
+        sum[t].threads = sum[0].threads;
+        CHECK(!memcmp(&sum[t], &sum[0], sizeof sum[0]));
+    }
+    CHECK(rep[0].text && strstr(rep[0].text, "rejected|Fruits/zz_truncated.jpg|truncated: "));
+    CHECK(rep[0].text && strstr(rep[0].text, "rejected|Fruits/zz_corrupt.jpg|corrupt: "));
+    CHECK(rep[0].text && strstr(rep[0].text, "duplicate|Marine Fish/dup.jpeg|same content as"));
+    for (int t = 0; t < 3; t++) {
+        free(items[t]);
+        free(store[t]);
+        free(rep[t].text);
+    }
 }
 
 int main(void)
@@ -138,6 +297,8 @@ int main(void)
     CHECK_EQ(s.unchanged, 542);
     CHECK_EQ(s.accepted + s.duplicates + s.rejected + s.vanished, 0);
     ims_catalog_close(c);
+
+    test_threads(tmp, dir);
 
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);
     if (system(cmd) != 0)

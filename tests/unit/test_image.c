@@ -7,8 +7,10 @@
  * 60000x60000, a BMP). Preprocessing is compared with a naive double-precision
  * bilinear reference written independently of src/image/preprocess.c.
  */
+#include <math.h>
 #include <pthread.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <vips/vips.h>
@@ -583,6 +585,97 @@ static double ref_sample(const ims_image *img, int x0, int y0, int cw, int ch, d
 #undef P
 }
 
+/* The resize loop as it was before the column tables (every coordinate
+ * computed per pixel), for the bit-exact check below. Same FP rules as
+ * preprocess.c: no contraction. */
+#if defined(__GNUC__) && !defined(__clang__)
+__attribute__((optimize("fp-contract=off")))
+#endif
+static void
+per_pixel_resize(const ims_image *img, const ims_preprocess *pp, float *out)
+{
+#if defined(__clang__)
+#pragma clang fp contract(off)
+#endif
+    float lut[256];
+    double k = 1.0 / (double)pp->scale, kr = nearbyint(k);
+    int is_recip = kr >= 1.0 && kr <= 1e6 && (float)(1.0 / kr) == pp->scale;
+    for (int x = 0; x < 256; x++)
+        lut[x] = is_recip ? (float)((double)x / kr) : (float)x * pp->scale;
+    int r4[4];
+    ims__preprocess_crop(img->width, img->height, pp, r4);
+    const int x0 = r4[0], y0 = r4[1], in_w = r4[2], in_h = r4[3];
+    const int out_w = pp->width, out_h = pp->height;
+    const int align = pp->resize == IMS_RESIZE_BILINEAR_ALIGN_CORNERS;
+    const int half = pp->resize == IMS_RESIZE_BILINEAR_HALF_PIXEL;
+    const size_t stride = (size_t)img->width * 3;
+    const unsigned char *base = img->rgb + (size_t)y0 * stride + (size_t)x0 * 3;
+    const double eff_in_h = (align && out_h > 1) ? in_h - 1 : in_h;
+    const double eff_in_w = (align && out_w > 1) ? in_w - 1 : in_w;
+    const double eff_out_h = (align && out_h > 1) ? out_h - 1 : out_h;
+    const double eff_out_w = (align && out_w > 1) ? out_w - 1 : out_w;
+    const double row_ratio = eff_in_h / eff_out_h, col_ratio = eff_in_w / eff_out_w;
+    float *o = out;
+    for (int r = 0; r < out_h; r++) {
+        const double fr = half ? row_ratio * (r + 0.5) - 0.5 : row_ratio * r;
+        const double r_lo = fmax(0.0, floor(fr));
+        const double fy = fr - r_lo;
+        const double r_hi = fmin((double)(in_h - 1), ceil(fr));
+        const unsigned char *top = base + (size_t)r_lo * stride;
+        const unsigned char *bot = base + (size_t)r_hi * stride;
+        for (int c = 0; c < out_w; c++) {
+            const double fc = half ? col_ratio * (c + 0.5) - 0.5 : col_ratio * c;
+            const double c_lo = fmax(0.0, floor(fc));
+            const double fx = fc - c_lo;
+            const double c_hi = fmin((double)(in_w - 1), ceil(fc));
+            const size_t il = (size_t)c_lo * 3, ir = (size_t)c_hi * 3;
+            for (int d = 0; d < 3; d++) {
+                const double tl = lut[top[il + d]], tr = lut[top[ir + d]];
+                const double bl = lut[bot[il + d]], br = lut[bot[ir + d]];
+                const double t = tl + (tr - tl) * fx;
+                const double b = bl + (br - bl) * fx;
+                *o++ = (float)(t + (b - t) * fy);
+            }
+        }
+    }
+}
+
+/* Bit for bit the per-pixel loop, both resize methods and crops, down-
+ * and up-scaling, odd sizes, a photo-sized input (identity normalisation:
+ * the tensor is the resize itself). */
+static void test_preprocess_bit_exact(void)
+{
+    unsigned long long s = 777;
+    int bad = 0;
+    for (int iter = 0; iter < 40; iter++) {
+        int w = 1 + (int)(check_rand_u64(&s) % (iter < 36 ? 90 : 400));
+        int h = 1 + (int)(check_rand_u64(&s) % (iter < 36 ? 90 : 400));
+        int ow = 1 + (int)(check_rand_u64(&s) % 60), oh = 1 + (int)(check_rand_u64(&s) % 60);
+        if (iter >= 36)
+            ow = oh = 224;
+        ims_image *img = NULL;
+        CHECK_RC(ims_image_new(w, h, &img), IMS_OK);
+        for (size_t i = 0; i < (size_t)w * h * 3; i++)
+            img->rgb[i] = (unsigned char)check_rand_u64(&s);
+        ims_preprocess pp;
+        ims_preprocess_nsfwjs(&pp, 1);
+        pp.width = ow, pp.height = oh;
+        pp.resize = iter % 2 ? IMS_RESIZE_BILINEAR_HALF_PIXEL : IMS_RESIZE_BILINEAR_ALIGN_CORNERS;
+        pp.crop = iter % 3 == 2 ? IMS_CROP_CENTER : IMS_CROP_STRETCH;
+        if (iter % 5 == 4)
+            pp.scale = 2.0f;
+        size_t n = (size_t)ow * oh * 3;
+        float *a = malloc(n * sizeof(float)), *b = malloc(n * sizeof(float));
+        CHECK_RC(ims_image_preprocess(img, &pp, a, NULL), IMS_OK);
+        per_pixel_resize(img, &pp, b);
+        bad += memcmp(a, b, n * sizeof(float)) != 0;
+        free(a);
+        free(b);
+        ims_image_free(img);
+    }
+    CHECK_EQ(bad, 0);
+}
+
 static void test_preprocess_reference(void)
 {
     unsigned long long s = 12345;
@@ -754,6 +847,7 @@ int main(int argc, char **argv)
     test_oom();
     test_threads();
     test_preprocess_reference();
+    test_preprocess_bit_exact();
     test_preprocess_exact();
     return check_report();
 }
