@@ -104,6 +104,27 @@ int ims_nn_session_dim(const ims_nn_session *s);       /* concatenated feature d
 int ims_nn_session_run(ims_nn_session *s, const float *input, int n, float *features,
                        float *probs, ims_error *err);
 
+/* Work for the session's threads besides a batch (e.g. decoding the next
+ * batch's input): fn(ctx, i) once for every i in [0, n), on any of the
+ * session's threads (the caller's included), concurrently and in any
+ * order; fn must not use the session. */
+typedef struct ims_nn_side {
+    void (*fn)(void *ctx, int i);
+    void *ctx;
+    int n;
+} ims_nn_side;
+
+/* ims_nn_session_run plus side work (side may be NULL; with side, n may be
+ * 0 and input NULL). The side items are claimed once the last image of
+ * the batch's image-parallel part has been started (any remainder of fewer
+ * images than threads runs after them), so they fill the time a thread
+ * would otherwise wait for the others to finish their images: on a machine with no spare core this hides the
+ * side work better than a concurrent thread, which takes a core from one
+ * of the session's threads and leaves the others waiting at the end of
+ * the batch. Features and probabilities are the same bits as without. */
+int ims_nn_session_run_side(ims_nn_session *s, const float *input, int n, float *features,
+                            float *probs, const ims_nn_side *side, ims_error *err);
+
 /* Convenience: decode-free path from a decoded image (preprocess + run 1). */
 int ims_nn_session_run_image(ims_nn_session *s, const ims_image *img, float *features,
                              float *probs, ims_error *err);

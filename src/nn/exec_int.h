@@ -24,6 +24,9 @@ int ims__pool_threads(const ims__pool *p); /* 1 for a NULL pool */
  * when every chunk is done. Not reentrant. Each item must be computed the
  * same way whatever the split, so results do not depend on thread count. */
 void ims__pool_for(ims__pool *p, int64_t n, int64_t grain, ims__range_fn fn, void *ctx);
+/* The same with chunks of exactly `chunk` items, claimed in index order
+ * (so items are started in order, whichever thread runs them). */
+void ims__pool_for_chunk(ims__pool *p, int64_t n, int64_t chunk, ims__range_fn fn, void *ctx);
 /* Index of the calling thread within its pool: 0 for the caller of
  * ims__pool_for, 1..n_threads-1 for workers. */
 int ims__pool_tid(void);

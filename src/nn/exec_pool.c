@@ -175,20 +175,16 @@ static void wait_idle(ims__pool *p)
     }
 }
 
-void ims__pool_for(ims__pool *p, int64_t n, int64_t grain, ims__range_fn fn, void *ctx)
+void ims__pool_for_chunk(ims__pool *p, int64_t n, int64_t chunk, ims__range_fn fn, void *ctx)
 {
     if (n <= 0)
         return;
-    if (grain < 1)
-        grain = 1;
-    if (!p || p->n_started == 0 || n <= grain) {
+    if (chunk < 1)
+        chunk = 1;
+    if (!p || p->n_started == 0 || n <= chunk) {
         fn(ctx, 0, n);
         return;
     }
-    /* about 4 chunks per thread balances uneven chunks without much overhead */
-    int64_t chunk = (n + 4 * p->n_threads - 1) / (4 * p->n_threads);
-    if (chunk < grain)
-        chunk = grain;
     atomic_fetch_add(&p->gen, 1); /* odd: writing */
     wait_idle(p);
     p->fn = fn, p->ctx = ctx, p->n = n, p->chunk = chunk;
@@ -199,4 +195,14 @@ void ims__pool_for(ims__pool *p, int64_t n, int64_t grain, ims__range_fn fn, voi
     pthread_mutex_unlock(&p->mu);
     drain(p);
     wait_idle(p);
+}
+
+void ims__pool_for(ims__pool *p, int64_t n, int64_t grain, ims__range_fn fn, void *ctx)
+{
+    if (grain < 1)
+        grain = 1;
+    /* about 4 chunks per thread balances uneven chunks without much overhead */
+    int n_threads = p ? p->n_threads : 1;
+    int64_t chunk = (n + 4 * n_threads - 1) / (4 * n_threads);
+    ims__pool_for_chunk(p, n, chunk < grain ? grain : chunk, fn, ctx);
 }

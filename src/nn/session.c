@@ -7,8 +7,9 @@
  * packs the weights for the GEMM, allocates the activation arenas (one per
  * execution context) and scratch, and starts the thread pool; running it
  * allocates nothing. A batch runs image by image; with several threads and
- * at least one image per thread, whole images run in parallel. One session is used by one thread at
- * a time; any number of sessions may share a model.
+ * at least one image per thread, whole images run in parallel (and the
+ * caller's side work after them, ims_nn_session_run_side). One session is
+ * used by one thread at a time; any number of sessions may share a model.
  */
 #include <pthread.h>
 #include <stdlib.h>
@@ -241,32 +242,42 @@ typedef struct batch_job {
     const ims_nn_session *s;
     const float *input;
     float *features, *probs;
+    int64_t n_img;           /* items [0, n_img) are whole images */
+    const ims_nn_side *side; /* items [n_img, ...) are side items */
 } batch_job;
 
-/* Whole images on the pool's threads, each with its own arena. */
+/* Whole images on the pool's threads, each with its own arena, then the
+ * side items. */
 static void image_tasks(void *ctx, int64_t b, int64_t e)
 {
     const batch_job *j = ctx;
-    ims__run r = make_run(j->s, ims__pool_tid(), NULL);
-    for (int64_t img = b; img < e; img++)
-        run_image(j->s, &r, j->input, (int)img, j->features, j->probs);
+    if (b < j->n_img) {
+        ims__run r = make_run(j->s, ims__pool_tid(), NULL);
+        for (; b < e && b < j->n_img; b++)
+            run_image(j->s, &r, j->input, (int)b, j->features, j->probs);
+    }
+    for (; b < e; b++)
+        j->side->fn(j->side->ctx, (int)(b - j->n_img));
 }
 
-int ims_nn_session_run(ims_nn_session *s, const float *input, int n, float *features,
-                       float *probs, ims_error *err)
+int ims_nn_session_run_side(ims_nn_session *s, const float *input, int n, float *features,
+                            float *probs, const ims_nn_side *side, ims_error *err)
 {
-    if (!s || !input || n < 1 || n > s->max_batch)
+    int n_side = side && side->fn && side->n > 0 ? side->n : 0;
+    if (!s || (n_side ? n < 0 || (n && !input) : !input || n < 1) || n > s->max_batch)
         return ims_error_set(err, IMS_EINVAL, "session run: need 1..%d images, got %d",
                              s ? s->max_batch : 0, n);
     if (probs && !s->want_probs)
         return ims_error_set(err, IMS_EINVAL,
                              "session run: probabilities not requested at session creation");
     /* Whole images in parallel while there is one per thread (no barriers
-     * inside the graph); the rest one at a time with threads inside ops. */
+     * inside the graph), one image per claim so that a thread slowed down
+     * (by another process) costs the batch at most one image's wait; the
+     * rest one at a time with threads inside ops. */
     int n_par = s->n_ctx > 1 ? n / s->n_ctx * s->n_ctx : 0;
-    if (n_par) {
-        batch_job j = {s, input, features, probs};
-        ims__pool_for(s->pool, n_par, 1, image_tasks, &j);
+    if (n_par || n_side) {
+        batch_job j = {s, input, features, probs, n_par, side};
+        ims__pool_for_chunk(s->pool, (int64_t)n_par + n_side, 1, image_tasks, &j);
     }
     ims__run r = make_run(s, 0, s->pool);
     for (int img = n_par; img < n; img++)
@@ -274,4 +285,10 @@ int ims_nn_session_run(ims_nn_session *s, const float *input, int n, float *feat
     if (s->prof)
         s->prof_images += n - n_par;
     return IMS_OK;
+}
+
+int ims_nn_session_run(ims_nn_session *s, const float *input, int n, float *features, float *probs,
+                       ims_error *err)
+{
+    return ims_nn_session_run_side(s, input, n, features, probs, NULL, err);
 }

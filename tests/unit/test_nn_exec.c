@@ -4,9 +4,12 @@
  * and flat) equal the pooled reference, MobileNetV2- and InceptionV3-shaped
  * blocks (PAD folding, in-place residual adds, nested in-place concats,
  * fused expansion / depthwise / projection / residual blocks,
- * average pooling excluding padding), unneeded nodes skipped, API errors,
+ * average pooling excluding padding), unneeded nodes skipped, side work
+ * run beside a batch, API errors,
  * and failing the Nth allocation for every N (IMS_ENOMEM, no leaks).
  */
+#include <stdatomic.h>
+
 #include "nn_test_util.h"
 #include "nn/exec_int.h"
 
@@ -384,6 +387,62 @@ static void test_api_errors(void)
     tu_model_free(&m);
 }
 
+/* Side work of a session run (ims_nn_session_run_side): every item once,
+ * on the session's threads, with and without images (n = 0, n below and
+ * above the thread count, a remainder run op-parallel), and the features
+ * bit-identical to a plain run. */
+typedef struct side_count {
+    atomic_int calls[64];
+} side_count;
+
+static void side_fn(void *ctx, int i) { atomic_fetch_add(&((side_count *)ctx)->calls[i], 1); }
+
+static void test_side_work(void)
+{
+    ims_nn_model m;
+    tu_model_init(&m, 19, 17);
+    uint32_t x = tu_conv(&m, 0, 8, 3, 2, 1, IMS_ACT_RELU, 6);
+    x = mnv2_block(&m, x, 6, 8, 1, "block_0");
+    const char *taps[1] = {"block_0_add"};
+    float *in = tu_rand_input(5, 19, 17);
+    ims_error err;
+    for (int threads = 1; threads <= 3; threads++) {
+        ims_nn_session_opts o = {taps, 1, 0, 5, threads};
+        ims_nn_session *s = NULL;
+        CHECK_RC(ims_nn_session_new(&m, &o, &s, &err), IMS_OK);
+        if (!s)
+            continue;
+        int dim = ims_nn_session_dim(s);
+        CHECK_EQ(dim, 8);
+        CHECK_RC(ims_nn_session_run(s, NULL, 0, NULL, NULL, &err), IMS_EINVAL);
+        CHECK_RC(ims_nn_session_run_side(s, in, 0, NULL, NULL, NULL, &err), IMS_EINVAL);
+        for (int n = 0; n <= 5; n++) {
+            for (int n_side = 0; n_side <= 40; n_side += 13) {
+                if (!n && !n_side)
+                    continue;
+                float want[5 * 8] = {0}, got[5 * 8] = {0};
+                if (n)
+                    CHECK_RC(ims_nn_session_run(s, in, n, want, NULL, &err), IMS_OK);
+                side_count c;
+                for (int i = 0; i < 64; i++)
+                    atomic_init(&c.calls[i], 0);
+                ims_nn_side side = {side_fn, &c, n_side};
+                CHECK_RC(
+                    ims_nn_session_run_side(s, n ? in : NULL, n, n ? got : NULL, NULL, &side, &err),
+                    IMS_OK);
+                CHECK_MSG(!memcmp(want, got, sizeof want),
+                          "threads %d, %d images, %d side items: features differ", threads, n,
+                          n_side);
+                for (int i = 0; i < 64; i++)
+                    CHECK_EQ(atomic_load(&c.calls[i]), i < n_side ? 1 : 0);
+            }
+        }
+        ims_nn_session_free(s);
+    }
+    free(in);
+    tu_model_free(&m);
+}
+
 /* Fail the Nth allocation for every N until session creation succeeds. */
 static void test_oom(void)
 {
@@ -444,6 +503,7 @@ int main(void)
     test_fused_blocks();
     test_fused_proj();
     test_api_errors();
+    test_side_work();
     test_oom();
     /* the comparison paths (IMS_NN_GEMM=blas: OpenBLAS for every product;
      * IMS_NN_FUSE=0: no fused blocks), which the library reads only once */
