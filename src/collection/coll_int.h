@@ -60,8 +60,8 @@ int coll_encoder_session(const coll_encoder *e, int max_batch, int threads, ims_
 /* Per-tap L2 normalisation of n vectors in place (a zero part stays zero). */
 void coll_encoder_finish(const coll_encoder *e, float *v, int n);
 
-/* Encode the images of items todo[0..n) with e (batched, decoding on a
- * second thread, committing per batch) and store the result under
+/* Encode the images of items todo[0..n) with e (batched, decoding the
+ * next batch on the session's threads, committing per batch) and store the result under
  * (kind, e->stamp); `finish` applies the per-tap normalisation (vectors)
  * or not (raw cached features). Failed decodes are logged and counted. */
 int coll_encode_items(const char *dir, ims_catalog *cat, const coll_encoder *e, const char *kind,

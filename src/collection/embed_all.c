@@ -8,12 +8,21 @@
  * in flight and never leaves half a vector. Vectors of another encoder are
  * dropped first (never mixed with new ones).
  *
- * Decoding overlaps encoding: a decoder thread reads, decodes and
- * preprocesses batch i+1 into the second of two input buffers while the
- * session runs batch i on every core. Memory is two batches of input
- * tensors plus the id list, whatever the number of images.
+ * Decoding overlaps encoding on the encoder's own threads: batch i+1 is
+ * decoded and preprocessed into the second of two input buffers as side
+ * work of batch i's run (ims_nn_session_run_side), claimed by whichever
+ * thread has no image of batch i left. A separate decoder thread did the
+ * same work but, with no spare core, took one from an encoder thread, and
+ * the other then waited for it at the end of every batch (issue 7: 78-90%
+ * of the encoder's batch speed, ~11% of the cores idle).
+ *
+ * The catalogue is written (one commit per batch) by the calling thread;
+ * image paths are read through a read-only handle of its own. (A writer
+ * thread committing batch i while batch i+1 encodes, to hide the WAL's
+ * fsync, was measured no faster: bench/collection/RESULTS.md.) Memory is
+ * two batches of input tensors plus the id list, whatever the number of
+ * images.
  */
-#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -22,87 +31,82 @@
 
 typedef struct slot {
     float *input; /* batch x H x W x 3 */
-    int64_t *ids; /* items in this batch (decoded ones only) */
-    int n;        /* decoded images in the batch */
+    int64_t *ids; /* items in this batch; after compact(), decoded ones only */
+    char **paths; /* their files (NULL: lookup failed) */
+    int *ok;      /* 1: decoded into input[k] */
+    int n;        /* items in the batch (decoded ones after compact()) */
     int64_t next; /* index into todo of the first item after this batch */
-    int full;     /* 1: ready for the encoder */
 } slot;
 
-typedef struct feeder {
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    slot slots[2];
-    const char *dir;
-    const int64_t *todo;
-    int64_t n_todo;
-    int batch;
+typedef struct decode_job {
+    slot *s;
     const ims_preprocess *pp;
-    int stop; /* encoder gave up */
-    int64_t failed;
-    int rc; /* first fatal decoder error */
-    ims_error err;
-} feeder;
+    size_t in_floats;
+} decode_job;
 
-/* Decode into slot b the items of todo from *pos on, until the batch is
- * full; failures are logged and counted, not fatal. Runs without the lock. */
-static void fill_slot(feeder *f, ims_catalog *cat, slot *s, int64_t *pos)
+/* Side work of a session run: decode item k of the slot into its place.
+ * Failures are logged, not fatal (ok[k] stays 0). Any thread. */
+static void decode_one(void *ctx, int k)
 {
-    size_t in_floats = (size_t)f->pp->width * f->pp->height * 3;
+    const decode_job *j = ctx;
+    slot *s = j->s;
+    ims_image *img = NULL;
+    ims_error e;
+    ims_error_clear(&e);
+    int rc = ims_image_load_file(s->paths[k], NULL, &img, &e);
+    if (!rc)
+        rc = ims_image_preprocess(img, j->pp, s->input + (size_t)k * j->in_floats, &e);
+    if (rc)
+        ims_log(IMS_LOG_WARN, "embed-all: item %lld: %s", (long long)s->ids[k], e.msg);
+    else
+        s->ok[k] = 1;
+    ims_image_free(img);
+}
+
+static void clear_paths(slot *s)
+{
+    for (int k = 0; k < s->n; k++)
+        ims_free(s->paths[k]), s->paths[k] = NULL;
+}
+
+/* Assign the next items of todo (from *pos) to s and look up their files;
+ * an item whose path cannot be read is logged and counted as failed. */
+static void assign(ims_catalog *cat, slot *s, const int64_t *todo, int64_t n_todo, int batch,
+                   int64_t *pos, int64_t *failed)
+{
     s->n = 0;
-    while (s->n < f->batch && *pos < f->n_todo) {
-        int64_t id = f->todo[(*pos)++];
-        char *path = NULL;
-        ims_image *img = NULL;
+    while (s->n < batch && *pos < n_todo) {
+        int64_t id = todo[(*pos)++];
         ims_error e;
         ims_error_clear(&e);
-        int rc = ims_catalog_image_path(cat, id, &path, &e);
-        if (!rc)
-            rc = ims_image_load_file(path, NULL, &img, &e);
-        if (!rc)
-            rc = ims_image_preprocess(img, f->pp, s->input + (size_t)s->n * in_floats, &e);
-        if (rc) {
+        char *path = NULL;
+        if (ims_catalog_image_path(cat, id, &path, &e)) {
             ims_log(IMS_LOG_WARN, "embed-all: item %lld: %s", (long long)id, e.msg);
-            f->failed++;
-        } else {
-            s->ids[s->n++] = id;
+            (*failed)++;
+            continue;
         }
-        ims_image_free(img);
-        ims_free(path);
+        s->ids[s->n] = id, s->paths[s->n] = path, s->ok[s->n] = 0;
+        s->n++;
     }
     s->next = *pos;
 }
 
-static void *decoder(void *arg)
+/* After decoding: keep the decoded images, in order, at the front. */
+static void compact(slot *s, size_t in_floats, int64_t *failed)
 {
-    feeder *f = arg;
-    ims_catalog *cat = NULL;
-    int rc = ims_catalog_open(f->dir, IMS_CATALOG_READONLY, &cat, &f->err);
-    int64_t pos = 0;
-    for (int b = 0;; b ^= 1) {
-        slot *s = &f->slots[b];
-        pthread_mutex_lock(&f->mu);
-        while (s->full && !f->stop)
-            pthread_cond_wait(&f->cv, &f->mu);
-        int stop = f->stop;
-        pthread_mutex_unlock(&f->mu);
-        if (stop)
-            break;
-        if (rc) { /* cannot read the catalogue: hand over an empty final slot */
-            s->n = 0, s->next = f->n_todo;
-        } else {
-            fill_slot(f, cat, s, &pos);
+    clear_paths(s);
+    int m = 0;
+    for (int k = 0; k < s->n; k++) {
+        if (!s->ok[k]) {
+            (*failed)++;
+            continue;
         }
-        pthread_mutex_lock(&f->mu);
-        if (rc && !f->rc)
-            f->rc = rc;
-        s->full = 1;
-        pthread_cond_broadcast(&f->cv);
-        pthread_mutex_unlock(&f->mu);
-        if (s->next >= f->n_todo)
-            break;
+        if (m != k)
+            memcpy(s->input + (size_t)m * in_floats, s->input + (size_t)k * in_floats,
+                   in_floats * sizeof(float));
+        s->ids[m++] = s->ids[k];
     }
-    ims_catalog_close(cat);
-    return NULL;
+    s->n = m;
 }
 
 /* Vectors from cached backbone features through the trained head (no image
@@ -118,53 +122,54 @@ int coll_encode_items(const char *dir, ims_catalog *cat, const coll_encoder *e, 
     if (!o)
         o = &d;
     ims_nn_session *ses = NULL;
+    ims_catalog *rcat = NULL;
     float *feat = NULL;
     ims_progress *bar = NULL;
-    feeder f;
-    memset(&f, 0, sizeof f);
-    pthread_mutex_init(&f.mu, NULL);
-    pthread_cond_init(&f.cv, NULL);
-    pthread_t th;
-    int started = 0, rc = IMS_OK;
+    slot slots[2];
+    memset(slots, 0, sizeof slots);
+    int rc = IMS_OK;
     if (!n_todo)
         goto done;
     int batch = o->batch > 0 ? o->batch : 16;
-    if ((rc = coll_encoder_session(e, batch, o->threads, &ses, err)))
+    if ((rc = ims_catalog_open(dir, IMS_CATALOG_READONLY, &rcat, err)) ||
+        (rc = coll_encoder_session(e, batch, o->threads, &ses, err)))
         goto done;
     const ims_preprocess *pp = ims_nn_preprocess(e->model);
     size_t in_floats = (size_t)pp->width * pp->height * 3;
     feat = ims_malloc((size_t)batch * e->dim * sizeof(float));
-    f.dir = dir, f.todo = todo, f.n_todo = (int64_t)n_todo, f.batch = batch, f.pp = pp;
+    int ok = feat != NULL;
     for (int b = 0; b < 2; b++) {
-        f.slots[b].input = ims_aligned_alloc(64, (size_t)batch * in_floats * sizeof(float));
-        f.slots[b].ids = ims_malloc((size_t)batch * sizeof(int64_t));
-        if (!f.slots[b].input || !f.slots[b].ids)
-            feat = (ims_free(feat), NULL);
+        slots[b].input = ims_aligned_alloc(64, (size_t)batch * in_floats * sizeof(float));
+        slots[b].ids = ims_malloc((size_t)batch * sizeof(int64_t));
+        slots[b].paths = ims_calloc((size_t)batch, sizeof(char *));
+        slots[b].ok = ims_malloc((size_t)batch * sizeof(int));
+        ok = ok && slots[b].input && slots[b].ids && slots[b].paths && slots[b].ok;
     }
-    if (!feat) {
+    if (!ok) {
         rc = ims_error_set(err, IMS_ENOMEM, "%s: out of memory for %d images", label, batch);
         goto done;
     }
-    if (pthread_create(&th, NULL, decoder, &f)) {
-        rc = ims_error_set(err, IMS_ENOMEM, "%s: cannot start the decoder thread", label);
-        goto done;
-    }
-    started = 1;
     if (o->progress)
         bar = ims_progress_new(label, n_todo);
+    int64_t pos = 0;
+    decode_job dj = {&slots[0], pp, in_floats};
+    ims_nn_side side = {decode_one, &dj, 0};
+    /* the first batch is decoded alone (on all threads) */
+    assign(rcat, &slots[0], todo, (int64_t)n_todo, batch, &pos, failed);
+    side.n = slots[0].n;
+    if (side.n && (rc = ims_nn_session_run_side(ses, NULL, 0, NULL, NULL, &side, err)))
+        goto done;
     for (int b = 0;; b ^= 1) {
-        slot *s = &f.slots[b];
-        pthread_mutex_lock(&f.mu);
-        while (!s->full)
-            pthread_cond_wait(&f.cv, &f.mu);
-        pthread_mutex_unlock(&f.mu);
-        if (f.rc) {
-            rc = f.rc;
-            *err = f.err;
-            break;
-        }
+        slot *s = &slots[b], *nx = &slots[b ^ 1];
+        compact(s, in_floats, failed);
+        int last = s->next >= (int64_t)n_todo;
+        /* batch i runs; batch i+1 is decoded after its last image starts */
+        nx->n = 0;
+        if (!last)
+            assign(rcat, nx, todo, (int64_t)n_todo, batch, &pos, failed);
+        dj.s = nx, side.n = nx->n;
         if (s->n) {
-            rc = ims_nn_session_run(ses, s->input, s->n, feat, NULL, err);
+            rc = ims_nn_session_run_side(ses, s->input, s->n, feat, NULL, &side, err);
             if (!rc) {
                 if (finish)
                     coll_encoder_finish(e, feat, s->n);
@@ -174,35 +179,27 @@ int coll_encode_items(const char *dir, ims_catalog *cat, const coll_encoder *e, 
             if (rc)
                 break;
             *done += s->n;
+        } else if (side.n && (rc = ims_nn_session_run_side(ses, NULL, 0, NULL, NULL, &side, err))) {
+            break;
         }
-        int last = s->next >= (int64_t)n_todo;
         ims_progress_update(bar, (uint64_t)s->next);
-        pthread_mutex_lock(&f.mu);
-        s->full = 0;
-        pthread_cond_broadcast(&f.cv);
-        pthread_mutex_unlock(&f.mu);
         if (last)
             break;
     }
 done:
-    if (started) {
-        pthread_mutex_lock(&f.mu);
-        f.stop = 1;
-        pthread_cond_broadcast(&f.cv);
-        pthread_mutex_unlock(&f.mu);
-        pthread_join(th, NULL);
-        *failed += f.failed;
-    }
     if (bar)
         ims_progress_finish(bar);
     for (int b = 0; b < 2; b++) {
-        ims_aligned_free(f.slots[b].input);
-        ims_free(f.slots[b].ids);
+        if (slots[b].paths)
+            clear_paths(&slots[b]);
+        ims_aligned_free(slots[b].input);
+        ims_free(slots[b].ids);
+        ims_free(slots[b].paths);
+        ims_free(slots[b].ok);
     }
     ims_free(feat);
     ims_nn_session_free(ses);
-    pthread_mutex_destroy(&f.mu);
-    pthread_cond_destroy(&f.cv);
+    ims_catalog_close(rcat);
     return rc;
 }
 

@@ -11,6 +11,8 @@
  *     them all;
  *   - embed-all killed with SIGKILL mid-run and resumed: every item exactly
  *     once, vectors byte-identical to an uninterrupted run;
+ *   - stored images that no longer decode: counted as failed, every other
+ *     vector byte-identical to a run without failures;
  *   - adds and deletes through the API are durable across a reopen.
  */
 #include <dirent.h>
@@ -388,6 +390,81 @@ static void test_stale_and_resume(int distinct)
     ims_coll_close(c);
 }
 
+/* Stored images that can no longer be decoded: embed-all counts them as
+ * failed and writes every other vector, byte-identical to a run without
+ * failures although the batches are made up differently (batches of 4 on 2
+ * threads: the failures fall in the first, a middle and the last batch). */
+static void test_failed_decodes(int distinct)
+{
+    char c4[600];
+    snprintf(c4, sizeof c4, "%s/c4", g_tmp);
+    CHECK_EQ(sh("'%s' build -c '%s' '%s' --model '%s/mobilenet_v2.ism' --taps block_10_project_BN"
+                " --no-finetune 2>/dev/null",
+                g_cli, c4, g_photos, g_models),
+             0);
+    ims_error err;
+    char stamp[65] = "";
+    CHECK_EQ(ims_coll_encoder_stamp(c4, stamp, &err), IMS_OK);
+    ims_catalog *cat = NULL;
+    CHECK_EQ(ims_catalog_open(c4, 0, &cat, &err), IMS_OK);
+    if (!cat)
+        return;
+    int64_t *ids = NULL;
+    size_t n = 0;
+    CHECK_EQ(ims_catalog_accepted_ids(cat, &ids, &n, &err), IMS_OK);
+    CHECK_EQ(n, (size_t)distinct);
+    int dim = 0;
+    ims_coll *c = NULL;
+    ims_coll_opts co = {.sessions = 1, .readonly = 1};
+    CHECK_EQ(ims_coll_open(c4, &co, &c, &err), IMS_OK);
+    if (c) {
+        ims_coll_stats st;
+        ims_coll_get_stats(c, &st);
+        dim = st.dim;
+        ims_coll_close(c);
+    }
+    CHECK(dim > 0);
+    float *ref = dim ? malloc(n * (size_t)dim * sizeof(float)) : NULL;
+    CHECK(ref && !ims_catalog_get_vectors(cat, "vectors", stamp, n, ids, ref, dim, &err));
+    /* break items 0, n/2 and n-1; drop every vector */
+    size_t bad[3] = {0, n / 2, n - 1};
+    for (int k = 0; k < 3; k++) {
+        char *path = NULL;
+        CHECK_EQ(ims_catalog_image_path(cat, ids[bad[k]], &path, &err), IMS_OK);
+        /* a new file: the stored one may be a hard link to the photo */
+        FILE *f = path && !unlink(path) ? fopen(path, "wb") : NULL;
+        CHECK(f != NULL);
+        if (f) {
+            fputs("not an image any more", f);
+            fclose(f);
+        }
+        ims_free(path);
+    }
+    CHECK_EQ(ims_catalog_drop_stale(cat, "vectors", "none", NULL, &err), IMS_OK);
+    ims_catalog_close(cat);
+    ims_pipe_opts o = {.threads = 2, .batch = 4};
+    ims_embed_summary sum;
+    CHECK_EQ(ims_coll_embed_all(c4, &o, &sum, &err), IMS_OK);
+    CHECK_EQ(sum.failed, 3);
+    CHECK_EQ(sum.done, distinct - 3);
+    CHECK_EQ(ims_catalog_open(c4, IMS_CATALOG_READONLY, &cat, &err), IMS_OK);
+    float *v = dim ? malloc((size_t)dim * sizeof(float)) : NULL;
+    for (size_t i = 0; cat && v && ref && i < n; i++) {
+        int broken = i == bad[0] || i == bad[1] || i == bad[2];
+        int rc = ims_catalog_get_vectors(cat, "vectors", stamp, 1, ids + i, v, dim, &err);
+        if (broken)
+            CHECK_MSG(rc != IMS_OK, "item %zu: a vector for an undecodable image", i);
+        else
+            CHECK_MSG(rc == IMS_OK &&
+                          !memcmp(v, ref + i * (size_t)dim, (size_t)dim * sizeof(float)),
+                      "item %zu: vector differs from the run without failures", i);
+    }
+    ims_catalog_close(cat);
+    free(v);
+    free(ref);
+    ims_free(ids);
+}
+
 static int same_bytes(const char *a, const char *b) { return !sh("cmp -s '%s' '%s'", a, b); }
 
 /* Fine-tune twice from scratch with one seed: byte-identical encoder.ism
@@ -486,6 +563,7 @@ int main(void)
     if (distinct > 0) {
         test_build_and_query(distinct);
         test_stale_and_resume(distinct);
+        test_failed_decodes(distinct);
         test_finetune(distinct);
     }
     if (!check_failures)
