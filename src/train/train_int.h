@@ -88,9 +88,10 @@ void ims__cholesky_solve(const double *L, int n, double *B, int m);
 void ims__eigen_sym(double *a, int n, double *w, double *v);
 
 /* The same for larger problems (the whitening's m x m Gram matrix):
- * Householder tridiagonalisation + implicit QL, O(n^3) with a small
- * constant. Same output convention. -1 on out of memory. */
-int ims__eigen_sym_ql(double *a, int n, double *w, double *v);
+ * LAPACK's dsyevd (Householder tridiagonalisation + divide and conquer,
+ * blocked), on OpenBLAS's one thread. Same output convention; a is
+ * destroyed. -1 on out of memory or LAPACK failure. */
+int ims__eigen_sym_lapack(double *a, int n, double *w, double *v);
 
 /* ---- whiten.c ------------------------------------------------------------- */
 /* Shrunk PCA-whitening (shrinkage a in (0,1]) learned on the unit rows
