@@ -24,10 +24,12 @@
  * (mlp.c). The similarity matrices are computed once per candidate and
  * combined per weight, so the search costs little more than one fit.
  */
+#include <cblas.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "imgsim/nn.h"
 #include "train/train_int.h"
 
 #ifndef INST_MARGIN
@@ -256,14 +258,22 @@ static double accuracy_on(const ims_train_head *h, const float *u, const int *id
     return m ? (double)hit / m : 0;
 }
 
-/* Unit projections z (m x k) of the unit rows u (m x d). */
+/* Unit projections z (m x k) of the unit rows u (m x d), for the search
+ * (one BLAS product: its sums, not project()'s, which apply keeps). */
 static void unit_proj(const ims_train_head *h, const float *u, int m, float *z)
 {
+    const int k = h->k;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, k, h->d, 1.0f, u, h->d, h->P, k, 0.0f,
+                z, k);
     for (int i = 0; i < m; i++) {
-        float *zi = z + (size_t)i * h->k;
-        project(h, u + (size_t)i * h->d, zi);
-        float s = ims__inv_l2(zi, h->k);
-        for (int j = 0; j < h->k; j++)
+        float *zi = z + (size_t)i * k;
+        for (int j = 0; j < k; j++) {
+            zi[j] += h->pb[j];
+            if (h->relu && zi[j] < 0)
+                zi[j] = 0;
+        }
+        float s = ims__inv_l2(zi, k);
+        for (int j = 0; j < k; j++)
             zi[j] *= s;
     }
 }
@@ -416,6 +426,7 @@ int ims_train_fit(const float *x, int n, int d, const int *tap_dims, int n_taps,
 {
     IMS_ASSERT(out);
     *out = NULL;
+    ims_nn_init(); /* OpenBLAS on one thread: the search's products (linalg.c) */
     ims_train_opts dflt;
     if (!opts) {
         ims_train_opts_default(&dflt);
@@ -510,9 +521,9 @@ int ims_train_fit(const float *x, int n, int d, const int *tap_dims, int n_taps,
                 ims_free(rows);
                 if (rc)
                     goto done;
-                ims__whiten_rows(h->Wm, h->wb, d, u, n, ru);
+                ims__whiten_rows_search(h->Wm, h->wb, d, u, n, ru);
                 if (ua)
-                    ims__whiten_rows(h->Wm, h->wb, d, ua, n, ru + (size_t)n * d);
+                    ims__whiten_rows_search(h->Wm, h->wb, d, ua, n, ru + (size_t)n * d);
                 r = ru, ra = ua ? ru + (size_t)n * d : NULL;
             }
             ims__sim(r, c.vidx, nv, r, n, d, c.Su);

@@ -102,6 +102,11 @@ int ims__whiten_fit(const float *u, const int *rows, int m, int d, double a, int
                     float *bias, ims_error *err);
 /* y = normalise(u . M + bias) for n rows. */
 void ims__whiten_rows(const float *M, const float *bias, int d, const float *u, int n, float *y);
+/* The same as one BLAS product, for the hyper-parameter search only: its
+ * sums are BLAS's, so its bytes differ from ims__whiten_rows' (which apply
+ * and the encoder's rows keep). */
+void ims__whiten_rows_search(const float *M, const float *bias, int d, const float *u, int n,
+                             float *y);
 
 /* ---- lda.c ---------------------------------------------------------------- */
 /* Fit a shrunk LDA on unit rows u (n x d) of labels: fills h->P, h->pb

@@ -147,3 +147,17 @@ void ims__whiten_rows(const float *M, const float *bias, int d, const float *u, 
         }
     }
 }
+
+void ims__whiten_rows_search(const float *M, const float *bias, int d, const float *u, int n,
+                             float *y)
+{
+    ims_nn_init(); /* OpenBLAS on one thread */
+    for (int i = 0; i < n; i++)
+        memcpy(y + (size_t)i * d, bias, (size_t)d * sizeof *y);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, d, d, 1.0f, u, d, M, d, 1.0f, y, d);
+    for (int i = 0; i < n; i++) {
+        float *yi = y + (size_t)i * d, s = ims__inv_l2(yi, d);
+        for (int q = 0; q < d; q++)
+            yi[q] *= s;
+    }
+}
