@@ -16,7 +16,8 @@
  *   4. ims__model_write (atomic, checksummed, version 2).
  * Node names start with "encoder/" so they cannot clash with the backbone's.
  * Memory: the builder graph owns copies of everything and is released on
- * every path; the backbone is closed before returning.
+ * every path; ims_nn_write_encoder closes the backbone it opened before
+ * returning, ims_nn_write_encoder_from leaves the caller's open.
  */
 #include <string.h>
 
@@ -165,11 +166,21 @@ int ims_nn_write_encoder(const char *backbone_ism, const ims_nn_head *head, cons
 {
     IMS_ASSERT(backbone_ism && head && out_ism);
     ims_nn_model *m = NULL;
-    ims__graph g;
-    memset(&g, 0, sizeof g);
     int rc = ims_nn_open(backbone_ism, &m, err);
     if (rc)
         return rc;
+    rc = ims_nn_write_encoder_from(m, head, out_ism, NULL, err);
+    ims_nn_close(m);
+    return rc;
+}
+
+int ims_nn_write_encoder_from(const ims_nn_model *m, const ims_nn_head *head, const char *out_ism,
+                              char sha256_hex[65], ims_error *err)
+{
+    IMS_ASSERT(m && head && out_ism);
+    ims__graph g;
+    memset(&g, 0, sizeof g);
+    int rc;
     if ((rc = copy_graph(&m->g, &g, err)) || (rc = add_head(&g, head, err)))
         goto done;
     char name[256];
@@ -181,9 +192,8 @@ int ims_nn_write_encoder(const char *backbone_ism, const ims_nn_head *head, cons
         rc = ims_error_set(err, IMS_ENOMEM, "encoder: out of memory");
         goto done;
     }
-    rc = ims__model_write(&g, out_ism, err);
+    rc = ims__model_write_sha(&g, out_ism, sha256_hex, err);
 done:
     ims__graph_release(&g);
-    ims_nn_close(m);
     return rc;
 }

@@ -185,6 +185,10 @@ const char *ims__act_name(uint32_t act);
 
 /* Write g to path atomically as a .ism file. */
 int ims__model_write(const ims__graph *g, const char *path, ims_error *err);
+/* The same; sha256_hex (NULL: not wanted) gets the SHA-256 of the bytes
+ * written, hashed as they are written (no second read of the file). */
+int ims__model_write_sha(const ims__graph *g, const char *path, char sha256_hex[65],
+                         ims_error *err);
 /* Decode a .ism image of len bytes at buf into g: nodes, edges and aliases
  * are decoded into heap arrays, strings and weights point into buf (which
  * must stay mapped and, for weights, be 64-byte aligned; g->owned = 0).
