@@ -236,6 +236,7 @@ int ims_coll_finetune(const char *dir, const ims_finetune_opts *o, ims_finetune_
     int *labels = NULL;
     char **names = NULL;
     ims_train_head *head = NULL;
+    ims_nn_model *em = NULL; /* the written encoder.ism */
     void *blob = NULL;
     size_t blob_len = 0;
     char *bbp = coll_path(dir, "backbone.ism"), *encp = coll_path(dir, "encoder.ism");
@@ -307,15 +308,17 @@ int ims_coll_finetune(const char *dir, const ims_finetune_opts *o, ims_finetune_
     struct stat bst;
     char bhex[65];
     int bknown = !stat(bbp, &bst) && !coll_model_sha(cat, bbp, "backbone.ism", bhex, NULL);
-    if ((rc = ims_train_write_encoder(head, bbp, (const char *const *)bb.taps,
-                                      (const char *const *)names, NULL, encp, err)))
+    /* from the backbone open since step 1 (not read again), hashed as it
+     * is written; opened once (checks it, names the default tap) and that
+     * handle becomes the collection's encoder below */
+    char ehex[65];
+    if ((rc = ims_train_write_encoder_from(head, bb.model, (const char *const *)bb.taps,
+                                           (const char *const *)names, NULL, encp, ehex, err)))
         goto done;
-    ims_nn_model *em = NULL;
     if ((rc = ims_nn_open(encp, &em, err)))
         goto done;
     char out_tap[1024];
     snprintf(out_tap, sizeof out_tap, "%s", ims_nn_default_tap(em));
-    ims_nn_close(em);
     if ((rc = ims_train_save(head, &blob, &blob_len, err)))
         goto done;
     struct {
@@ -330,8 +333,13 @@ int ims_coll_finetune(const char *dir, const ims_finetune_opts *o, ims_finetune_
         goto done;
     if (bknown)
         keep_sha(cat, bbp, &bst, bhex, o->model);
-    if ((rc = ims_catalog_set_meta(cat, "taps", out_tap, err)) ||
-        (rc = coll_encoder_open(dir, cat, &enc, err))) {
+    coll_model_sha_record(cat, encp, "encoder.ism", ehex);
+    rc = ims_catalog_set_meta(cat, "taps", out_tap, err);
+    if (!rc) {
+        rc = coll_encoder_adopt(em, out_tap, ehex, &enc, err);
+        em = NULL; /* enc's now (or closed) */
+    }
+    if (rc) {
         ims_catalog_rollback(cat);
         goto done;
     }
@@ -365,6 +373,7 @@ int ims_coll_finetune(const char *dir, const ims_finetune_opts *o, ims_finetune_
                  ims_train_weight(head), ims_train_shrink(head));
 done:
     sum->seconds = ims_now() - t0;
+    ims_nn_close(em);
     ims_free(blob);
     ims_train_head_free(head);
     if (names)
