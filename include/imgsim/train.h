@@ -95,6 +95,10 @@ typedef struct ims_train_opts {
     const float *aug;
     ims_train_progress_fn progress; /* optional */
     void *progress_ud;
+    /* FUSION with whitening: 0 = ims_cpu_count(), 1 = one thread; at most
+     * two are used (the final whitening beside the search). The result is
+     * the same for any value. */
+    int threads;
 } ims_train_opts;
 
 /* Fill opts with the defaults above. */

@@ -281,6 +281,7 @@ int ims_coll_finetune(const char *dir, const ims_finetune_opts *o, ims_finetune_
     if (o->epochs > 0)
         to.epochs = o->epochs;
     to.seed = o->seed ? o->seed : 1;
+    to.threads = o->threads;
     if (o->no_whiten)
         to.whiten = 0;
     int tty = isatty(2);
