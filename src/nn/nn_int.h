@@ -146,6 +146,9 @@ int ims__graph_add_string(ims__graph *g, const char *s, uint32_t *off);
 /* Append n floats (copied when src != NULL, zeroed otherwise); *off receives
  * the float offset. The returned pointer in *dst (optional) stays valid only
  * until the next add_weights. */
+/* Room for n weights in all (no copy per doubling while a known amount
+ * is added); a hint: add_weights still grows past it. */
+int ims__graph_reserve_weights(ims__graph *g, uint64_t n);
 int ims__graph_add_weights(ims__graph *g, const float *src, uint64_t n, int64_t *off,
                            float **dst);
 /* Append a node: `proto` supplies op, attributes and weights; name and inputs
