@@ -167,6 +167,12 @@ typedef struct ims_nn_head {
  * bit for bit; everything else (pooling, normalisation) rounds alike. */
 int ims_nn_write_encoder(const char *backbone_ism, const ims_nn_head *head, const char *out_ism,
                          ims_error *err);
+/* The same from a backbone the caller has open (and keeps: it is not
+ * closed), so a caller that has it open does not read and check the file
+ * again. sha256_hex (OUT, NULL: not wanted): the SHA-256 of out_ism's
+ * bytes, hashed as they are written. */
+int ims_nn_write_encoder_from(const ims_nn_model *backbone, const ims_nn_head *head,
+                              const char *out_ism, char sha256_hex[65], ims_error *err);
 
 /* ---- import ------------------------------------------------------------- */
 

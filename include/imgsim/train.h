@@ -95,6 +95,10 @@ typedef struct ims_train_opts {
     const float *aug;
     ims_train_progress_fn progress; /* optional */
     void *progress_ud;
+    /* FUSION with whitening: 0 = ims_cpu_count(), 1 = one thread; at most
+     * two are used (the final whitening beside the search). The result is
+     * the same for any value. */
+    int threads;
 } ims_train_opts;
 
 /* Fill opts with the defaults above. */
@@ -157,6 +161,14 @@ int ims_train_load(const void *buf, size_t len, ims_train_head **out, ims_error 
 int ims_train_write_encoder(const ims_train_head *h, const char *backbone_ism,
                             const char *const *taps, const char *const *class_names,
                             const char *name, const char *out_ism, ims_error *err);
+/* The same from a backbone the caller has open (ims_nn_open; not closed
+ * here), without reading the file again; sha256_hex (OUT, NULL: not
+ * wanted) gets out_ism's SHA-256 (ims_nn_write_encoder_from). */
+struct ims_nn_model;
+int ims_train_write_encoder_from(const ims_train_head *h, const struct ims_nn_model *backbone,
+                                 const char *const *taps, const char *const *class_names,
+                                 const char *name, const char *out_ism, char sha256_hex[65],
+                                 ims_error *err);
 
 /* Default taps of the known backbones, chosen by held-out measurement on
  * the sample data (bench/RESULTS-finetune.md): *n_taps names for

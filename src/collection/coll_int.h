@@ -54,6 +54,10 @@ int coll_encoder_open(const char *dir, ims_catalog *cat, coll_encoder *e, ims_er
 int coll_backbone_open(const char *dir, ims_catalog *cat, coll_encoder *e, ims_error *err);
 /* Open a model file with taps given one per line. */
 int coll_encoder_open_at(const char *path, const char *taps, coll_encoder *e, ims_error *err);
+/* The same for a model file already open (model: adopted, closed with e or
+ * on failure) whose SHA-256 the caller knows (file_sha). */
+int coll_encoder_adopt(ims_nn_model *model, const char *taps, const char file_sha[65],
+                       coll_encoder *e, ims_error *err);
 void coll_encoder_close(coll_encoder *e);
 int coll_encoder_session(const coll_encoder *e, int max_batch, int threads, ims_nn_session **s,
                          ims_error *err);

@@ -100,13 +100,16 @@ void coll_encoder_close(coll_encoder *e)
     memset(e, 0, sizeof *e);
 }
 
-/* As coll_encoder_open_at; file_sha: the file's SHA-256 when known, else NULL. */
-static int open_at(const char *path, const char *taps, const char *file_sha, coll_encoder *e,
-                   ims_error *err)
+/* As coll_encoder_open_at; file_sha: the file's SHA-256 when known, else
+ * NULL; model: path already open (adopted: closed with e, or on failure),
+ * else NULL. */
+static int open_at(const char *path, ims_nn_model *model, const char *taps, const char *file_sha,
+                   coll_encoder *e, ims_error *err)
 {
     memset(e, 0, sizeof *e);
-    int rc;
-    if ((rc = ims_nn_open(path, &e->model, err)) ||
+    e->model = model;
+    int rc = IMS_OK;
+    if ((!model && (rc = ims_nn_open(path, &e->model, err))) ||
         (rc = coll_split_taps(taps, '\n', e->taps, &e->n_taps, err)))
         goto done;
     for (int i = 0; i < e->n_taps; i++) {
@@ -132,7 +135,13 @@ done:
 
 int coll_encoder_open_at(const char *path, const char *taps, coll_encoder *e, ims_error *err)
 {
-    return open_at(path, taps, NULL, e, err);
+    return open_at(path, NULL, taps, NULL, e, err);
+}
+
+int coll_encoder_adopt(ims_nn_model *model, const char *taps, const char file_sha[65],
+                       coll_encoder *e, ims_error *err)
+{
+    return open_at(NULL, model, taps, file_sha, e, err);
 }
 
 /* The SHA-256 of a collection's model file, cached in the settings under
@@ -199,7 +208,7 @@ static int open_named(const char *dir, ims_catalog *cat, const char *file, const
     if (!rc)
         rc = coll_model_sha(cat, path, file, hex, err);
     if (!rc)
-        rc = open_at(path, taps, hex, e, err);
+        rc = open_at(path, NULL, taps, hex, e, err);
     ims_free(taps);
     ims_free(path);
     return rc;

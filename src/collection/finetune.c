@@ -13,6 +13,7 @@
  * which encoder the head belongs to, so a stale head.bin is never used.
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -21,18 +22,44 @@
 #include "core/core_int.h"
 #include "imgsim/train.h"
 
-/* Labels of items (index into the sorted category names). */
+static int cmp_id(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* Labels of items (index into the sorted category names). Ascending ids
+ * (as ims_catalog_accepted_ids gives them): one query per category, not
+ * one per item; otherwise item by item. */
 int coll_labels(ims_catalog *cat, const int64_t *ids, size_t n, int *labels, char ***names,
                 size_t *n_names, ims_error *err)
 {
     int64_t *counts = NULL;
     int rc = ims_catalog_categories(cat, names, &counts, n_names, err);
     ims_free(counts);
+    int sorted = 1;
+    for (size_t i = 1; i < n && sorted; i++)
+        sorted = ids[i - 1] < ids[i];
+    for (size_t i = 0; i < n; i++)
+        labels[i] = -1;
+    for (size_t c = 0; !rc && sorted && c < *n_names; c++) {
+        int64_t *in = NULL;
+        size_t m = 0;
+        if ((rc = ims_catalog_ids_in_category(cat, (*names)[c], &in, &m, err)))
+            break;
+        for (size_t j = 0; j < m; j++) {
+            const int64_t *at = bsearch(&in[j], ids, n, sizeof *ids, cmp_id);
+            if (at)
+                labels[at - ids] = (int)c;
+        }
+        ims_free(in);
+    }
     for (size_t i = 0; !rc && i < n; i++) {
-        ims_item it;
+        if (labels[i] >= 0)
+            continue;
+        ims_item it; /* not sorted, or not found in its category's list */
         if ((rc = ims_catalog_get(cat, ids[i], &it, err)))
             break;
-        labels[i] = -1;
         for (size_t c = 0; c < *n_names; c++)
             if (!strcmp((*names)[c], it.category))
                 labels[i] = (int)c;
@@ -104,19 +131,27 @@ static int write_blob(FILE *f, void *ud)
 }
 
 /* A digest of everything a fine-tune depends on: the backbone's bytes,
- * the options, and every accepted item with its category. */
-static int finetune_digest(const char *dir, const char *model, const ims_finetune_opts *o,
-                           char hex[65], ims_error *err)
+ * the options, and every accepted item with its category. model: the
+ * model file, or NULL for the collection's backbone.ism (bbp), whose
+ * hash is cached under "backbone.ism" (keep_sha keeps it current). */
+static int finetune_digest(const char *dir, const char *model, const char *bbp,
+                           const ims_finetune_opts *o, char hex[65], ims_error *err)
 {
     ims_catalog *cat = NULL;
     int64_t *ids = NULL;
-    size_t n = 0;
+    int *labels = NULL;
+    char **names = NULL;
+    size_t n = 0, n_names = 0;
     char mhex[65], buf[512];
     int rc = ims_catalog_open(dir, IMS_CATALOG_CREATE, &cat, err);
     if (!rc)
-        rc = coll_model_sha(cat, model, model, mhex, err);
+        rc = coll_model_sha(cat, model ? model : bbp, model ? model : "backbone.ism", mhex, err);
     if (!rc)
         rc = ims_catalog_accepted_ids(cat, &ids, &n, err);
+    if (!rc && !(labels = ims_malloc((n ? n : 1) * sizeof *labels)))
+        rc = ims_error_set(err, IMS_ENOMEM, "out of memory");
+    if (!rc)
+        rc = coll_labels(cat, ids, n, labels, &names, &n_names, err);
     if (rc)
         goto done;
     ims__sha256_ctx s;
@@ -124,17 +159,17 @@ static int finetune_digest(const char *dir, const char *model, const ims_finetun
     int len = snprintf(buf, sizeof buf, "%s|%s|%d|%d|%llu|w%d|", mhex, o->taps ? o->taps : "",
                        o->dim, o->epochs, (unsigned long long)o->seed, !o->no_whiten);
     ims__sha256_update(&s, buf, (size_t)len);
-    for (size_t i = 0; i < n && !rc; i++) {
-        ims_item it;
-        if ((rc = ims_catalog_get(cat, ids[i], &it, err)))
-            break;
+    for (size_t i = 0; i < n; i++) {
+        const char *category = names[labels[i]];
         len = snprintf(buf, sizeof buf, "%lld:", (long long)ids[i]);
         ims__sha256_update(&s, buf, (size_t)len);
-        ims__sha256_update(&s, it.category, strlen(it.category) + 1);
-        ims_item_clear(&it);
+        ims__sha256_update(&s, category, strlen(category) + 1);
     }
     ims__sha256_final_hex(&s, hex);
 done:
+    if (names)
+        ims_catalog_free_categories(names, NULL, n_names);
+    ims_free(labels);
     ims_free(ids);
     ims_catalog_close(cat);
     return rc;
@@ -201,6 +236,7 @@ int ims_coll_finetune(const char *dir, const ims_finetune_opts *o, ims_finetune_
     int *labels = NULL;
     char **names = NULL;
     ims_train_head *head = NULL;
+    ims_nn_model *em = NULL; /* the written encoder.ism */
     void *blob = NULL;
     size_t blob_len = 0;
     char *bbp = coll_path(dir, "backbone.ism"), *encp = coll_path(dir, "encoder.ism");
@@ -211,7 +247,7 @@ int ims_coll_finetune(const char *dir, const ims_finetune_opts *o, ims_finetune_
         goto done;
     }
     char digest[65];
-    if ((rc = finetune_digest(dir, o->model ? o->model : bbp, o, digest, err)))
+    if ((rc = finetune_digest(dir, o->model, bbp, o, digest, err)))
         goto done;
     if (up_to_date(dir, digest)) {
         snprintf(sum->message, sizeof sum->message,
@@ -245,6 +281,7 @@ int ims_coll_finetune(const char *dir, const ims_finetune_opts *o, ims_finetune_
     if (o->epochs > 0)
         to.epochs = o->epochs;
     to.seed = o->seed ? o->seed : 1;
+    to.threads = o->threads;
     if (o->no_whiten)
         to.whiten = 0;
     int tty = isatty(2);
@@ -272,15 +309,17 @@ int ims_coll_finetune(const char *dir, const ims_finetune_opts *o, ims_finetune_
     struct stat bst;
     char bhex[65];
     int bknown = !stat(bbp, &bst) && !coll_model_sha(cat, bbp, "backbone.ism", bhex, NULL);
-    if ((rc = ims_train_write_encoder(head, bbp, (const char *const *)bb.taps,
-                                      (const char *const *)names, NULL, encp, err)))
+    /* from the backbone open since step 1 (not read again), hashed as it
+     * is written; opened once (checks it, names the default tap) and that
+     * handle becomes the collection's encoder below */
+    char ehex[65];
+    if ((rc = ims_train_write_encoder_from(head, bb.model, (const char *const *)bb.taps,
+                                           (const char *const *)names, NULL, encp, ehex, err)))
         goto done;
-    ims_nn_model *em = NULL;
     if ((rc = ims_nn_open(encp, &em, err)))
         goto done;
     char out_tap[1024];
     snprintf(out_tap, sizeof out_tap, "%s", ims_nn_default_tap(em));
-    ims_nn_close(em);
     if ((rc = ims_train_save(head, &blob, &blob_len, err)))
         goto done;
     struct {
@@ -295,8 +334,13 @@ int ims_coll_finetune(const char *dir, const ims_finetune_opts *o, ims_finetune_
         goto done;
     if (bknown)
         keep_sha(cat, bbp, &bst, bhex, o->model);
-    if ((rc = ims_catalog_set_meta(cat, "taps", out_tap, err)) ||
-        (rc = coll_encoder_open(dir, cat, &enc, err))) {
+    coll_model_sha_record(cat, encp, "encoder.ism", ehex);
+    rc = ims_catalog_set_meta(cat, "taps", out_tap, err);
+    if (!rc) {
+        rc = coll_encoder_adopt(em, out_tap, ehex, &enc, err);
+        em = NULL; /* enc's now (or closed) */
+    }
+    if (rc) {
         ims_catalog_rollback(cat);
         goto done;
     }
@@ -330,6 +374,7 @@ int ims_coll_finetune(const char *dir, const ims_finetune_opts *o, ims_finetune_
                  ims_train_weight(head), ims_train_shrink(head));
 done:
     sum->seconds = ims_now() - t0;
+    ims_nn_close(em);
     ims_free(blob);
     ims_train_head_free(head);
     if (names)

@@ -16,7 +16,8 @@
  *   4. ims__model_write (atomic, checksummed, version 2).
  * Node names start with "encoder/" so they cannot clash with the backbone's.
  * Memory: the builder graph owns copies of everything and is released on
- * every path; the backbone is closed before returning.
+ * every path; ims_nn_write_encoder closes the backbone it opened before
+ * returning, ims_nn_write_encoder_from leaves the caller's open.
  */
 #include <string.h>
 
@@ -32,12 +33,10 @@ static ims__node proto_of(uint32_t op)
     return p;
 }
 
-/* Phase 1: g = a heap copy of the backbone's graph. */
+/* Phase 1: g (initialised, empty) = a heap copy of the backbone's graph. */
 static int copy_graph(const ims__graph *src, ims__graph *g, ims_error *err)
 {
-    int rc = ims__graph_init(g);
-    if (rc)
-        return ims_error_set(err, rc, "encoder: out of memory");
+    int rc;
     g->pp = src->pp;
     for (uint32_t i = 0; i < src->n_nodes; i++) {
         ims__node p = src->nodes[i];
@@ -165,11 +164,36 @@ int ims_nn_write_encoder(const char *backbone_ism, const ims_nn_head *head, cons
 {
     IMS_ASSERT(backbone_ism && head && out_ism);
     ims_nn_model *m = NULL;
-    ims__graph g;
-    memset(&g, 0, sizeof g);
     int rc = ims_nn_open(backbone_ism, &m, err);
     if (rc)
         return rc;
+    rc = ims_nn_write_encoder_from(m, head, out_ism, NULL, err);
+    ims_nn_close(m);
+    return rc;
+}
+
+int ims_nn_write_encoder_from(const ims_nn_model *m, const ims_nn_head *head, const char *out_ism,
+                              char sha256_hex[65], ims_error *err)
+{
+    IMS_ASSERT(m && head && out_ism);
+    ims__graph g;
+    memset(&g, 0, sizeof g);
+    int rc = ims__graph_init(&g);
+    if (rc)
+        return ims_error_set(err, rc, "encoder: out of memory");
+    /* the weights' final size, so the builder does not grow (copy and
+     * fault in) its buffer by doubling: 17-90 MB of backbone */
+    int64_t d = 0, cin, extra;
+    for (int t = 0; t < head->n_taps; t++) {
+        int dim = 0;
+        if (!ims_nn_tap_dim(m, head->taps[t], &dim, NULL))
+            d += dim;
+    }
+    cin = head->cls_on_proj ? head->k : d;
+    extra = d * head->k + head->k + (head->raw_proj ? d * d + d : 0) + cin * head->n_classes +
+            head->n_classes + 16 * (4 * head->n_taps + 16);
+    ims__graph_reserve_weights(&g, m->g.n_weights + 16 * (uint64_t)m->g.n_nodes * 2 +
+                                       (uint64_t)extra); /* a hint: may fail */
     if ((rc = copy_graph(&m->g, &g, err)) || (rc = add_head(&g, head, err)))
         goto done;
     char name[256];
@@ -181,9 +205,8 @@ int ims_nn_write_encoder(const char *backbone_ism, const ims_nn_head *head, cons
         rc = ims_error_set(err, IMS_ENOMEM, "encoder: out of memory");
         goto done;
     }
-    rc = ims__model_write(&g, out_ism, err);
+    rc = ims__model_write_sha(&g, out_ism, sha256_hex, err);
 done:
     ims__graph_release(&g);
-    ims_nn_close(m);
     return rc;
 }

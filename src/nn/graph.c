@@ -79,6 +79,24 @@ int ims__graph_add_string(ims__graph *g, const char *s, uint32_t *off)
     return IMS_OK;
 }
 
+int ims__graph_reserve_weights(ims__graph *g, uint64_t n)
+{
+    if (n <= g->cap_weights)
+        return IMS_OK;
+    size_t bytes;
+    if (!ims_size_mul((size_t)n, sizeof(float), &bytes))
+        return IMS_ENOMEM;
+    float *w = ims_aligned_alloc(64, bytes);
+    if (!w)
+        return IMS_ENOMEM;
+    if (g->n_weights)
+        memcpy(w, g->weights, g->n_weights * sizeof(float));
+    ims_aligned_free(g->weights);
+    g->weights = w;
+    g->cap_weights = n;
+    return IMS_OK;
+}
+
 int ims__graph_add_weights(ims__graph *g, const float *src, uint64_t n, int64_t *off,
                            float **dst)
 {

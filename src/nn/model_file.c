@@ -117,7 +117,16 @@ typedef struct wsec {
 typedef struct wctx {
     unsigned char header[ISM_HEADER_SIZE];
     wsec sec[ISM_N_SECTIONS + 1];
+    ims__sha256_ctx *sha; /* NULL, or the SHA-256 of the bytes written */
 } wctx;
+
+/* fwrite of n bytes, hashed along when w->sha is set; 0 on success */
+static int put(wctx *w, const void *p, size_t n, FILE *f)
+{
+    if (w->sha)
+        ims__sha256_update(w->sha, p, n);
+    return fwrite(p, 1, n, f) == n ? 0 : -1;
+}
 
 static void encode_node(unsigned char *p, const ims__node *n)
 {
@@ -161,14 +170,14 @@ static int write_cb(FILE *f, void *ud)
     wctx *w = ud;
     static const unsigned char zeros[64];
     uint64_t pos = ISM_HEADER_SIZE;
-    if (fwrite(w->header, 1, ISM_HEADER_SIZE, f) != ISM_HEADER_SIZE)
+    if (w->sha)
+        ims__sha256_init(w->sha); /* a retry starts over */
+    if (put(w, w->header, ISM_HEADER_SIZE, f))
         return -1;
     for (uint32_t s = 1; s <= ISM_N_SECTIONS; s++) {
-        if (w->sec[s].offset > pos &&
-            fwrite(zeros, 1, (size_t)(w->sec[s].offset - pos), f) != w->sec[s].offset - pos)
+        if (w->sec[s].offset > pos && put(w, zeros, (size_t)(w->sec[s].offset - pos), f))
             return -1;
-        if (w->sec[s].size && fwrite(w->sec[s].data, 1, (size_t)w->sec[s].size, f) !=
-                                  w->sec[s].size)
+        if (w->sec[s].size && put(w, w->sec[s].data, (size_t)w->sec[s].size, f))
             return -1;
         pos = w->sec[s].offset + w->sec[s].size;
     }
@@ -177,6 +186,12 @@ static int write_cb(FILE *f, void *ud)
 
 int ims__model_write(const ims__graph *g, const char *path, ims_error *err)
 {
+    return ims__model_write_sha(g, path, NULL, err);
+}
+
+int ims__model_write_sha(const ims__graph *g, const char *path, char sha256_hex[65], ims_error *err)
+{
+    ims__sha256_ctx sha;
     int rc = ims__graph_validate(g, err);
     if (rc)
         return rc;
@@ -244,7 +259,10 @@ int ims__model_write(const ims__graph *g, const char *path, ims_error *err)
         ims__put_u64(e + 16, w->sec[s].size);
     }
     ims__put_u32(h + 20, ims__crc32c(0, h, ISM_HEADER_SIZE));
+    w->sha = sha256_hex ? &sha : NULL;
     rc = ims__write_atomic(path, write_cb, w, err);
+    if (!rc && sha256_hex)
+        ims__sha256_final_hex(&sha, sha256_hex);
 out:
     ims_free(w);
     ims_free(nodes);

@@ -146,6 +146,9 @@ int ims__graph_add_string(ims__graph *g, const char *s, uint32_t *off);
 /* Append n floats (copied when src != NULL, zeroed otherwise); *off receives
  * the float offset. The returned pointer in *dst (optional) stays valid only
  * until the next add_weights. */
+/* Room for n weights in all (no copy per doubling while a known amount
+ * is added); a hint: add_weights still grows past it. */
+int ims__graph_reserve_weights(ims__graph *g, uint64_t n);
 int ims__graph_add_weights(ims__graph *g, const float *src, uint64_t n, int64_t *off,
                            float **dst);
 /* Append a node: `proto` supplies op, attributes and weights; name and inputs
@@ -185,6 +188,10 @@ const char *ims__act_name(uint32_t act);
 
 /* Write g to path atomically as a .ism file. */
 int ims__model_write(const ims__graph *g, const char *path, ims_error *err);
+/* The same; sha256_hex (NULL: not wanted) gets the SHA-256 of the bytes
+ * written, hashed as they are written (no second read of the file). */
+int ims__model_write_sha(const ims__graph *g, const char *path, char sha256_hex[65],
+                         ims_error *err);
 /* Decode a .ism image of len bytes at buf into g: nodes, edges and aliases
  * are decoded into heap arrays, strings and weights point into buf (which
  * must stay mapped and, for weights, be 64-byte aligned; g->owned = 0).

@@ -24,10 +24,14 @@
  * (mlp.c). The similarity matrices are computed once per candidate and
  * combined per weight, so the search costs little more than one fit.
  */
+#include <cblas.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "imgsim/imgsim.h"
+#include "imgsim/nn.h"
 #include "train/train_int.h"
 
 #ifndef INST_MARGIN
@@ -256,14 +260,22 @@ static double accuracy_on(const ims_train_head *h, const float *u, const int *id
     return m ? (double)hit / m : 0;
 }
 
-/* Unit projections z (m x k) of the unit rows u (m x d). */
+/* Unit projections z (m x k) of the unit rows u (m x d), for the search
+ * (one BLAS product: its sums, not project()'s, which apply keeps). */
 static void unit_proj(const ims_train_head *h, const float *u, int m, float *z)
 {
+    const int k = h->k;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, k, h->d, 1.0f, u, h->d, h->P, k, 0.0f,
+                z, k);
     for (int i = 0; i < m; i++) {
-        float *zi = z + (size_t)i * h->k;
-        project(h, u + (size_t)i * h->d, zi);
-        float s = ims__inv_l2(zi, h->k);
-        for (int j = 0; j < h->k; j++)
+        float *zi = z + (size_t)i * k;
+        for (int j = 0; j < k; j++) {
+            zi[j] += h->pb[j];
+            if (h->relu && zi[j] < 0)
+                zi[j] = 0;
+        }
+        float s = ims__inv_l2(zi, k);
+        for (int j = 0; j < k; j++)
             zi[j] *= s;
     }
 }
@@ -411,11 +423,32 @@ static int check_args(const float *x, int n, int d, const int *tap_dims, int n_t
     return IMS_OK;
 }
 
+/* The final whitening (all rows) depends on u alone, not on the search:
+ * with a second thread it runs beside the search. Each fit is the same
+ * single-threaded computation either way, so the bytes do not depend on
+ * the thread count. */
+typedef struct final_whiten {
+    const float *u;
+    int n, d;
+    double a;
+    float *M, *bias;
+    int rc;
+    ims_error err;
+} final_whiten;
+
+static void *final_whiten_run(void *arg)
+{
+    final_whiten *f = arg;
+    f->rc = ims__whiten_fit(f->u, NULL, f->n, f->d, f->a, 0, f->M, f->bias, &f->err);
+    return NULL;
+}
+
 int ims_train_fit(const float *x, int n, int d, const int *tap_dims, int n_taps, const int *labels,
                   int n_classes, const ims_train_opts *opts, ims_train_head **out, ims_error *err)
 {
     IMS_ASSERT(out);
     *out = NULL;
+    ims_nn_init(); /* OpenBLAS on one thread: the search's products (linalg.c) */
     ims_train_opts dflt;
     if (!opts) {
         ims_train_opts_default(&dflt);
@@ -435,7 +468,11 @@ int ims_train_fit(const float *x, int n, int d, const int *tap_dims, int n_taps,
     k = IMS_MAX(k, 1);
     fit_ctx c = {.n = n, .d = d, .n_classes = n_classes, .labels = labels, .o = opts};
     c.whiten = opts->kind == IMS_TRAIN_FUSION && opts->whiten > 0;
-    float *ru = NULL; /* whitened raw parts (search only) */
+    float *ru = NULL;             /* whitened raw parts (search only) */
+    float *sM = NULL, *sb = NULL; /* the split's whitening (search only) */
+    final_whiten fw = {0};
+    pthread_t fw_thread;
+    int fw_state = 0; /* 1: on fw_thread, 2: done (here) */
     ims_train_head *h = ims__head_alloc(opts->kind, d, tap_dims, n_taps, k, n_classes, mlp);
     float *u = ims_malloc((size_t)n * d * sizeof *u);
     float *ua = opts->aug && !mlp ? ims_malloc((size_t)n * d * sizeof *ua) : NULL;
@@ -498,21 +535,28 @@ int ims_train_fit(const float *x, int n, int d, const int *tap_dims, int n_taps,
                 int *rows, m = 0;
                 ru = ims_malloc((size_t)n * (ua ? 2 : 1) * d * sizeof *ru);
                 rows = ims_malloc((size_t)n * sizeof *rows);
-                if (!ru || !rows) {
+                sM = ims_malloc((size_t)d * d * sizeof *sM);
+                sb = ims_malloc((size_t)d * sizeof *sb);
+                if (!ru || !rows || !sM || !sb) {
                     ims_free(rows);
                     ims_error_set(err, rc, "train: out of memory");
                     goto done;
                 }
+                fw = (final_whiten){
+                    .u = u, .n = n, .d = d, .a = opts->whiten, .M = h->Wm, .bias = h->wb};
+                int threads = opts->threads > 0 ? opts->threads : ims_cpu_count();
+                if (threads > 1 && !pthread_create(&fw_thread, NULL, final_whiten_run, &fw))
+                    fw_state = 1;
                 for (int i = 0; i < n; i++)
                     if (!is_val[i])
                         rows[m++] = i;
-                rc = ims__whiten_fit(u, rows, m, d, opts->whiten, 0, h->Wm, h->wb, err);
+                rc = ims__whiten_fit(u, rows, m, d, opts->whiten, 0, sM, sb, err);
                 ims_free(rows);
                 if (rc)
                     goto done;
-                ims__whiten_rows(h->Wm, h->wb, d, u, n, ru);
+                ims__whiten_rows_search(sM, sb, d, u, n, ru);
                 if (ua)
-                    ims__whiten_rows(h->Wm, h->wb, d, ua, n, ru + (size_t)n * d);
+                    ims__whiten_rows_search(sM, sb, d, ua, n, ru + (size_t)n * d);
                 r = ru, ra = ua ? ru + (size_t)n * d : NULL;
             }
             ims__sim(r, c.vidx, nv, r, n, d, c.Su);
@@ -523,9 +567,20 @@ int ims_train_fit(const float *x, int n, int d, const int *tap_dims, int n_taps,
             if ((rc = select_params(&c, k, &sh, &w, &h->val_acc, err)))
                 goto done;
         }
-        /* final whitening: all rows (not the copies) */
-        if (c.whiten && (rc = ims__whiten_fit(u, NULL, n, d, opts->whiten, 0, h->Wm, h->wb, err)))
+        /* final whitening: all rows (not the copies); on fw_thread when
+         * it started there */
+        if (fw_state == 1) {
+            pthread_join(fw_thread, NULL);
+            fw_state = 2;
+            if ((rc = fw.rc)) {
+                if (err)
+                    *err = fw.err;
+                goto done;
+            }
+        } else if (c.whiten &&
+                   (rc = ims__whiten_fit(u, NULL, n, d, opts->whiten, 0, h->Wm, h->wb, err))) {
             goto done;
+        }
         /* final fit: all rows, and their copies */
         int n_all = 0;
         for (int i = 0; i < n; i++) {
@@ -546,6 +601,9 @@ int ims_train_fit(const float *x, int n, int d, const int *tap_dims, int n_taps,
     h = NULL;
     rc = IMS_OK;
 done:
+    if (fw_state == 1) /* an error before the join: it still reads u, writes h */
+        pthread_join(fw_thread, NULL);
+    ims_free(sM), ims_free(sb);
     ims_train_head_free(h);
     ims_free(u), ims_free(ua), ims_free(is_val), ims_free(c.vidx), ims_free(c.tl);
     ims_free(c.tu), ims_free(c.Su), ims_free(c.Sau), ims_free(ru);

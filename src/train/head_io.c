@@ -221,21 +221,28 @@ int ims_train_write_encoder(const ims_train_head *h, const char *backbone_ism,
     int rc = ims_nn_open(backbone_ism, &m, err);
     if (rc)
         return rc;
+    rc = ims_train_write_encoder_from(h, m, taps, class_names, name, out_ism, NULL, err);
+    ims_nn_close(m);
+    return rc;
+}
+
+int ims_train_write_encoder_from(const ims_train_head *h, const struct ims_nn_model *backbone,
+                                 const char *const *taps, const char *const *class_names,
+                                 const char *name, const char *out_ism, char sha256_hex[65],
+                                 ims_error *err)
+{
+    IMS_ASSERT(h && backbone && taps && out_ism);
+    int rc = IMS_OK;
     for (int t = 0; t < h->n_taps; t++) {
         int dim;
-        if ((rc = ims_nn_tap_dim(m, taps[t], &dim, err)))
-            break;
-        if (dim != h->tap_dims[t]) {
-            rc = ims_error_set(err, IMS_EINVAL,
-                               "encoder: tap '%s' has %d values, the head "
-                               "was trained on %d",
-                               taps[t], dim, h->tap_dims[t]);
-            break;
-        }
+        if ((rc = ims_nn_tap_dim(backbone, taps[t], &dim, err)))
+            return rc;
+        if (dim != h->tap_dims[t])
+            return ims_error_set(err, IMS_EINVAL,
+                                 "encoder: tap '%s' has %d values, the head "
+                                 "was trained on %d",
+                                 taps[t], dim, h->tap_dims[t]);
     }
-    ims_nn_close(m);
-    if (rc)
-        return rc;
     ims_nn_head nh = {
         .name = name,
         .taps = taps,
@@ -256,5 +263,5 @@ int ims_train_write_encoder(const ims_train_head *h, const char *backbone_ism,
         .cls_on_proj = h->cls_on_proj,
         .class_names = class_names,
     };
-    return ims_nn_write_encoder(backbone_ism, &nh, out_ism, err);
+    return ims_nn_write_encoder_from(backbone, &nh, out_ism, sha256_hex, err);
 }

@@ -14,7 +14,8 @@
  * (whitened within classes). A is computed by Woodbury through the n x n
  * Gram matrix of the within-class residuals when n <= d (few items, wide
  * taps: the usual case), otherwise through the d x d scatter; both are one
- * Cholesky in double, in a fixed order.
+ * Cholesky in double (LAPACK dpotrf; the Gram matrix and the products are
+ * BLAS), on OpenBLAS's one thread (linalg.c): deterministic on one machine.
  *
  * Only the diagonal of the shrunk system depends on the shrinkage: the
  * class means, the residuals, their Gram matrix X X^T and X M are computed
@@ -26,31 +27,23 @@
  *   logit_c = z . zbar_c - |zbar_c|^2 / 2 + log(n_c / n),
  * rewritten as a linear map of u (C = W Zbar^T).
  */
+#include <cblas.h>
 #include <math.h>
 #include <string.h>
 
+#include "imgsim/nn.h"
 #include "train/train_int.h"
 
 /* G = X X^T (r x r, lower triangle mirrored) and Y = X M (r x m): the
  * shrinkage-independent parts of the Woodbury solve below. */
 static void gram_parts(const double *X, int r, int d, const double *M, int m, double *G, double *Y)
 {
+    ims_nn_init(); /* OpenBLAS on one thread */
+    cblas_dsyrk(CblasRowMajor, CblasLower, CblasNoTrans, r, d, 1.0, X, d, 0.0, G, r);
     for (int i = 0; i < r; i++)
-        for (int j = 0; j <= i; j++) {
-            const double *xi = X + (size_t)i * d, *xj = X + (size_t)j * d;
-            double s = 0;
-            for (int t = 0; t < d; t++)
-                s += xi[t] * xj[t];
-            G[(size_t)i * r + j] = G[(size_t)j * r + i] = s;
-        }
-    for (int i = 0; i < r; i++)
-        for (int c = 0; c < m; c++) {
-            const double *xi = X + (size_t)i * d;
-            double s = 0;
-            for (int t = 0; t < d; t++)
-                s += xi[t] * M[(size_t)t * m + c];
-            Y[(size_t)i * m + c] = s;
-        }
+        for (int j = 0; j < i; j++)
+            G[(size_t)j * r + i] = G[(size_t)i * r + j];
+    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, r, m, d, 1.0, X, d, M, m, 0.0, Y, m);
 }
 
 /* Solve (a X^T X + b I) A = M for A (d x m) given X (r x d); M is replaced.
@@ -75,35 +68,19 @@ static int shrunk_solve(const double *X, int r, int d, double a, double b, const
             return IMS_EINVAL;
         }
         ims__cholesky_solve(G, r, Y, m);
-        for (int i = 0; i < r; i++) {
-            const double *xi = X + (size_t)i * d;
-            const double *yi = Y + (size_t)i * m;
-            for (int t = 0; t < d; t++)
-                for (int c = 0; c < m; c++)
-                    M[(size_t)t * m + c] -= xi[t] * yi[c];
-        }
+        cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, d, m, r, -1.0, X, d, Y, m, 1.0, M, m);
         for (size_t t = 0; t < (size_t)d * m; t++)
             M[t] /= b;
         ims_free(G), ims_free(Y);
         return IMS_OK;
     }
-    double *S = ims_calloc((size_t)d * d, sizeof *S);
+    double *S = ims_malloc((size_t)d * d * sizeof *S);
     if (!S)
         return IMS_ENOMEM;
-    for (int i = 0; i < r; i++) {
-        const double *xi = X + (size_t)i * d;
-        for (int p = 0; p < d; p++) {
-            double f = a * xi[p];
-            double *sp = S + (size_t)p * d;
-            for (int q = 0; q <= p; q++)
-                sp[q] += f * xi[q];
-        }
-    }
-    for (int p = 0; p < d; p++) {
+    /* lower triangle: all the Cholesky reads */
+    cblas_dsyrk(CblasRowMajor, CblasLower, CblasTrans, d, r, a, X, d, 0.0, S, d);
+    for (int p = 0; p < d; p++)
         S[(size_t)p * d + p] += b;
-        for (int q = 0; q < p; q++)
-            S[(size_t)q * d + p] = S[(size_t)p * d + q];
-    }
     if (ims__cholesky(S, d)) {
         ims_free(S);
         return IMS_EINVAL;

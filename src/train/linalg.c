@@ -1,64 +1,41 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * linalg.c — the little dense linear algebra LDA needs, in double and in a
- * fixed order (no BLAS: results must not depend on a library's threading):
- * Cholesky factorisation and solves, and a cyclic Jacobi eigen-solver for
- * the small (classes x classes) symmetric problems.
+ * linalg.c — the little dense linear algebra LDA and the whitening need,
+ * in double: Cholesky factorisation and solves, a cyclic Jacobi eigen-solver
+ * for the small (classes x classes) symmetric problems, and LAPACK's
+ * divide-and-conquer one (dsyevd) for the whitening's m x m Gram matrix.
+ * BLAS and LAPACK calls run on OpenBLAS, which ims_nn_init pins to one
+ * thread for the whole process (nn/gemm.c): each call's result then does
+ * not depend on a thread count, and the bytes are the same run to run on
+ * one machine (OpenBLAS picks its kernels by CPU).
  */
+#include <cblas.h>
 #include <math.h>
 #include <string.h>
 
+#include "imgsim/nn.h"
 #include "train/train_int.h"
+
+extern void dpotrf_(const char *uplo, const int *n, double *a, const int *lda, int *info,
+                    size_t uplo_len);
 
 int ims__cholesky(double *a, int n)
 {
-    for (int j = 0; j < n; j++) {
-        double *aj = a + (size_t)j * n;
-        double s = aj[j];
-        for (int k = 0; k < j; k++)
-            s -= aj[k] * aj[k];
-        if (!(s > 0))
-            return -1;
-        double l = sqrt(s);
-        aj[j] = l;
-        for (int i = j + 1; i < n; i++) {
-            double *ai = a + (size_t)i * n;
-            double t = ai[j];
-            for (int k = 0; k < j; k++)
-                t -= ai[k] * aj[k];
-            ai[j] = t / l;
-        }
-    }
-    return 0;
+    ims_nn_init(); /* OpenBLAS on one thread */
+    int info = 0;
+    /* row-major lower = column-major upper: A = U^T U there is L L^T here */
+    dpotrf_("U", &n, a, &n, &info, 1);
+    return info ? -1 : 0;
 }
 
 void ims__cholesky_solve(const double *L, int n, double *B, int m)
 {
-    /* forward: L Y = B */
-    for (int i = 0; i < n; i++) {
-        const double *li = L + (size_t)i * n;
-        double *bi = B + (size_t)i * m;
-        for (int k = 0; k < i; k++) {
-            const double *bk = B + (size_t)k * m;
-            double f = li[k];
-            for (int c = 0; c < m; c++)
-                bi[c] -= f * bk[c];
-        }
-        for (int c = 0; c < m; c++)
-            bi[c] /= li[i];
-    }
-    /* backward: L^T X = Y */
-    for (int i = n - 1; i >= 0; i--) {
-        double *bi = B + (size_t)i * m;
-        for (int k = i + 1; k < n; k++) {
-            const double *bk = B + (size_t)k * m;
-            double f = L[(size_t)k * n + i];
-            for (int c = 0; c < m; c++)
-                bi[c] -= f * bk[c];
-        }
-        for (int c = 0; c < m; c++)
-            bi[c] /= L[(size_t)i * n + i];
-    }
+    ims_nn_init();
+    /* forward L Y = B, backward L^T X = Y */
+    cblas_dtrsm(CblasRowMajor, CblasLeft, CblasLower, CblasNoTrans, CblasNonUnit, n, m, 1.0, L, n,
+                B, m);
+    cblas_dtrsm(CblasRowMajor, CblasLeft, CblasLower, CblasTrans, CblasNonUnit, n, m, 1.0, L, n, B,
+                m);
 }
 
 void ims__eigen_sym(double *a, int n, double *w, double *v)
@@ -123,189 +100,37 @@ void ims__eigen_sym(double *a, int n, double *w, double *v)
     }
 }
 
-/* Householder reduction of the symmetric n x n matrix v (in place) to
- * tridiagonal form: diagonal d, sub-diagonal e (e[0] = 0); v becomes the
- * TRANSPOSE of the accumulated orthogonal transformation (EISPACK tred2,
- * as in JAMA, on transposed storage: JAMA's inner loops walk columns,
- * here they walk contiguous rows; the input is symmetric, so it is its own
- * transpose). */
-static void tred2(double *v, int n, double *d, double *e)
-{
-#define V(i, j) v[(size_t)(j)*n + (i)]
-    for (int j = 0; j < n; j++)
-        d[j] = V(n - 1, j);
-    for (int i = n - 1; i > 0; i--) {
-        double scale = 0, h = 0;
-        for (int k = 0; k < i; k++)
-            scale += fabs(d[k]);
-        if (scale == 0) {
-            e[i] = d[i - 1];
-            for (int j = 0; j < i; j++) {
-                d[j] = V(i - 1, j);
-                V(i, j) = 0;
-                V(j, i) = 0;
-            }
-        } else {
-            for (int k = 0; k < i; k++) {
-                d[k] /= scale;
-                h += d[k] * d[k];
-            }
-            double f = d[i - 1], g = sqrt(h);
-            if (f > 0)
-                g = -g;
-            e[i] = scale * g;
-            h -= f * g;
-            d[i - 1] = f - g;
-            for (int j = 0; j < i; j++)
-                e[j] = 0;
-            for (int j = 0; j < i; j++) {
-                f = d[j];
-                V(j, i) = f;
-                g = e[j] + V(j, j) * f;
-                for (int k = j + 1; k <= i - 1; k++) {
-                    g += V(k, j) * d[k];
-                    e[k] += V(k, j) * f;
-                }
-                e[j] = g;
-            }
-            f = 0;
-            for (int j = 0; j < i; j++) {
-                e[j] /= h;
-                f += e[j] * d[j];
-            }
-            double hh = f / (h + h);
-            for (int j = 0; j < i; j++)
-                e[j] -= hh * d[j];
-            for (int j = 0; j < i; j++) {
-                f = d[j];
-                g = e[j];
-                for (int k = j; k <= i - 1; k++)
-                    V(k, j) -= f * e[k] + g * d[k];
-                d[j] = V(i - 1, j);
-                V(i, j) = 0;
-            }
-        }
-        d[i] = h;
-    }
-    for (int i = 0; i < n - 1; i++) {
-        V(n - 1, i) = V(i, i);
-        V(i, i) = 1;
-        double h = d[i + 1];
-        if (h != 0) {
-            for (int k = 0; k <= i; k++)
-                d[k] = V(k, i + 1) / h;
-            for (int j = 0; j <= i; j++) {
-                double g = 0;
-                for (int k = 0; k <= i; k++)
-                    g += V(k, i + 1) * V(k, j);
-                for (int k = 0; k <= i; k++)
-                    V(k, j) -= g * d[k];
-            }
-        }
-        for (int k = 0; k <= i; k++)
-            V(k, i + 1) = 0;
-    }
-    for (int j = 0; j < n; j++) {
-        d[j] = V(n - 1, j);
-        V(n - 1, j) = 0;
-    }
-    V(n - 1, n - 1) = 1;
-    e[0] = 0;
-#undef V
-}
+/* LAPACK (OpenBLAS's copy), Fortran calling convention: hidden lengths of
+ * the character arguments last. */
+extern void dsyevd_(const char *jobz, const char *uplo, const int *n, double *a, const int *lda,
+                    double *w, double *work, const int *lwork, int *iwork, const int *liwork,
+                    int *info, size_t jobz_len, size_t uplo_len);
 
-/* Implicit QL on the tridiagonal (d, e) from tred2 (EISPACK tql2). z holds
- * the transformation's transpose (tred2's output as it is: row i = column i
- * of the transformation), so the rotations walk contiguous rows. d becomes
- * the eigenvalues, row i of z the eigenvector of d[i]. */
-static void tql2(double *z, int n, double *d, double *e)
+int ims__eigen_sym_lapack(double *a, int n, double *w, double *v)
 {
-    for (int i = 1; i < n; i++)
-        e[i - 1] = e[i];
-    e[n - 1] = 0;
-    double f = 0, tst1 = 0;
-    const double eps = 0x1p-52;
-    for (int l = 0; l < n; l++) {
-        double t = fabs(d[l]) + fabs(e[l]);
-        tst1 = t > tst1 ? t : tst1;
-        int m = l;
-        while (m < n - 1 && !(fabs(e[m]) <= eps * tst1))
-            m++;
-        if (m > l) {
-            for (int iter = 0; iter < 64; iter++) {
-                double g = d[l];
-                double p = (d[l + 1] - g) / (2 * e[l]);
-                double r = hypot(p, 1);
-                if (p < 0)
-                    r = -r;
-                d[l] = e[l] / (p + r);
-                d[l + 1] = e[l] * (p + r);
-                double dl1 = d[l + 1], h = g - d[l];
-                for (int i = l + 2; i < n; i++)
-                    d[i] -= h;
-                f += h;
-                p = d[m];
-                double c = 1, c2 = 1, c3 = 1, el1 = e[l + 1], s = 0, s2 = 0;
-                for (int i = m - 1; i >= l; i--) {
-                    c3 = c2;
-                    c2 = c;
-                    s2 = s;
-                    g = c * e[i];
-                    h = c * p;
-                    r = hypot(p, e[i]);
-                    e[i + 1] = s * r;
-                    s = e[i] / r;
-                    c = p / r;
-                    p = c * d[i] - s * g;
-                    d[i + 1] = h + s * (c * g + s * d[i]);
-                    double *zi = z + (size_t)i * n, *zi1 = zi + n;
-                    for (int k = 0; k < n; k++) {
-                        double a = zi1[k], b = zi[k];
-                        zi1[k] = s * b + c * a;
-                        zi[k] = c * b - s * a;
-                    }
-                }
-                p = -s * s2 * c3 * el1 * e[l] / dl1;
-                e[l] = s * p;
-                d[l] = c * p;
-                if (!(fabs(e[l]) > eps * tst1))
-                    break;
-            }
-        }
-        d[l] += f;
-        e[l] = 0;
-    }
-}
-
-int ims__eigen_sym_ql(double *a, int n, double *w, double *v)
-{
-    double *e = ims_malloc((size_t)n * sizeof *e);
-    if (!e)
+    ims_nn_init(); /* OpenBLAS on one thread (the bytes must not depend on its split) */
+    int lwork = -1, liwork = -1, iq, info = 0;
+    double q;
+    /* a is symmetric: its row-major storage is its column-major one */
+    dsyevd_("V", "U", &n, a, &n, w, &q, &lwork, &iq, &liwork, &info, 1, 1);
+    if (info)
         return -1;
-    tred2(a, n, w, e);
-    memcpy(v, a, (size_t)n * n * sizeof *v); /* row i = the transformation's column i */
-    tql2(v, n, w, e);
-    ims_free(e);
-    /* sort descending (selection sort), rows follow; then transpose so the
-     * eigenvectors are columns, as ims__eigen_sym gives them */
-    for (int i = 0; i < n; i++) {
-        int b = i;
-        for (int j = i + 1; j < n; j++)
-            if (w[j] > w[b])
-                b = j;
-        if (b == i)
-            continue;
+    lwork = (int)q, liwork = iq;
+    double *work = ims_malloc((size_t)lwork * sizeof *work);
+    int *iwork = ims_malloc((size_t)liwork * sizeof *iwork);
+    if (work && iwork)
+        dsyevd_("V", "U", &n, a, &n, w, work, &lwork, iwork, &liwork, &info, 1, 1);
+    ims_free(work), ims_free(iwork);
+    if (!work || !iwork || info)
+        return -1;
+    /* ascending, eigenvector j in column-major column j = row-major row j:
+     * reverse to descending, eigenvectors as columns */
+    for (int i = 0; i < n / 2; i++) {
         double t = w[i];
-        w[i] = w[b], w[b] = t;
-        double *ri = v + (size_t)i * n, *rb = v + (size_t)b * n;
-        for (int k = 0; k < n; k++)
-            t = ri[k], ri[k] = rb[k], rb[k] = t;
+        w[i] = w[n - 1 - i], w[n - 1 - i] = t;
     }
     for (int i = 0; i < n; i++)
-        for (int j = i + 1; j < n; j++) {
-            double t = v[(size_t)i * n + j];
-            v[(size_t)i * n + j] = v[(size_t)j * n + i];
-            v[(size_t)j * n + i] = t;
-        }
+        for (int j = 0; j < n; j++)
+            v[(size_t)i * n + j] = a[(size_t)(n - 1 - j) * n + i];
     return 0;
 }

@@ -5,6 +5,10 @@
  * Ranking ties are broken by the lower item index, so results are exact
  * and repeatable.
  */
+#include <cblas.h>
+#include <string.h>
+
+#include "imgsim/nn.h"
 #include "train/train_int.h"
 
 #define TOPK 10
@@ -31,16 +35,21 @@ static int top_k(const float *s, int n, int skip, int k, int *out)
 
 void ims__sim(const float *e, const int *q_idx, int n_q, const float *f, int n, int dim, float *S)
 {
-    for (int q = 0; q < n_q; q++) {
-        const float *a = e + (size_t)q_idx[q] * dim;
-        for (int j = 0; j < n; j++) {
-            const float *b = f + (size_t)j * dim;
-            float s = 0;
-            for (int t = 0; t < dim; t++)
-                s += a[t] * b[t];
-            S[(size_t)q * n + j] = s;
-        }
+    ims_nn_init(); /* OpenBLAS on one thread */
+    /* the query rows gathered, then one S = Q F^T; without the memory for
+     * Q, one product per query */
+    float *Q = ims_malloc((size_t)n_q * dim * sizeof *Q + 1);
+    if (!Q) {
+        for (int q = 0; q < n_q; q++)
+            cblas_sgemv(CblasRowMajor, CblasNoTrans, n, dim, 1.0f, f, dim,
+                        e + (size_t)q_idx[q] * dim, 1, 0.0f, S + (size_t)q * n, 1);
+        return;
     }
+    for (int q = 0; q < n_q; q++)
+        memcpy(Q + (size_t)q * dim, e + (size_t)q_idx[q] * dim, (size_t)dim * sizeof *Q);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n_q, n, dim, 1.0f, Q, dim, f, dim, 0.0f, S,
+                n);
+    ims_free(Q);
 }
 
 void ims__retrieval(const float *S, int n_q, int n, const int *q_idx, const int *labels, double *p1,

@@ -88,9 +88,10 @@ void ims__cholesky_solve(const double *L, int n, double *B, int m);
 void ims__eigen_sym(double *a, int n, double *w, double *v);
 
 /* The same for larger problems (the whitening's m x m Gram matrix):
- * Householder tridiagonalisation + implicit QL, O(n^3) with a small
- * constant. Same output convention. -1 on out of memory. */
-int ims__eigen_sym_ql(double *a, int n, double *w, double *v);
+ * LAPACK's dsyevd (Householder tridiagonalisation + divide and conquer,
+ * blocked), on OpenBLAS's one thread. Same output convention; a is
+ * destroyed. -1 on out of memory or LAPACK failure. */
+int ims__eigen_sym_lapack(double *a, int n, double *w, double *v);
 
 /* ---- whiten.c ------------------------------------------------------------- */
 /* Shrunk PCA-whitening (shrinkage a in (0,1]) learned on the unit rows
@@ -101,6 +102,11 @@ int ims__whiten_fit(const float *u, const int *rows, int m, int d, double a, int
                     float *bias, ims_error *err);
 /* y = normalise(u . M + bias) for n rows. */
 void ims__whiten_rows(const float *M, const float *bias, int d, const float *u, int n, float *y);
+/* The same as one BLAS product, for the hyper-parameter search only: its
+ * sums are BLAS's, so its bytes differ from ims__whiten_rows' (which apply
+ * and the encoder's rows keep). */
+void ims__whiten_rows_search(const float *M, const float *bias, int d, const float *u, int n,
+                             float *y);
 
 /* ---- lda.c ---------------------------------------------------------------- */
 /* Fit a shrunk LDA on unit rows u (n x d) of labels: fills h->P, h->pb

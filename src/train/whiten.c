@@ -15,12 +15,17 @@
  * v_i = X^T U_i / sqrt(lam_i) are unit, Sigma's eigenvalues are lam_i / m,
  * and M = I + sum_i (s_i - 1) v_i v_i^T with
  * s_i = sqrt(b) / sqrt((1 - a) lam_i / m + b), b = a tr / d.
- * Cost: m^2 d (Gram, V) + m^3 (eigen) + r d^2 (M), in double, in a fixed
- * order (deterministic; no BLAS). Measured in bench/RESULTS-finetune.md.
+ * Cost: m^2 d (Gram, V) + m^3 (eigen) + r d^2 (M), in double: the Gram
+ * matrix and M are BLAS dsyrk, V one dgemm, the eigenvectors LAPACK's
+ * dsyevd (linalg.c), all on OpenBLAS's one thread (ims_nn_init), so the
+ * bytes are the same run to run on one machine, whatever --threads.
+ * Measured in bench/RESULTS-finetune.md.
  */
+#include <cblas.h>
 #include <math.h>
 #include <string.h>
 
+#include "imgsim/nn.h"
 #include "train/train_int.h"
 
 /* Rows per block in the d x d loops: keeps the block's accumulators in
@@ -31,6 +36,7 @@ int ims__whiten_fit(const float *u, const int *rows, int m, int d, double a, int
                     float *bias, ims_error *err)
 {
     IMS_ASSERT(u && M && bias && m >= 1 && d >= 1 && a > 0 && a <= 1);
+    ims_nn_init(); /* OpenBLAS on one thread */
     int rc = IMS_ENOMEM;
     double *mu = ims_calloc((size_t)d, sizeof *mu), *X = ims_malloc((size_t)m * d * sizeof *X);
     double *G = ims_malloc((size_t)m * m * sizeof *G), *lam = ims_malloc((size_t)m * sizeof *lam);
@@ -50,34 +56,11 @@ int ims__whiten_fit(const float *u, const int *rows, int m, int d, double a, int
         for (int t = 0; t < d; t++)
             xi[t] = ui[t] - mu[t];
     }
-    /* Gram matrix, four dot products at a time (independent sums, each in
-     * index order: the values of one-at-a-time loops, without one long
-     * dependency chain) */
-    for (int i = 0; i < m; i++) {
-        const double *xi = X + (size_t)i * d;
-        int j = 0;
-        for (; j + 4 <= i + 1; j += 4) {
-            const double *x0 = X + (size_t)j * d, *x1 = x0 + d, *x2 = x1 + d, *x3 = x2 + d;
-            double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-            for (int t = 0; t < d; t++) {
-                s0 += xi[t] * x0[t];
-                s1 += xi[t] * x1[t];
-                s2 += xi[t] * x2[t];
-                s3 += xi[t] * x3[t];
-            }
-            G[(size_t)i * m + j] = G[(size_t)j * m + i] = s0;
-            G[(size_t)i * m + j + 1] = G[(size_t)(j + 1) * m + i] = s1;
-            G[(size_t)i * m + j + 2] = G[(size_t)(j + 2) * m + i] = s2;
-            G[(size_t)i * m + j + 3] = G[(size_t)(j + 3) * m + i] = s3;
-        }
-        for (; j <= i; j++) {
-            const double *xj = X + (size_t)j * d;
-            double s = 0;
-            for (int t = 0; t < d; t++)
-                s += xi[t] * xj[t];
-            G[(size_t)i * m + j] = G[(size_t)j * m + i] = s;
-        }
-    }
+    /* Gram matrix X X^T (lower triangle, mirrored) */
+    cblas_dsyrk(CblasRowMajor, CblasLower, CblasNoTrans, m, d, 1.0, X, d, 0.0, G, m);
+    for (int i = 0; i < m; i++)
+        for (int j = 0; j < i; j++)
+            G[(size_t)j * m + i] = G[(size_t)i * m + j];
     double tr = 0;
     for (int i = 0; i < m; i++)
         tr += G[(size_t)i * m + i];
@@ -92,7 +75,7 @@ int ims__whiten_fit(const float *u, const int *rows, int m, int d, double a, int
         rc = IMS_OK;
         goto done;
     }
-    if (ims__eigen_sym_ql(G, m, lam, U))
+    if (ims__eigen_sym_lapack(G, m, lam, U))
         goto done;
     int r = 0;
     while (r < m && lam[r] > 1e-9 * lam[0])
@@ -100,53 +83,27 @@ int ims__whiten_fit(const float *u, const int *rows, int m, int d, double a, int
     if (rank > 0 && rank < r)
         r = rank;
     double sp = rank > 0 ? 0 : 1; /* weight outside the kept directions */
-    V = ims_calloc((size_t)r * d + 1, sizeof *V);
-    acc = ims_malloc((size_t)BLK * d * sizeof *acc);
+    V = ims_malloc((size_t)r * d * sizeof *V);
+    acc = ims_malloc((size_t)d * d * sizeof *acc);
     if (!V || !acc)
         goto done;
-    /* v_i = X^T U_i / sqrt(lam_i) (unit), BLK rows of V at a time (the
-     * block stays in cache while X streams; each value sums over j in
-     * order) */
-    for (int i0 = 0; i0 < r; i0 += BLK) {
-        int nb = IMS_MIN(BLK, r - i0);
-        for (int j = 0; j < m; j++) {
-            const double *xj = X + (size_t)j * d;
-            for (int i = i0; i < i0 + nb; i++) {
-                double c = U[(size_t)j * m + i];
-                double *vi = V + (size_t)i * d;
-                for (int t = 0; t < d; t++)
-                    vi[t] += c * xj[t];
-            }
-        }
-    }
+    /* X^T U_i for the kept i, as rows: V = U_r^T X (r x d) */
+    cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, r, d, m, 1.0, U, m, X, d, 0.0, V, d);
+    /* s_i - sp has one sign (s_i < 1; s_i > 0): row i scaled by
+     * sqrt(|s_i - sp| / lam_i), so that V^T V = sum |s_i - sp| v_i v_i^T
+     * with v_i unit */
     for (int i = 0; i < r; i++) {
-        double c = 1 / sqrt(lam[i]);
+        double c = sqrt(fabs(sqrt(b) / sqrt((1 - a) * lam[i] / m + b) - sp) / lam[i]);
         for (int t = 0; t < d; t++)
             V[(size_t)i * d + t] *= c;
     }
-    for (int i = 0; i < r; i++) /* lam[i] becomes s_i - sp */
-        lam[i] = sqrt(b) / sqrt((1 - a) * lam[i] / m + b) - sp;
-    /* M = sp I + V^T diag(s - sp) V, BLK rows at a time (each V row read
-     * once per block: V is r x d doubles, megabytes), upper half from the
-     * block's first row, mirrored */
-    for (int p0 = 0; p0 < d; p0 += BLK) {
-        int nb = IMS_MIN(BLK, d - p0);
-        for (int b2 = 0; b2 < nb; b2++)
-            for (int q = p0; q < d; q++)
-                acc[(size_t)b2 * d + q] = p0 + b2 == q ? sp : 0;
-        for (int i = 0; i < r; i++) {
-            const double *vi = V + (size_t)i * d;
-            for (int b2 = 0; b2 < nb; b2++) {
-                double c = vi[p0 + b2] * lam[i], *ab = acc + (size_t)b2 * d;
-                for (int q = p0; q < d; q++)
-                    ab[q] += c * vi[q];
-            }
-        }
-        for (int b2 = 0; b2 < nb; b2++) {
-            int p = p0 + b2;
-            for (int q = p; q < d; q++)
-                M[(size_t)p * d + q] = M[(size_t)q * d + p] = (float)acc[(size_t)b2 * d + q];
-        }
+    /* M = sp I + sign (V^T V): upper triangle, mirrored */
+    cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, d, r, sp > 0 ? -1.0 : 1.0, V, d, 0.0, acc,
+                d);
+    for (int p = 0; p < d; p++) {
+        M[(size_t)p * d + p] = (float)(sp + acc[(size_t)p * d + p]);
+        for (int q = p + 1; q < d; q++)
+            M[(size_t)p * d + q] = M[(size_t)q * d + p] = (float)acc[(size_t)p * d + q];
     }
     for (int q = 0; q < d; q++)
         acc[q] = 0;
@@ -188,5 +145,19 @@ void ims__whiten_rows(const float *M, const float *bias, int d, const float *u, 
             for (int q = 0; q < d; q++)
                 yi[q] *= s;
         }
+    }
+}
+
+void ims__whiten_rows_search(const float *M, const float *bias, int d, const float *u, int n,
+                             float *y)
+{
+    ims_nn_init(); /* OpenBLAS on one thread */
+    for (int i = 0; i < n; i++)
+        memcpy(y + (size_t)i * d, bias, (size_t)d * sizeof *y);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, d, d, 1.0f, u, d, M, d, 1.0f, y, d);
+    for (int i = 0; i < n; i++) {
+        float *yi = y + (size_t)i * d, s = ims__inv_l2(yi, d);
+        for (int q = 0; q < d; q++)
+            yi[q] *= s;
     }
 }

@@ -6,7 +6,8 @@
  * session's default tap the vector ims_train_apply gives from the cached
  * features (GEMM tolerance), and its classifier ims_train_classify's
  * probabilities over the category names; the same head writes the same
- * bytes; truncated and corrupted encoder files are refused. Both with the
+ * bytes (also from an open backbone, whose writer's SHA-256 is the file's);
+ * truncated and corrupted encoder files are refused. Both with the
  * default PCA-whitened raw part (a DENSE d x d + L2NORM node pair in the
  * file) and with whitening off (no such nodes). Skips (77) without the
  * fetched model and photos.
@@ -16,6 +17,7 @@
 #include <sys/stat.h>
 
 #include "check.h"
+#include "core/core_int.h"
 #include "imgsim/imgsim.h"
 #include "imgsim/nn.h"
 #include "imgsim/train.h"
@@ -161,10 +163,20 @@ int main(void)
     snprintf(enc2, sizeof enc2, "%s/test_train_encoder2.%d.ism", tmp, (int)getpid());
     snprintf(bad, sizeof bad, "%s/test_train_encoder_bad.%d.ism", tmp, (int)getpid());
     CHECK_RC(ims_train_write_encoder(h, model, TAPS, GROUPS, NULL, enc, &err), IMS_OK);
-    CHECK_RC(ims_train_write_encoder(h, model, TAPS, GROUPS, NULL, enc2, &err), IMS_OK);
+    /* the same from the backbone already open, with the written bytes'
+     * SHA-256 */
+    ims_nn_model *bm = NULL;
+    char hex[65] = "", fhex[65];
+    CHECK_RC(ims_nn_open(model, &bm, &err), IMS_OK);
+    CHECK_RC(ims_train_write_encoder_from(h, bm, TAPS, GROUPS, NULL, enc2, hex, &err), IMS_OK);
+    ims_nn_close(bm);
     size_t l1 = 0, l2 = 0;
     unsigned char *b1 = slurp(enc, &l1), *b2 = slurp(enc2, &l2);
     CHECK(b1 && b2 && l1 == l2 && l1 > 0 && !memcmp(b1, b2, l1));
+    if (b2) {
+        ims__sha256_hex(b2, l2, fhex);
+        CHECK_MSG(!strcmp(hex, fhex), "written SHA-256 %s, file's %s", hex, fhex);
+    }
 
     /* the encoder is a model like any other; its raw part is whitened */
     CHECK_NEAR(ims_train_whiten(h), IMS_TRAIN_WHITEN_A, 0);

@@ -152,15 +152,23 @@ static void test_kinds(void)
             free(e2);
             ims_free(b2);
         }
-        /* determinism: a second fit with the same seed gives the same bytes */
-        ims_train_head *h2 = NULL;
+        /* determinism: a second fit with the same seed gives the same
+         * bytes, on one thread and on two (the final whitening beside the
+         * search) alike */
         o.progress = NULL;
-        CHECK_RC(ims_train_fit(X, N, D, TAPS, 2, Y, C, &o, &h2, &err), IMS_OK);
-        if (h2) {
-            CHECK_RC(ims_train_save(h2, &b2, &l2, &err), IMS_OK);
-            CHECK(l1 == l2 && !memcmp(b1, b2, l1));
-            ims_free(b2);
+        for (int th = 1; th <= 2; th++) {
+            ims_train_head *h2 = NULL;
+            o.threads = th;
+            CHECK_RC(ims_train_fit(X, N, D, TAPS, 2, Y, C, &o, &h2, &err), IMS_OK);
+            if (h2) {
+                CHECK_RC(ims_train_save(h2, &b2, &l2, &err), IMS_OK);
+                CHECK_MSG(l1 == l2 && !memcmp(b1, b2, l1), "kind %d, %d threads: other bytes",
+                          kinds[k], th);
+                ims_free(b2);
+            }
+            ims_train_head_free(h2);
         }
+        o.threads = 0;
         /* corrupt and truncated blobs */
         ims_train_head *bad_h = NULL;
         unsigned char *c = malloc(l1);
@@ -173,7 +181,6 @@ static void test_kinds(void)
         ims_free(b1);
         free(e);
         ims_train_head_free(g);
-        ims_train_head_free(h2);
         ims_train_head_free(h);
     }
 }
@@ -302,9 +309,9 @@ static void test_lda_prepared(void)
     }
 }
 
-/* The QL eigen-solver agrees with the Jacobi one on a random symmetric
+/* The LAPACK eigen-solver agrees with the Jacobi one on a random symmetric
  * matrix: same eigenvalues, and A v = w v for each of its vectors. */
-static void test_eigen_ql(void)
+static void test_eigen_lapack(void)
 {
     enum { n = 30 };
     static double A[n * n], A1[n * n], A2[n * n], w1[n], w2[n], v1[n * n], v2[n * n];
@@ -314,7 +321,7 @@ static void test_eigen_ql(void)
             A[i * n + j] = A[j * n + i] = check_rand_f(&s);
     memcpy(A1, A, sizeof A), memcpy(A2, A, sizeof A);
     ims__eigen_sym(A1, n, w1, v1);
-    CHECK_EQ(ims__eigen_sym_ql(A2, n, w2, v2), 0);
+    CHECK_EQ(ims__eigen_sym_lapack(A2, n, w2, v2), 0);
     double dw = 0, res = 0;
     for (int i = 0; i < n; i++) {
         dw = fmax(dw, fabs(w1[i] - w2[i]));
@@ -327,13 +334,14 @@ static void test_eigen_ql(void)
             res = fmax(res, fabs(av - w2[i] * v2[r * n + i]));
         }
     }
-    CHECK_MSG(dw < 1e-10, "eigenvalues: QL vs Jacobi differ by %g", dw);
-    CHECK_MSG(res < 1e-10, "QL eigenvectors: |A v - w v| up to %g", res);
+    CHECK_MSG(dw < 1e-10, "eigenvalues: LAPACK vs Jacobi differ by %g", dw);
+    CHECK_MSG(res < 1e-10, "LAPACK eigenvectors: |A v - w v| up to %g", res);
 }
 
 /* ims__whiten_fit on rows `rows` of X: M symmetric, bias = -mu . M, and
  * M Sigma' M = b I (Sigma' the shrunk covariance, b = a tr / D), computed
- * here directly in d x d. a = 1: M = I. */
+ * here directly in d x d, the same bytes when refitted; with rank 3, the
+ * projector on the top 3 directions instead of I. a = 1: M = I. */
 static void test_whiten_fit(void)
 {
     static int rows[N];
@@ -381,6 +389,36 @@ static void test_whiten_fit(void)
             CHECK_MSG(worst < 1e-3, "m %d a %.1f: M S' M / b - I up to %g", m, a, worst);
             CHECK_MSG(asym < 1e-6 && dbias < 1e-4, "m %d a %.1f: asym %g, bias %g", m, a, asym,
                       dbias);
+            /* the same rows again: the same bytes */
+            static float M2[D * D], bias2[D];
+            CHECK_RC(ims__whiten_fit(X, rows, m, D, a, 0, M2, bias2, &err), IMS_OK);
+            CHECK(!memcmp(M, M2, sizeof M) && !memcmp(bias, bias2, sizeof bias));
+            /* rank 3 (a < 1): M S' M / b = the projector on the top 3
+             * principal directions (trace 3, idempotent) */
+            if (a == 1.0)
+                continue;
+            static double P[D][D];
+            CHECK_RC(ims__whiten_fit(X, rows, m, D, a, 3, M, bias, &err), IMS_OK);
+            double ptr = 0, idem = 0;
+            for (int p = 0; p < D; p++)
+                for (int q = 0; q < D; q++) {
+                    double v = 0;
+                    for (int r = 0; r < D; r++)
+                        for (int t = 0; t < D; t++)
+                            v += M[p * D + r] * S[r][t] * M[t * D + q];
+                    P[p][q] = v / b;
+                }
+            for (int p = 0; p < D; p++) {
+                ptr += P[p][p];
+                for (int q = 0; q < D; q++) {
+                    double v = 0;
+                    for (int r = 0; r < D; r++)
+                        v += P[p][r] * P[r][q];
+                    idem = fmax(idem, fabs(v - P[p][q]));
+                }
+            }
+            CHECK_MSG(fabs(ptr - 3) < 1e-3 && idem < 1e-3,
+                      "m %d a %.1f rank 3: trace %g, P^2 - P %g", m, a, ptr, idem);
         }
     /* rows that do not vary: the identity, no bias */
     float same[4 * D];
@@ -542,7 +580,7 @@ int main(void)
     test_split();
     test_kinds();
     test_lda_prepared();
-    test_eigen_ql();
+    test_eigen_lapack();
     test_whiten_fit();
     test_whiten_blobs();
     test_nothing_to_train();
