@@ -114,15 +114,18 @@ int ims__eigen_sym_lapack(double *a, int n, double *w, double *v)
     /* a is symmetric: its row-major storage is its column-major one */
     dsyevd_("V", "U", &n, a, &n, w, &q, &lwork, &iq, &liwork, &info, 1, 1);
     if (info)
-        return -1;
+        return 1;
     lwork = (int)q, liwork = iq;
     double *work = ims_malloc((size_t)lwork * sizeof *work);
     int *iwork = ims_malloc((size_t)liwork * sizeof *iwork);
     if (work && iwork)
         dsyevd_("V", "U", &n, a, &n, w, work, &lwork, iwork, &liwork, &info, 1, 1);
+    int oom = !work || !iwork;
     ims_free(work), ims_free(iwork);
-    if (!work || !iwork || info)
+    if (oom)
         return -1;
+    if (info)
+        return 1;
     /* ascending, eigenvector j in column-major column j = row-major row j:
      * reverse to descending, eigenvectors as columns */
     for (int i = 0; i < n / 2; i++) {

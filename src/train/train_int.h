@@ -90,7 +90,7 @@ void ims__eigen_sym(double *a, int n, double *w, double *v);
 /* The same for larger problems (the whitening's m x m Gram matrix):
  * LAPACK's dsyevd (Householder tridiagonalisation + divide and conquer,
  * blocked), on OpenBLAS's one thread. Same output convention; a is
- * destroyed. -1 on out of memory or LAPACK failure. */
+ * destroyed. -1 on out of memory, 1 when LAPACK fails (no convergence). */
 int ims__eigen_sym_lapack(double *a, int n, double *w, double *v);
 
 /* ---- whiten.c ------------------------------------------------------------- */

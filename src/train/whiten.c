@@ -75,7 +75,15 @@ int ims__whiten_fit(const float *u, const int *rows, int m, int d, double a, int
         rc = IMS_OK;
         goto done;
     }
-    if (ims__eigen_sym_lapack(G, m, lam, U))
+    int eig = ims__eigen_sym_lapack(G, m, lam, U);
+    if (eig > 0) {
+        rc = ims_error_set(err, IMS_EINVAL,
+                           "train: whitening: the eigen-solver did not converge on the %d x %d "
+                           "Gram matrix of the items (try --no-whiten)",
+                           m, m);
+        goto done;
+    }
+    if (eig)
         goto done;
     int r = 0;
     while (r < m && lam[r] > 1e-9 * lam[0])
@@ -116,7 +124,7 @@ int ims__whiten_fit(const float *u, const int *rows, int m, int d, double a, int
         bias[q] = (float)-acc[q];
     rc = IMS_OK;
 done:
-    if (rc)
+    if (rc == IMS_ENOMEM)
         ims_error_set(err, rc, "train: out of memory (whitening, %d x %d)", d, d);
     ims_free(mu), ims_free(X), ims_free(G), ims_free(lam), ims_free(U), ims_free(V);
     ims_free(acc);
