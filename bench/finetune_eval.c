@@ -42,6 +42,30 @@
  *   BENCH_GALLERY=train      category queries search the training items
  *                            only (imgsim eval's protocol)
  *   BENCH_SQRT=1, BENCH_LEAK=1  signed square root; train on all items
+ *   BENCH_QE=n,alpha[,mode]  alpha-query expansion (Radenovic et al.) of the
+ *                            category queries and the copies alike: q' =
+ *                            normalise(q + sum_{top n} max(s_i,0)^alpha x_i),
+ *                            search again. mode 0 all n neighbours; 1 only
+ *                            labelled (training) ones of the top-n's majority
+ *                            label; 2 only mutual ones (q in x_i's own top-n);
+ *                            3 unlabelled ones and labelled ones of the
+ *                            majority; +10: expand only the LDA part of a
+ *                            fused vector (the raw part's norm kept).
+ *                            BENCH_QE_MAX=1: score max(s, s')
+ *   BENCH_DBA=n,alpha[,mode] database-side augmentation: every gallery vector
+ *                            averaged with its top-n training-item
+ *                            neighbours (the held-out items never enter
+ *                            another vector), same weights; mode 1 label-
+ *                            aware (a training item with its own label's
+ *                            neighbours, a held-out one with its top-n's
+ *                            majority; 2: the same, held-out items not
+ *                            augmented); +10 the LDA part only. Combines with
+ *                            BENCH_QE (expansion over the augmented gallery)
+ *   BENCH_KRR=k1,k2,lambda   k-reciprocal re-ranking (Zhong et al. 2017):
+ *                            (1-lambda) Jaccard distance of the expanded
+ *                            k1-reciprocal sets (k2 local expansion) +
+ *                            lambda (2 - 2 cos), the query inserted into the
+ *                            gallery's neighbour lists (its own item out)
  */
 #include <math.h>
 #include <stdio.h>
@@ -144,8 +168,364 @@ static void cat_scores(const bench *b, const float *S, const int *q, int nq,
     free(lab), free(qi), free(T);
 }
 
-/* Evaluate embeddings e (of originals) and ea (of copies), dim each. */
-static void score(const bench *b, const float *e, const float *ea, int dim,
+/* Query-time re-ranking from the gallery's own neighbourhoods (issue 7,
+ * BENCH_QE / BENCH_DBA). G: the gallery (n x dim, unit rows). */
+
+/* Indices of the k best of s[0..n) (descending, ties: lower index), skipping
+ * skip; returns how many. */
+static int qe_top(const float *s, int n, int skip, int k, int *out)
+{
+    int m = 0;
+    for (int j = 0; j < n; j++) {
+        if (j == skip)
+            continue;
+        if (m == k && !(s[j] > s[out[m - 1]]))
+            continue;
+        int p = m < k ? m++ : k - 1;
+        while (p > 0 && s[j] > s[out[p - 1]]) {
+            out[p] = out[p - 1];
+            p--;
+        }
+        out[p] = j;
+    }
+    return m;
+}
+
+static void unit_row(float *v, int dim)
+{
+    double s = 0;
+    for (int t = 0; t < dim; t++)
+        s += (double)v[t] * v[t];
+    float k = s > 0 ? (float)(1 / sqrt(s)) : 0;
+    for (int t = 0; t < dim; t++)
+        v[t] *= k;
+}
+
+/* After expanding v from o in dims [lo, dim): lo = 0, normalise v; else
+ * give v[lo..dim) the norm of o[lo..dim) (only the LDA part of a fused
+ * vector moves, so the raw part keeps its weight). */
+static void qe_finish(float *v, const float *o, int dim, int lo)
+{
+    if (!lo) {
+        unit_row(v, dim);
+        return;
+    }
+    double a = 0, c = 0;
+    for (int t = lo; t < dim; t++)
+        a += (double)o[t] * o[t], c += (double)v[t] * v[t];
+    float k = c > 0 ? (float)sqrt(a / c) : 0;
+    for (int t = lo; t < dim; t++)
+        v[t] *= k;
+}
+
+static float qe_weight(float s, double alpha) { return s > 0 ? (float)pow(s, alpha) : 0; }
+
+/* Majority label of the labelled (training) items among top[0..m), ties
+ * broken by the larger summed similarity; -1 if none is labelled. */
+static int qe_majority(const bench *b, const int *top, int m, const float *s,
+                       const unsigned char *is_val)
+{
+    int cnt[64] = {0}, best = -1;
+    double sum[64] = {0};
+    for (int r = 0; r < m; r++) {
+        int i = top[r];
+        if (is_val[i])
+            continue;
+        cnt[b->labels[i]]++, sum[b->labels[i]] += s[i];
+    }
+    for (int c = 0; c < b->n_classes; c++)
+        if (cnt[c] &&
+            (best < 0 || cnt[c] > cnt[best] || (cnt[c] == cnt[best] && sum[c] > sum[best])))
+            best = c;
+    return best;
+}
+
+/* Whether neighbour i is usable for expansion under mode (0 all, 1 the
+ * top-n's majority label among labelled items, 2 mutual: the query would be
+ * in i's own top-n among the gallery, self excluded). kth: for each item its
+ * n best gallery similarities (excluding itself), nb[i*(n+1)..] their
+ * indices, of n + 1 so that one excluded item can be skipped. */
+static int qe_usable(const bench *b, int mode, int i, int maj, float s_qi, const float *kth,
+                     const int *nb, int n_qe, int self, const unsigned char *is_val)
+{
+    if (mode == 1)
+        return !is_val[i] && b->labels[i] == maj;
+    if (mode == 3) /* unlabelled neighbours, and labelled ones of the majority */
+        return is_val[i] || b->labels[i] == maj;
+    if (mode == 2) {
+        /* the n-th best of i's neighbours other than the query's own item */
+        const int *ni = nb + (size_t)i * (n_qe + 1);
+        for (int r = 0, c = 0; r <= n_qe; r++)
+            if (ni[r] != self && ++c == n_qe)
+                return s_qi >= kth[(size_t)i * (n_qe + 1) + r];
+        return 1;
+    }
+    return 1;
+}
+
+/* Alpha-query expansion (Radenovic et al.): each row a of S (nq x n, the
+ * query Q[a] against G) is replaced by the similarities of
+ * normalise(Q[a] + sum_{top-n, usable} max(s_i, 0)^alpha G_i) with G.
+ * self[a]: the gallery item to skip (the query's own item) or -1. */
+static void qe_expand(const bench *b, const float *G, int dim, int lo, const float *Q,
+                      const int *self, int nq, int n_qe, double alpha, int mode,
+                      const unsigned char *is_val, float *S)
+{
+    int n = b->n, *top = malloc((size_t)n_qe * sizeof *top);
+    int keep_max = getenv("BENCH_QE_MAX") && atoi(getenv("BENCH_QE_MAX"));
+    float *v = malloc((size_t)dim * sizeof *v), *kth = NULL;
+    int *nb = NULL;
+    if (mode == 2) {
+        /* each item's n + 1 best gallery neighbours */
+        float *row = malloc((size_t)n * sizeof *row);
+        kth = malloc((size_t)n * (n_qe + 1) * sizeof *kth);
+        nb = malloc((size_t)n * (n_qe + 1) * sizeof *nb);
+        for (int i = 0; i < n; i++) {
+            for (int j = 0; j < n; j++) {
+                double s = 0;
+                for (int t = 0; t < dim; t++)
+                    s += G[(size_t)i * dim + t] * G[(size_t)j * dim + t];
+                row[j] = (float)s;
+            }
+            int m = qe_top(row, n, i, n_qe + 1, nb + (size_t)i * (n_qe + 1));
+            for (int r = 0; r < m; r++)
+                kth[(size_t)i * (n_qe + 1) + r] = row[nb[(size_t)i * (n_qe + 1) + r]];
+        }
+        free(row);
+    }
+    for (int a = 0; a < nq; a++) {
+        float *s = S + (size_t)a * n;
+        int m = qe_top(s, n, self[a], n_qe, top);
+        int maj = mode == 1 || mode == 3 ? qe_majority(b, top, m, s, is_val) : -1;
+        memcpy(v, Q + (size_t)a * dim, (size_t)dim * sizeof *v);
+        for (int r = 0; r < m; r++) {
+            int i = top[r];
+            if (!qe_usable(b, mode, i, maj, s[i], kth, nb, n_qe, self[a], is_val))
+                continue;
+            float w = qe_weight(s[i], alpha);
+            for (int t = lo; t < dim; t++)
+                v[t] += w * G[(size_t)i * dim + t];
+        }
+        qe_finish(v, Q + (size_t)a * dim, dim, lo);
+        for (int j = 0; j < n; j++) {
+            float d = 0;
+            for (int t = 0; t < dim; t++)
+                d += v[t] * G[(size_t)j * dim + t];
+            s[j] = keep_max && s[j] > d ? s[j] : d;
+        }
+    }
+    free(top), free(v), free(kth), free(nb);
+}
+
+/* Database-side augmentation: each gallery row becomes normalise(G_j +
+ * sum max(s,0)^alpha G_i) over its n best neighbours among the training
+ * items (the held-out queries never enter another item's vector); mode 1:
+ * a training item only with neighbours of its own label, a held-out item
+ * with its top-n's majority label. Returns a new n x dim matrix. */
+static float *dba(const bench *b, const float *G, int dim, int lo, int n_db, double alpha, int mode,
+                  const unsigned char *is_val)
+{
+    int n = b->n, *top = malloc((size_t)n * sizeof *top);
+    float *row = malloc((size_t)n * sizeof *row), *out = malloc((size_t)n * dim * sizeof *out);
+    for (int j = 0; j < n; j++) {
+        for (int i = 0; i < n; i++) {
+            double s = 0;
+            for (int t = 0; t < dim; t++)
+                s += G[(size_t)i * dim + t] * G[(size_t)j * dim + t];
+            row[i] = is_val[i] || i == j ? -2.0f : (float)s;
+        }
+        if (mode == 2 && is_val[j]) { /* mode 2: held-out items keep their vectors */
+            memcpy(out + (size_t)j * dim, G + (size_t)j * dim, (size_t)dim * sizeof *out);
+            continue;
+        }
+        int k = mode >= 1 && !is_val[j] ? n : n_db;
+        int m = qe_top(row, n, j, k, top);
+        int lab = mode >= 1 ? (is_val[j] ? qe_majority(b, top, m, row, is_val) : b->labels[j]) : -1;
+        float *v = out + (size_t)j * dim;
+        memcpy(v, G + (size_t)j * dim, (size_t)dim * sizeof *v);
+        for (int r = 0, used = 0; r < m && used < n_db; r++) {
+            int i = top[r];
+            if (row[i] < -1 || (mode >= 1 && b->labels[i] != lab))
+                continue;
+            float w = qe_weight(row[i], alpha);
+            for (int t = lo; t < dim; t++)
+                v[t] += w * G[(size_t)i * dim + t];
+            used++;
+        }
+        qe_finish(v, G + (size_t)j * dim, dim, lo);
+    }
+    free(top), free(row);
+    return out;
+}
+
+/* k-reciprocal re-ranking (Zhong et al. 2017), one query at a time. */
+typedef struct krr {
+    int n, k1, k2, self; /* nodes 0..n-1 the gallery (self: skipped), n the query */
+    double lambda;
+    const float *GG, *s; /* gallery x gallery, query x gallery similarities */
+    const int *nbr;      /* each gallery item's k1 + 1 best others, descending */
+    int *F;              /* (n + 1) x k1: each node's k1 best other nodes */
+    float *V, *W;        /* (n + 1) x (n + 1) */
+    int *R, *Rc, *Rs;
+    unsigned char *mark;
+} krr;
+
+static float krr_sim(const krr *k, int a, int b)
+{
+    if (a == k->n)
+        return k->s[b];
+    if (b == k->n)
+        return k->s[a];
+    return k->GG[(size_t)a * k->n + b];
+}
+
+/* Whether a is among b's first m forward neighbours (or is b). */
+static int krr_in(const krr *k, int a, int b, int m)
+{
+    if (a == b)
+        return 1;
+    for (int r = 0; r < m; r++)
+        if (k->F[(size_t)b * k->k1 + r] == a)
+            return 1;
+    return 0;
+}
+
+/* The m-reciprocal neighbours of i (itself included) into out; count. */
+static int krr_recip(const krr *k, int i, int m, int *out)
+{
+    int c = 0;
+    out[c++] = i;
+    for (int r = 0; r < m; r++) {
+        int j = k->F[(size_t)i * k->k1 + r];
+        if (j >= 0 && krr_in(k, i, j, m))
+            out[c++] = j;
+    }
+    return c;
+}
+
+/* Fills row a of S (n gallery scores) for the query with similarities s. */
+static void krr_query(krr *k, float *S)
+{
+    int n = k->n, N = n + 1, k1 = k->k1, half = (k1 + 1) / 2;
+    /* forward lists */
+    for (int i = 0; i < N; i++) {
+        int *f = k->F + (size_t)i * k1, c = 0;
+        if (i == k->self) {
+            for (int r = 0; r < k1; r++)
+                f[r] = -1;
+            continue;
+        }
+        if (i == n) {
+            c = qe_top(k->s, n, k->self, k1, f);
+        } else {
+            int ins = 0;
+            for (int r = 0; r <= k1 && c < k1; r++) {
+                int j = k->nbr[(size_t)i * (k1 + 1) + r];
+                if (!ins && k->s[i] > k->GG[(size_t)i * n + j])
+                    f[c++] = n, ins = 1;
+                if (c < k1 && j != k->self)
+                    f[c++] = j;
+            }
+            if (!ins && c < k1)
+                f[c++] = n;
+        }
+        for (; c < k1; c++)
+            f[c] = -1;
+    }
+    /* V: expanded k-reciprocal sets, Gaussian-weighted, rows summing to 1 */
+    memset(k->V, 0, (size_t)N * N * sizeof *k->V);
+    for (int i = 0; i < N; i++) {
+        if (i == k->self)
+            continue;
+        int nr = krr_recip(k, i, k1, k->R);
+        memset(k->mark, 0, (size_t)N);
+        for (int r = 0; r < nr; r++)
+            k->mark[k->R[r]] = 1;
+        int ns = 0;
+        for (int r = 0; r < nr; r++)
+            k->Rs[ns++] = k->R[r];
+        for (int r = 0; r < nr; r++) {
+            int nc = krr_recip(k, k->R[r], half, k->Rc), both = 0;
+            for (int t = 0; t < nc; t++)
+                both += k->mark[k->Rc[t]] & 1;
+            if (3 * both > 2 * nc)
+                for (int t = 0; t < nc; t++)
+                    if (!k->mark[k->Rc[t]])
+                        k->mark[k->Rc[t]] = 2, k->Rs[ns++] = k->Rc[t];
+        }
+        double sum = 0;
+        float *v = k->V + (size_t)i * N;
+        for (int r = 0; r < ns; r++) {
+            int g = k->Rs[r];
+            v[g] = (float)exp(-(2 - 2 * (double)krr_sim(k, i, g)));
+            sum += v[g];
+        }
+        for (int r = 0; r < ns; r++)
+            v[k->Rs[r]] /= (float)sum;
+    }
+    /* local query expansion over each node's k2 nearest (itself included) */
+    for (int i = 0; i < N; i++) {
+        float *w = k->W + (size_t)i * N;
+        memcpy(w, k->V + (size_t)i * N, (size_t)N * sizeof *w);
+        if (i == k->self)
+            continue;
+        int m = 1;
+        for (int r = 0; r < k->k2 - 1 && k->F[(size_t)i * k1 + r] >= 0; r++, m++) {
+            const float *v = k->V + (size_t)k->F[(size_t)i * k1 + r] * N;
+            for (int g = 0; g < N; g++)
+                w[g] += v[g];
+        }
+        for (int g = 0; g < N; g++)
+            w[g] /= (float)m;
+    }
+    const float *wq = k->W + (size_t)n * N;
+    for (int g = 0; g < n; g++) {
+        const float *wg = k->W + (size_t)g * N;
+        double mn = 0;
+        for (int t = 0; t < N; t++)
+            mn += wq[t] < wg[t] ? wq[t] : wg[t];
+        double dj = 1 - mn / (2 - mn), d0 = 2 - 2 * (double)k->s[g];
+        S[g] = g == k->self ? -1e9f : (float)-((1 - k->lambda) * dj + k->lambda * d0);
+    }
+}
+
+/* k-reciprocal re-ranking of every row of S (queries against G). */
+static void krr_rerank(const bench *b, const float *G, int dim, const int *self, int nq, int k1,
+                       int k2, double lambda, float *S)
+{
+    int n = b->n, N = n + 1;
+    krr k = {.n = n, .k1 = k1, .k2 = k2, .lambda = lambda};
+    float *GG = malloc((size_t)n * n * sizeof *GG);
+    int *nbr = malloc((size_t)n * (k1 + 1) * sizeof *nbr);
+    for (int i = 0; i < n; i++) {
+        for (int j = 0; j < n; j++) {
+            double s = 0;
+            for (int t = 0; t < dim; t++)
+                s += G[(size_t)i * dim + t] * G[(size_t)j * dim + t];
+            GG[(size_t)i * n + j] = (float)s;
+        }
+        qe_top(GG + (size_t)i * n, n, i, k1 + 1, nbr + (size_t)i * (k1 + 1));
+    }
+    k.GG = GG, k.nbr = nbr;
+    k.F = malloc((size_t)N * k1 * sizeof *k.F);
+    k.V = malloc((size_t)N * N * sizeof *k.V), k.W = malloc((size_t)N * N * sizeof *k.W);
+    k.R = malloc((size_t)N * sizeof *k.R), k.Rc = malloc((size_t)N * sizeof *k.Rc);
+    k.Rs = malloc((size_t)N * sizeof *k.Rs), k.mark = malloc((size_t)N);
+    for (int a = 0; a < nq; a++) {
+        k.self = self[a], k.s = S + (size_t)a * n;
+        float *row = malloc((size_t)n * sizeof *row);
+        krr_query(&k, row);
+        memcpy(S + (size_t)a * n, row, (size_t)n * sizeof *row);
+        free(row);
+    }
+    free(GG), free(nbr), free(k.F), free(k.V), free(k.W), free(k.R), free(k.Rc), free(k.Rs);
+    free(k.mark);
+}
+
+/* Evaluate embeddings e (of originals) and ea (of copies), dim each; with
+ * BENCH_DBA / BENCH_QE, against the augmented gallery / with expanded
+ * queries (category queries and copies alike). */
+static void score(const bench *b, const float *e, const float *ea, int dim, int d_raw,
                   const unsigned char *is_val, result *r)
 {
     int *q = malloc((size_t)b->n * sizeof *q), nq = 0;
@@ -154,13 +534,40 @@ static void score(const bench *b, const float *e, const float *ea, int dim,
             q[nq++] = i;
     float *S = malloc((size_t)nq * b->n * sizeof *S);
     double p1, p5, p10, map, r1, r10;
-    ims__sim(e, q, nq, e, b->n, dim, S);
-    cat_scores(b, S, q, nq, is_val, &p1, &p5, &p10, &map);
-    ims__sim(ea, q, nq, e, b->n, dim, S);
-    ims__instance_recall(S, nq, b->n, q, &r1, &r10);
+    int n_qe = 0, qe_mode = 0, n_db = 0, db_mode = 0;
+    double qe_alpha = 0, db_alpha = 0, kr_lambda = .3;
+    int kr_k1 = 0, kr_k2 = 6;
+    if (getenv("BENCH_KRR"))
+        sscanf(getenv("BENCH_KRR"), "%d,%d,%lf", &kr_k1, &kr_k2, &kr_lambda);
+    if (getenv("BENCH_QE"))
+        sscanf(getenv("BENCH_QE"), "%d,%lf,%d", &n_qe, &qe_alpha, &qe_mode);
+    if (getenv("BENCH_DBA"))
+        sscanf(getenv("BENCH_DBA"), "%d,%lf,%d", &n_db, &db_alpha, &db_mode);
+    /* mode + 10: expand the LDA part of a fused vector only */
+    int qe_lo = qe_mode >= 10 ? d_raw : 0, db_lo = db_mode >= 10 ? d_raw : 0;
+    qe_mode %= 10, db_mode %= 10;
+    float *Gd = n_db > 0 ? dba(b, e, dim, db_lo, n_db, db_alpha, db_mode, is_val) : NULL;
+    const float *G = Gd ? Gd : e;
+    float *Q = malloc((size_t)nq * dim * sizeof *Q);
+    int *self = malloc((size_t)nq * sizeof *self);
+    for (int pass = 0; pass < 2; pass++) {
+        const float *x = pass ? ea : e;
+        for (int a = 0; a < nq; a++) {
+            memcpy(Q + (size_t)a * dim, x + (size_t)q[a] * dim, (size_t)dim * sizeof *Q);
+            self[a] = pass ? -1 : q[a];
+        }
+        ims__sim(x, q, nq, G, b->n, dim, S);
+        if (n_qe > 0)
+            qe_expand(b, G, dim, qe_lo, Q, self, nq, n_qe, qe_alpha, qe_mode, is_val, S);
+        if (kr_k1 > 0)
+            krr_rerank(b, G, dim, self, nq, kr_k1, kr_k2, kr_lambda, S);
+        if (!pass)
+            cat_scores(b, S, q, nq, is_val, &p1, &p5, &p10, &map);
+        else
+            ims__instance_recall(S, nq, b->n, q, &r1, &r10);
+    }
     r->p1 += p1, r->p5 += p5, r->p10 += p10, r->map += map, r->r1 += r1, r->r10 += r10;
-    free(S);
-    free(q);
+    free(S), free(q), free(Q), free(self), free(Gd);
 }
 
 static void print_row(const char *method, const char *taps, const result *r, int n_seeds)
@@ -381,7 +788,7 @@ static void run_method(const bench *b, const char *method, const int *use, int n
             sscanf(getenv("BENCH_RERANK"), "%lf,%lf", &al, &ta);
             score_rerank(b, e, ea, dim, d, (float)(r.w - wsum_prev), al, ta, is_val, &r);
         } else {
-            score(b, e, ea, dim, is_val, &r);
+            score(b, e, ea, dim, kind == IMS_TRAIN_FUSION ? d : 0, is_val, &r);
         }
         wsum_prev = r.w;
         free(e), free(ea), free(xw), free(xaw);
