@@ -18,6 +18,13 @@
  *   4. pull: the pipeline is evaluated in strips of rows, copied straight into
  *      the caller's buffer (allocated with ims_malloc).
  *
+ * A check (ims_image_check_memory) runs the same phases but drains the
+ * pipeline without keeping it: a JPEG opens at 1/8 scale at once (its frame
+ * size read from the SOF marker, so one open does), libjpeg still
+ * entropy-decodes every scan, and EXIF rotation is not applied, only its
+ * swap of the sides reported. Only a clean pass stands; a failure or any
+ * libvips warning hands the verdict to the full decode (see check()).
+ *
  * Strictness: loaders run with fail_on=error (JPEG: fail_on=warning, since
  * libjpeg reports truncated and corrupt entropy data as warnings), so a
  * truncated JPEG or a PNG with a bad CRC fails instead of being padded with
@@ -51,11 +58,16 @@
 static pthread_once_t vips_once = PTHREAD_ONCE_INIT;
 static int vips_init_rc = -1;
 
+/* Warnings libvips logged on this thread (a check's evidence: see check()). */
+static _Thread_local unsigned n_vips_warnings;
+
 /* libvips's g_warning()s (one per bad tile...) go to our log at debug
  * level instead of stderr: failures reach the caller as error codes. */
 static void route_vips_log(const gchar *domain, GLogLevelFlags level, const gchar *msg, gpointer ud)
 {
-    (void)level, (void)ud;
+    (void)ud;
+    if (level & (G_LOG_LEVEL_WARNING | G_LOG_LEVEL_MESSAGE))
+        n_vips_warnings++;
     ims_log(IMS_LOG_DEBUG, "%s: %s", domain ? domain : "glib", msg);
 }
 
@@ -260,6 +272,16 @@ static int jpeg_shrink(int w, int h, int shrink_to)
     return s;
 }
 
+/* The JPEG scale of a check: 1/8, or less for a side under 8 pixels
+ * (libvips gives w / shrink pixels, and must not be asked for 0). */
+static int check_shrink(int w, int h)
+{
+    int side = IMS_MIN(w, h), s = 8;
+    while (s > 1 && side < s)
+        s /= 2;
+    return s;
+}
+
 /* Build the pipeline: autorotate, sRGB, flatten, 3 uchar bands; 0 or -1. */
 static int build_pipeline(VipsImage *in, int rotate, VipsImage **t, VipsImage **out)
 {
@@ -334,8 +356,68 @@ static int pull(VipsImage *x, unsigned char *rgb)
     return rc;
 }
 
-/* The common body of load_file and load_memory. */
-static int load(const src *s, const ims_image_opts *opts, ims_image **out, ims_error *err)
+/* Evaluate x in strips of rows, keeping nothing (the check); 0 or -1. */
+static int drain(VipsImage *x)
+{
+    const int w = x->Xsize, h = x->Ysize, strip = 64;
+    VipsRegion *reg = vips_region_new(x);
+    int rc = 0;
+    for (int y = 0; y < h && rc == 0; y += strip) {
+        VipsRect r = {0, y, w, IMS_MIN(strip, h - y)};
+        rc = vips_region_prepare(reg, &r);
+    }
+    g_object_unref(reg);
+    return rc;
+}
+
+static uint32_t be16(const unsigned char *p) { return (uint32_t)p[0] << 8 | p[1]; }
+
+/* The frame size of a JPEG in memory from its first SOF marker, walking
+ * the marker segments as libjpeg's read_markers() does; 0, or -1 at
+ * anything else than well-formed segments of the kinds a header holds
+ * (the caller then asks libjpeg). It must never name another frame than
+ * libjpeg reads: the check opens at a scale chosen from these sides, and
+ * libvips aborts on a scale that leaves a side of 0 pixels. libjpeg walks
+ * the same way (a table segment whose length disagrees with its content
+ * is an error there), and skips stray bytes, FF 00 and RSTn/TEM markers
+ * where this walk gives up. */
+static int jpeg_frame_size(const unsigned char *p, size_t n, int *w, int *h)
+{
+    size_t i = 2; /* after SOI */
+    while (i + 4 <= n) {
+        if (p[i] != 0xff)
+            return -1;
+        const unsigned m = p[i + 1];
+        if (m == 0xff) { /* fill byte */
+            i++;
+            continue;
+        }
+        const int sof = m >= 0xc0 && m <= 0xcf && m != 0xc4 && m != 0xc8 && m != 0xcc;
+        const int skip = (m >= 0xe0 && m <= 0xef) || m == 0xfe /* APPn, COM */ || m == 0xc4 ||
+                         m == 0xcc || m == 0xdb || m == 0xdd; /* DHT DAC DQT DRI */
+        if (!sof && !skip)
+            return -1;
+        const size_t len = be16(p + i + 2);
+        if (len < 2 || len > n - i - 2)
+            return -1;
+        if (sof) {
+            if (len < 7)
+                return -1;
+            *h = (int)be16(p + i + 5);
+            *w = (int)be16(p + i + 7);
+            return 0;
+        }
+        i += 2 + len;
+    }
+    return -1;
+}
+
+/* The common body of the loads and the checks. With info (a check), the
+ * pixels are decoded but not kept: JPEG decodes at 1/8 scale (libjpeg
+ * still entropy-decodes every scan, so corrupt and truncated data fail
+ * as in a full decode), EXIF rotation only swaps the reported sides. */
+static int load(const src *s, const ims_image_opts *opts, ims_image **out, ims_image_info *info,
+                ims_error *err)
 {
     char vm[384];
     int rc = ims__image_vips_init(err);
@@ -373,13 +455,33 @@ static int load(const src *s, const ims_image_opts *opts, ims_image **out, ims_e
     VipsImage *x = NULL;
     unsigned char *rgb = NULL;
 
-    /* Header only: nothing is decoded yet. */
-    if (open_lazy(s, fmt, VIPS_ACCESS_SEQUENTIAL, 1, &t[0])) {
+    /* Header only: nothing is decoded yet. A JPEG check whose frame size
+     * is known opens at its check scale at once (the sides are compared
+     * below). */
+    int fw = 0, fh = 0, first_shrink = 1;
+    if (info && fmt == FMT_JPEG && !s->path && jpeg_frame_size(s->buf, s->len, &fw, &fh) == 0)
+        first_shrink = check_shrink(fw, fh);
+    if (open_lazy(s, fmt, VIPS_ACCESS_SEQUENTIAL, first_shrink, &t[0])) {
         rc = ims_error_set(err, IMS_ECORRUPT, "%s: corrupt or truncated %s header: %s", s->where, fname,
                            vips_msg(vm, sizeof vm));
         goto done;
     }
-    const int w = t[0]->Xsize, h = t[0]->Ysize;
+    int w = t[0]->Xsize, h = t[0]->Ysize;
+    if (first_shrink > 1) {
+        if (w == fw / first_shrink && h == fh / first_shrink) {
+            w = fw, h = fh;
+        } else { /* libjpeg read another frame header: ask it for the sides */
+            g_object_unref(t[0]);
+            t[0] = NULL;
+            first_shrink = 1;
+            if (open_lazy(s, fmt, VIPS_ACCESS_SEQUENTIAL, 1, &t[0])) {
+                rc = ims_error_set(err, IMS_ECORRUPT, "%s: corrupt or truncated %s header: %s",
+                                   s->where, fname, vips_msg(vm, sizeof vm));
+                goto done;
+            }
+            w = t[0]->Xsize, h = t[0]->Ysize;
+        }
+    }
     if (w <= 0 || h <= 0) {
         rc = ims_error_set(err, IMS_ECORRUPT, "%s: %s header gives a %dx%d image", s->where,
                            fname, w, h);
@@ -395,10 +497,12 @@ static int load(const src *s, const ims_image_opts *opts, ims_image **out, ims_e
         goto done;
     }
     const int orientation = vips_image_get_orientation(t[0]);
-    const int rotate = orientation >= 2 && orientation <= 8;
-    const int shrink = fmt == FMT_JPEG ? jpeg_shrink(w, h, shrink_to) : 1;
+    const int rotate = !info && orientation >= 2 && orientation <= 8;
+    const int shrink = fmt != FMT_JPEG ? 1
+                       : info          ? check_shrink(w, h)
+                                       : jpeg_shrink(w, h, shrink_to);
     VipsImage *in = t[0];
-    if (rotate || shrink > 1) {
+    if (rotate || shrink != first_shrink) {
         /* Reopen: rotation needs random access; shrink is a load option. */
         if (open_lazy(s, fmt, rotate ? VIPS_ACCESS_RANDOM : VIPS_ACCESS_SEQUENTIAL, shrink,
                       &t[1])) {
@@ -414,6 +518,19 @@ static int load(const src *s, const ims_image_opts *opts, ims_image **out, ims_e
         goto done;
     }
 
+    if (info) {
+        if (drain(x)) {
+            rc = ims_error_set(err, IMS_ECORRUPT, "%s: corrupt or truncated %s data: %s", s->where,
+                               fname, vips_msg(vm, sizeof vm));
+            goto done;
+        }
+        const int swap = orientation >= 5 && orientation <= 8; /* a quarter turn */
+        info->width = swap ? h : w;
+        info->height = swap ? w : h;
+        snprintf(info->format, sizeof info->format, "%s", fname);
+        rc = IMS_OK;
+        goto done;
+    }
     size_t n;
     if (!ims_size_mul3((size_t)x->Xsize, (size_t)x->Ysize, 3, &n)) {
         rc = ims_error_set(err, IMS_ETOOBIG, "%s: image too large", s->where);
@@ -468,7 +585,7 @@ int ims_image_load_file(const char *path, const ims_image_opts *opts, ims_image 
     if (e)
         return ims_error_set_errno(err, IMS_EIO, e, "%s", path);
     src s = {.path = path, .where = path, .head = head, .n_head = n};
-    return load(&s, opts, out, err);
+    return load(&s, opts, out, NULL, err);
 }
 
 int ims_image_load_memory(const void *buf, size_t len, const ims_image_opts *opts,
@@ -479,7 +596,48 @@ int ims_image_load_memory(const void *buf, size_t len, const ims_image_opts *opt
     if (len == 0)
         return ims_error_set(err, IMS_ECORRUPT, "<memory>: empty image buffer");
     src s = {.buf = buf, .len = len, .where = "<memory>", .head = buf, .n_head = len};
-    return load(&s, opts, out, err);
+    return load(&s, opts, out, NULL, err);
+}
+
+/* The check: a pass at the check scale stands only when it passed and
+ * libvips said nothing, neither a logged warning on this thread nor text
+ * in its error buffer; otherwise the full decode (pixels dropped) gives
+ * the verdict and message. Why: libvips's JPEG loader tests for libjpeg's
+ * warnings (corrupt or truncated data) when it starts a strip of 8 rows,
+ * so a warning met while decoding the last strip only gets logged, as
+ * "read gave N warnings", and the image passes. The last strip is a
+ * different part of the file at 1/8 scale, so the two passes would
+ * disagree there; libjpeg's warnings come from entropy decoding and
+ * markers, the same at any scale, so a pass that met none is a pass at
+ * full scale too. The error buffer is process-wide: text from another
+ * thread only costs a needless full decode. */
+static int check(const src *s, const ims_image_opts *opts, ims_image_info *out, ims_error *err)
+{
+    const unsigned warned = n_vips_warnings;
+    int rc = load(s, opts, NULL, out, err);
+    if (rc == IMS_OK && n_vips_warnings == warned && !vips_error_buffer()[0])
+        return IMS_OK;
+    memset(out, 0, sizeof *out);
+    ims_error_clear(err);
+    ims_image *img = NULL;
+    if ((rc = load(s, opts, &img, NULL, err)))
+        return rc;
+    out->width = img->width;
+    out->height = img->height;
+    memcpy(out->format, img->format, sizeof out->format);
+    ims_image_free(img);
+    return IMS_OK;
+}
+
+int ims_image_check_memory(const void *buf, size_t len, const ims_image_opts *opts,
+                           ims_image_info *out, ims_error *err)
+{
+    IMS_ASSERT(out && (buf || len == 0));
+    memset(out, 0, sizeof *out);
+    if (len == 0)
+        return ims_error_set(err, IMS_ECORRUPT, "<memory>: empty image buffer");
+    src s = {.buf = buf, .len = len, .where = "<memory>", .head = buf, .n_head = len};
+    return check(&s, opts, out, err);
 }
 
 int ims_image_new(int width, int height, ims_image **out)
