@@ -18,12 +18,13 @@
  *   4. pull: the pipeline is evaluated in strips of rows, copied straight into
  *      the caller's buffer (allocated with ims_malloc).
  *
- * A check (ims_image_check_memory) runs the same phases but drains the
- * pipeline without keeping it: a JPEG opens at 1/8 scale at once (its frame
- * size read from the SOF marker, so one open does), libjpeg still
- * entropy-decodes every scan, and EXIF rotation is not applied, only its
- * swap of the sides reported. Only a clean pass stands; a failure or any
- * libvips warning hands the verdict to the full decode (see check()).
+ * A check (ims_image_check_memory) runs the same sniff, header, limits and
+ * pipeline building, then decodes without keeping anything: a JPEG by one
+ * pass of libjpeg at 1/8 scale (jpeg_scan.c: every scan entropy-decoded,
+ * no libvips objects), other formats by draining the pipeline. EXIF
+ * rotation is not applied, only its swap of the sides reported. Only a
+ * clean pass stands; a failure or any warning hands the verdict to the
+ * full decode (see check()).
  *
  * Strictness: loaders run with fail_on=error (JPEG: fail_on=warning, since
  * libjpeg reports truncated and corrupt entropy data as warnings), so a
@@ -272,16 +273,6 @@ static int jpeg_shrink(int w, int h, int shrink_to)
     return s;
 }
 
-/* The JPEG scale of a check: 1/8, or less for a side under 8 pixels
- * (libvips gives w / shrink pixels, and must not be asked for 0). */
-static int check_shrink(int w, int h)
-{
-    int side = IMS_MIN(w, h), s = 8;
-    while (s > 1 && side < s)
-        s /= 2;
-    return s;
-}
-
 /* Build the pipeline: autorotate, sRGB, flatten, 3 uchar bands; 0 or -1. */
 static int build_pipeline(VipsImage *in, int rotate, VipsImage **t, VipsImage **out)
 {
@@ -370,52 +361,10 @@ static int drain(VipsImage *x)
     return rc;
 }
 
-static uint32_t be16(const unsigned char *p) { return (uint32_t)p[0] << 8 | p[1]; }
-
-/* The frame size of a JPEG in memory from its first SOF marker, walking
- * the marker segments as libjpeg's read_markers() does; 0, or -1 at
- * anything else than well-formed segments of the kinds a header holds
- * (the caller then asks libjpeg). It must never name another frame than
- * libjpeg reads: the check opens at a scale chosen from these sides, and
- * libvips aborts on a scale that leaves a side of 0 pixels. libjpeg walks
- * the same way (a table segment whose length disagrees with its content
- * is an error there), and skips stray bytes, FF 00 and RSTn/TEM markers
- * where this walk gives up. */
-static int jpeg_frame_size(const unsigned char *p, size_t n, int *w, int *h)
-{
-    size_t i = 2; /* after SOI */
-    while (i + 4 <= n) {
-        if (p[i] != 0xff)
-            return -1;
-        const unsigned m = p[i + 1];
-        if (m == 0xff) { /* fill byte */
-            i++;
-            continue;
-        }
-        const int sof = m >= 0xc0 && m <= 0xcf && m != 0xc4 && m != 0xc8 && m != 0xcc;
-        const int skip = (m >= 0xe0 && m <= 0xef) || m == 0xfe /* APPn, COM */ || m == 0xc4 ||
-                         m == 0xcc || m == 0xdb || m == 0xdd; /* DHT DAC DQT DRI */
-        if (!sof && !skip)
-            return -1;
-        const size_t len = be16(p + i + 2);
-        if (len < 2 || len > n - i - 2)
-            return -1;
-        if (sof) {
-            if (len < 7)
-                return -1;
-            *h = (int)be16(p + i + 5);
-            *w = (int)be16(p + i + 7);
-            return 0;
-        }
-        i += 2 + len;
-    }
-    return -1;
-}
-
 /* The common body of the loads and the checks. With info (a check), the
- * pixels are decoded but not kept: JPEG decodes at 1/8 scale (libjpeg
- * still entropy-decodes every scan, so corrupt and truncated data fail
- * as in a full decode), EXIF rotation only swaps the reported sides. */
+ * pixels are decoded but not kept: a JPEG in memory by one libjpeg pass
+ * at 1/8 scale (jpeg_scan.c), other images by draining the pipeline; EXIF
+ * rotation only swaps the reported sides. */
 static int load(const src *s, const ims_image_opts *opts, ims_image **out, ims_image_info *info,
                 ims_error *err)
 {
@@ -455,33 +404,13 @@ static int load(const src *s, const ims_image_opts *opts, ims_image **out, ims_i
     VipsImage *x = NULL;
     unsigned char *rgb = NULL;
 
-    /* Header only: nothing is decoded yet. A JPEG check whose frame size
-     * is known opens at its check scale at once (the sides are compared
-     * below). */
-    int fw = 0, fh = 0, first_shrink = 1;
-    if (info && fmt == FMT_JPEG && !s->path && jpeg_frame_size(s->buf, s->len, &fw, &fh) == 0)
-        first_shrink = check_shrink(fw, fh);
-    if (open_lazy(s, fmt, VIPS_ACCESS_SEQUENTIAL, first_shrink, &t[0])) {
+    /* Header only: nothing is decoded yet. */
+    if (open_lazy(s, fmt, VIPS_ACCESS_SEQUENTIAL, 1, &t[0])) {
         rc = ims_error_set(err, IMS_ECORRUPT, "%s: corrupt or truncated %s header: %s", s->where, fname,
                            vips_msg(vm, sizeof vm));
         goto done;
     }
-    int w = t[0]->Xsize, h = t[0]->Ysize;
-    if (first_shrink > 1) {
-        if (w == fw / first_shrink && h == fh / first_shrink) {
-            w = fw, h = fh;
-        } else { /* libjpeg read another frame header: ask it for the sides */
-            g_object_unref(t[0]);
-            t[0] = NULL;
-            first_shrink = 1;
-            if (open_lazy(s, fmt, VIPS_ACCESS_SEQUENTIAL, 1, &t[0])) {
-                rc = ims_error_set(err, IMS_ECORRUPT, "%s: corrupt or truncated %s header: %s",
-                                   s->where, fname, vips_msg(vm, sizeof vm));
-                goto done;
-            }
-            w = t[0]->Xsize, h = t[0]->Ysize;
-        }
-    }
+    const int w = t[0]->Xsize, h = t[0]->Ysize;
     if (w <= 0 || h <= 0) {
         rc = ims_error_set(err, IMS_ECORRUPT, "%s: %s header gives a %dx%d image", s->where,
                            fname, w, h);
@@ -498,11 +427,9 @@ static int load(const src *s, const ims_image_opts *opts, ims_image **out, ims_i
     }
     const int orientation = vips_image_get_orientation(t[0]);
     const int rotate = !info && orientation >= 2 && orientation <= 8;
-    const int shrink = fmt != FMT_JPEG ? 1
-                       : info          ? check_shrink(w, h)
-                                       : jpeg_shrink(w, h, shrink_to);
+    const int shrink = fmt == FMT_JPEG && !info ? jpeg_shrink(w, h, shrink_to) : 1;
     VipsImage *in = t[0];
-    if (rotate || shrink != first_shrink) {
+    if (rotate || shrink > 1) {
         /* Reopen: rotation needs random access; shrink is a load option. */
         if (open_lazy(s, fmt, rotate ? VIPS_ACCESS_RANDOM : VIPS_ACCESS_SEQUENTIAL, shrink,
                       &t[1])) {
@@ -519,7 +446,12 @@ static int load(const src *s, const ims_image_opts *opts, ims_image **out, ims_i
     }
 
     if (info) {
-        if (drain(x)) {
+        /* a JPEG pass that is not clean says nothing: check() decides */
+        if (fmt == FMT_JPEG && !s->path && ims__image_jpeg_scan(s->buf, s->len)) {
+            rc = ims_error_set(err, IMS_ECORRUPT, "%s: libjpeg warned or failed", s->where);
+            goto done;
+        }
+        if (fmt != FMT_JPEG && drain(x)) {
             rc = ims_error_set(err, IMS_ECORRUPT, "%s: corrupt or truncated %s data: %s", s->where,
                                fname, vips_msg(vm, sizeof vm));
             goto done;
@@ -599,18 +531,18 @@ int ims_image_load_memory(const void *buf, size_t len, const ims_image_opts *opt
     return load(&s, opts, out, NULL, err);
 }
 
-/* The check: a pass at the check scale stands only when it passed and
- * libvips said nothing, neither a logged warning on this thread nor text
- * in its error buffer; otherwise the full decode (pixels dropped) gives
- * the verdict and message. Why: libvips's JPEG loader tests for libjpeg's
- * warnings (corrupt or truncated data) when it starts a strip of 8 rows,
- * so a warning met while decoding the last strip only gets logged, as
- * "read gave N warnings", and the image passes. The last strip is a
- * different part of the file at 1/8 scale, so the two passes would
- * disagree there; libjpeg's warnings come from entropy decoding and
- * markers, the same at any scale, so a pass that met none is a pass at
- * full scale too. The error buffer is process-wide: text from another
- * thread only costs a needless full decode. */
+/* The check: its pass stands only when it passed and nothing warned:
+ * for a JPEG, libjpeg raised no warning; for the others, libvips logged
+ * no warning on this thread and left no text in its error buffer.
+ * Otherwise the full decode (pixels dropped) gives the verdict and the
+ * message. Why: libvips's JPEG loader tests for libjpeg's warnings
+ * (corrupt or truncated data) when it starts a strip of 8 rows, so a
+ * warning met while decoding the last strip is only logged ("read gave N
+ * warnings") and the image passes; where that leaves a file accepted or
+ * rejected depends on the rows, which a 1/8-scale pass cannot mimic. A
+ * pass that met no warning at all is a pass of the full decode. The error
+ * buffer is process-wide: text from another thread only costs a needless
+ * full decode. */
 static int check(const src *s, const ims_image_opts *opts, ims_image_info *out, ims_error *err)
 {
     const unsigned warned = n_vips_warnings;
