@@ -447,11 +447,12 @@ static int load(const src *s, const ims_image_opts *opts, ims_image **out, ims_i
 
     if (info) {
         /* a JPEG pass that is not clean says nothing: check() decides */
-        if (fmt == FMT_JPEG && !s->path && ims__image_jpeg_scan(s->buf, s->len)) {
-            rc = ims_error_set(err, IMS_ECORRUPT, "%s: libjpeg warned or failed", s->where);
-            goto done;
-        }
-        if (fmt != FMT_JPEG && drain(x)) {
+        if (fmt == FMT_JPEG && !s->path) {
+            if (ims__image_jpeg_scan(s->buf, s->len)) {
+                rc = ims_error_set(err, IMS_ECORRUPT, "%s: libjpeg warned or failed", s->where);
+                goto done;
+            }
+        } else if (drain(x)) {
             rc = ims_error_set(err, IMS_ECORRUPT, "%s: corrupt or truncated %s data: %s", s->where,
                                fname, vips_msg(vm, sizeof vm));
             goto done;
