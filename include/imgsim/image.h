@@ -55,6 +55,23 @@ int ims_image_load_file(const char *path, const ims_image_opts *opts, ims_image 
                         ims_error *err);
 int ims_image_load_memory(const void *buf, size_t len, const ims_image_opts *opts,
                           ims_image **out, ims_error *err);
+/* What a check found: what the decode would give, without the pixels. */
+typedef struct ims_image_info {
+    int width, height; /* of the full image, after EXIF rotation */
+    char format[8];    /* as ims_image.format */
+} ims_image_info;
+
+/* Check that a memory buffer decodes, as ims_image_load_memory would,
+ * without keeping its pixels: the same limits, loader and strictness, the
+ * same conversion to sRGB, and every byte of image data decoded (a JPEG
+ * at 1/8 scale, which still entropy-decodes every scan; EXIF rotation is
+ * not applied, only its swap of the sides reported). Returns what
+ * ims_image_load_memory returns for these bytes and opts (opts->shrink_to
+ * is ignored), with the same message; *out is zeroed on failure. Much
+ * cheaper than a load for JPEG. */
+int ims_image_check_memory(const void *buf, size_t len, const ims_image_opts *opts,
+                           ims_image_info *out, ims_error *err);
+
 /* A blank (white) image, for tests and synthesis. IMS_EINVAL for a size
  * <= 0 or over 2^20 per side, IMS_ENOMEM. */
 int ims_image_new(int width, int height, ims_image **out);

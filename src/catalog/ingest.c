@@ -11,7 +11,7 @@
  *      IMMEDIATE transaction. Per file: the skip test (same path, size and
  *      mtime as recorded: nothing read); else read, SHA-256, and if the
  *      hash equals the recorded one it is still unchanged; else decode once
- *      (the check; the pixels are dropped), then DUPLICATE of the accepted
+ *      (the check, ims_image_check_memory: no pixels kept), then DUPLICATE of the accepted
  *      item with that hash, or ACCEPTED with its image stored
  *      (content-addressed) before its row; failures are REJECTED rows with
  *      a reason. A changed file keeps its item id; its vectors are dropped
@@ -340,20 +340,19 @@ static int looks_truncated(const unsigned char *b, size_t n)
     return 0;
 }
 
-/* Decode once (the check) and classify a failure. */
+/* Decode once without keeping the pixels (the check); classify a failure. */
 static void check_image(run *r, const unsigned char *buf, size_t len, verdict *v)
 {
     ims_image_opts io = {.max_pixels = (uint64_t)r->max_pixels};
-    ims_image *img = NULL;
+    ims_image_info info;
     ims_error e;
     ims_error_clear(&e);
-    int rc = ims_image_load_memory(buf, len, &io, &img, &e);
+    int rc = ims_image_check_memory(buf, len, &io, &info, &e);
     if (rc == IMS_OK) {
         v->status = IMS_ITEM_ACCEPTED;
-        v->width = img->width;
-        v->height = img->height;
-        snprintf(v->format, sizeof v->format, "%s", img->format);
-        ims_image_free(img);
+        v->width = info.width;
+        v->height = info.height;
+        snprintf(v->format, sizeof v->format, "%s", info.format);
         return;
     }
     const char *detail = e.msg;

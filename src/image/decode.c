@@ -18,6 +18,14 @@
  *   4. pull: the pipeline is evaluated in strips of rows, copied straight into
  *      the caller's buffer (allocated with ims_malloc).
  *
+ * A check (ims_image_check_memory) runs the same sniff, header, limits and
+ * pipeline building, then decodes without keeping anything: a JPEG by one
+ * pass of libjpeg at 1/8 scale (jpeg_scan.c: every scan entropy-decoded,
+ * no libvips objects), other formats by draining the pipeline. EXIF
+ * rotation is not applied, only its swap of the sides reported. Only a
+ * clean pass stands; a failure or any warning hands the verdict to the
+ * full decode (see check()).
+ *
  * Strictness: loaders run with fail_on=error (JPEG: fail_on=warning, since
  * libjpeg reports truncated and corrupt entropy data as warnings), so a
  * truncated JPEG or a PNG with a bad CRC fails instead of being padded with
@@ -51,11 +59,16 @@
 static pthread_once_t vips_once = PTHREAD_ONCE_INIT;
 static int vips_init_rc = -1;
 
+/* Warnings libvips logged on this thread (a check's evidence: see check()). */
+static _Thread_local unsigned n_vips_warnings;
+
 /* libvips's g_warning()s (one per bad tile...) go to our log at debug
  * level instead of stderr: failures reach the caller as error codes. */
 static void route_vips_log(const gchar *domain, GLogLevelFlags level, const gchar *msg, gpointer ud)
 {
-    (void)level, (void)ud;
+    (void)ud;
+    if (level & (G_LOG_LEVEL_WARNING | G_LOG_LEVEL_MESSAGE))
+        n_vips_warnings++;
     ims_log(IMS_LOG_DEBUG, "%s: %s", domain ? domain : "glib", msg);
 }
 
@@ -334,8 +347,26 @@ static int pull(VipsImage *x, unsigned char *rgb)
     return rc;
 }
 
-/* The common body of load_file and load_memory. */
-static int load(const src *s, const ims_image_opts *opts, ims_image **out, ims_error *err)
+/* Evaluate x in strips of rows, keeping nothing (the check); 0 or -1. */
+static int drain(VipsImage *x)
+{
+    const int w = x->Xsize, h = x->Ysize, strip = 64;
+    VipsRegion *reg = vips_region_new(x);
+    int rc = 0;
+    for (int y = 0; y < h && rc == 0; y += strip) {
+        VipsRect r = {0, y, w, IMS_MIN(strip, h - y)};
+        rc = vips_region_prepare(reg, &r);
+    }
+    g_object_unref(reg);
+    return rc;
+}
+
+/* The common body of the loads and the checks. With info (a check), the
+ * pixels are decoded but not kept: a JPEG in memory by one libjpeg pass
+ * at 1/8 scale (jpeg_scan.c), other images by draining the pipeline; EXIF
+ * rotation only swaps the reported sides. */
+static int load(const src *s, const ims_image_opts *opts, ims_image **out, ims_image_info *info,
+                ims_error *err)
 {
     char vm[384];
     int rc = ims__image_vips_init(err);
@@ -395,8 +426,8 @@ static int load(const src *s, const ims_image_opts *opts, ims_image **out, ims_e
         goto done;
     }
     const int orientation = vips_image_get_orientation(t[0]);
-    const int rotate = orientation >= 2 && orientation <= 8;
-    const int shrink = fmt == FMT_JPEG ? jpeg_shrink(w, h, shrink_to) : 1;
+    const int rotate = !info && orientation >= 2 && orientation <= 8;
+    const int shrink = fmt == FMT_JPEG && !info ? jpeg_shrink(w, h, shrink_to) : 1;
     VipsImage *in = t[0];
     if (rotate || shrink > 1) {
         /* Reopen: rotation needs random access; shrink is a load option. */
@@ -414,6 +445,25 @@ static int load(const src *s, const ims_image_opts *opts, ims_image **out, ims_e
         goto done;
     }
 
+    if (info) {
+        /* a JPEG pass that is not clean says nothing: check() decides */
+        if (fmt == FMT_JPEG && !s->path) {
+            if (ims__image_jpeg_scan(s->buf, s->len)) {
+                rc = ims_error_set(err, IMS_ECORRUPT, "%s: libjpeg warned or failed", s->where);
+                goto done;
+            }
+        } else if (drain(x)) {
+            rc = ims_error_set(err, IMS_ECORRUPT, "%s: corrupt or truncated %s data: %s", s->where,
+                               fname, vips_msg(vm, sizeof vm));
+            goto done;
+        }
+        const int swap = orientation >= 5 && orientation <= 8; /* a quarter turn */
+        info->width = swap ? h : w;
+        info->height = swap ? w : h;
+        snprintf(info->format, sizeof info->format, "%s", fname);
+        rc = IMS_OK;
+        goto done;
+    }
     size_t n;
     if (!ims_size_mul3((size_t)x->Xsize, (size_t)x->Ysize, 3, &n)) {
         rc = ims_error_set(err, IMS_ETOOBIG, "%s: image too large", s->where);
@@ -468,7 +518,7 @@ int ims_image_load_file(const char *path, const ims_image_opts *opts, ims_image 
     if (e)
         return ims_error_set_errno(err, IMS_EIO, e, "%s", path);
     src s = {.path = path, .where = path, .head = head, .n_head = n};
-    return load(&s, opts, out, err);
+    return load(&s, opts, out, NULL, err);
 }
 
 int ims_image_load_memory(const void *buf, size_t len, const ims_image_opts *opts,
@@ -479,7 +529,48 @@ int ims_image_load_memory(const void *buf, size_t len, const ims_image_opts *opt
     if (len == 0)
         return ims_error_set(err, IMS_ECORRUPT, "<memory>: empty image buffer");
     src s = {.buf = buf, .len = len, .where = "<memory>", .head = buf, .n_head = len};
-    return load(&s, opts, out, err);
+    return load(&s, opts, out, NULL, err);
+}
+
+/* The check: its pass stands only when it passed and nothing warned:
+ * for a JPEG, libjpeg raised no warning; for the others, libvips logged
+ * no warning on this thread and left no text in its error buffer.
+ * Otherwise the full decode (pixels dropped) gives the verdict and the
+ * message. Why: libvips's JPEG loader tests for libjpeg's warnings
+ * (corrupt or truncated data) when it starts a strip of 8 rows, so a
+ * warning met while decoding the last strip is only logged ("read gave N
+ * warnings") and the image passes; where that leaves a file accepted or
+ * rejected depends on the rows, which a 1/8-scale pass cannot mimic. A
+ * pass that met no warning at all is a pass of the full decode. The error
+ * buffer is process-wide: text from another thread only costs a needless
+ * full decode. */
+static int check(const src *s, const ims_image_opts *opts, ims_image_info *out, ims_error *err)
+{
+    const unsigned warned = n_vips_warnings;
+    int rc = load(s, opts, NULL, out, err);
+    if (rc == IMS_OK && n_vips_warnings == warned && !vips_error_buffer()[0])
+        return IMS_OK;
+    memset(out, 0, sizeof *out);
+    ims_error_clear(err);
+    ims_image *img = NULL;
+    if ((rc = load(s, opts, &img, NULL, err)))
+        return rc;
+    out->width = img->width;
+    out->height = img->height;
+    memcpy(out->format, img->format, sizeof out->format);
+    ims_image_free(img);
+    return IMS_OK;
+}
+
+int ims_image_check_memory(const void *buf, size_t len, const ims_image_opts *opts,
+                           ims_image_info *out, ims_error *err)
+{
+    IMS_ASSERT(out && (buf || len == 0));
+    memset(out, 0, sizeof *out);
+    if (len == 0)
+        return ims_error_set(err, IMS_ECORRUPT, "<memory>: empty image buffer");
+    src s = {.buf = buf, .len = len, .where = "<memory>", .head = buf, .n_head = len};
+    return check(&s, opts, out, err);
 }
 
 int ims_image_new(int width, int height, ims_image **out)

@@ -18,6 +18,11 @@
  * IMS_EUNSUPPORTED (err set) if libvips cannot start. */
 int ims__image_vips_init(ims_error *err);
 
+/* One libjpeg pass over a JPEG in memory at 1/8 scale, keeping nothing:
+ * 0 when libjpeg raised neither an error nor a warning, else -1
+ * (jpeg_scan.c). */
+int ims__image_jpeg_scan(const void *buf, size_t len);
+
 /* The source rectangle rect = {x0, y0, w, h} that recipe pp takes from a
  * w x h image (the whole image unless pp->crop is IMS_CROP_CENTER). */
 int ims__preprocess_crop(int w, int h, const ims_preprocess *pp, int rect[4]);

@@ -4,7 +4,9 @@
  * pixel limit, so no input can ask for much memory) and, when it decodes,
  * through both preprocessing recipes. Invariants: a decoded image has
  * positive size within the limit and a known format; every error code is one
- * of the documented ones; preprocessed values are finite and in [0, 1].
+ * of the documented ones; preprocessed values are finite and in [0, 1];
+ * ims_image_check_memory() gives the same code and message, and for a
+ * decoded image the same size and format.
  * Replayed over tests/fuzz/corpus/image/ by ctest; build with
  * -fsanitize=fuzzer for real fuzzing.
  */
@@ -31,6 +33,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     ims_image *img = NULL;
     ims_error err;
     int rc = ims_image_load_memory(size ? data : (const uint8_t *)"", size, &opts, &img, &err);
+    ims_image_info info;
+    ims_error err_check;
+    int rc_check =
+        ims_image_check_memory(size ? data : (const uint8_t *)"", size, &opts, &info, &err_check);
+    if (rc_check != rc || (rc && strcmp(err_check.msg, err.msg)) ||
+        (!rc && (info.width != img->width || info.height != img->height ||
+                 strcmp(info.format, img->format)))) {
+        fprintf(stderr, "fuzz_image: the check (%d: %s) disagrees with the decode (%d: %s)\n",
+                rc_check, err_check.msg, rc, err.msg);
+        abort();
+    }
     if (rc != IMS_OK) {
         if (img || (rc != IMS_ECORRUPT && rc != IMS_EFORMAT && rc != IMS_ETOOBIG &&
                     rc != IMS_EUNSUPPORTED && rc != IMS_ENOMEM) ||

@@ -6,7 +6,8 @@
  *     with its header patched, or written by hand): PNG, JPEG, WebP, GIF,
  *     TIFF declaring huge dimensions; a GIF of 10,000 frames; a TIFF of
  *     10,000 pages; a TIFF whose IFD chain loops; through
- *     ims_image_load_memory and ims_coll_search_image: refused (or, for
+ *     ims_image_load_memory, ims_image_check_memory (same verdict and
+ *     message) and ims_coll_search_image: refused (or, for
  *     GIF of many frames and the looping TIFF, decoded) in under 100 ms and 50 MB of peak RSS
  *     growth (VmHWM reset through /proc/self/clear_refs). A valid 81 MP
  *     PNG of 0.3 MB (inside the default 100 MP limit) is measured and
@@ -316,6 +317,26 @@ static void test_bombs_image(void)
         if (rc)
             CHECK_MSG(err.msg[0] != 0, "%s: no message", b->name);
         check_cost("image", b->name, ms, kb);
+
+        /* ingest's check: the same verdict and message, within the same costs */
+        ims_image_info info;
+        ims_error err_check = {0};
+        img = NULL;
+        base = reset_peak();
+        t0 = now_ms();
+        int rc_check = ims_image_check_memory(b->p, b->len, NULL, &info, &err_check);
+        ms = now_ms() - t0;
+        kb = proc_status_kb("VmHWM:") - base;
+        CHECK_MSG(rc_check == rc, "%s: check %s, load %s", b->name, ims_errname(rc_check),
+                  ims_errname(rc));
+        if (rc && rc_check)
+            CHECK_MSG(!strcmp(err_check.msg, err.msg), "%s: check says %s", b->name, err_check.msg);
+        if (!rc && !rc_check && ims_image_load_memory(b->p, b->len, NULL, &img, NULL) == IMS_OK)
+            CHECK_MSG(info.width == img->width && info.height == img->height,
+                      "%s: check %dx%d, load %dx%d", b->name, info.width, info.height, img->width,
+                      img->height);
+        ims_image_free(img);
+        check_cost("check", b->name, ms, kb);
     }
 }
 

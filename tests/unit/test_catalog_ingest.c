@@ -19,6 +19,7 @@
 #include "check.h"
 #include "core/core_int.h"
 #include "imgsim/catalog.h"
+#include "imgsim/image.h"
 #include "imgsim/imgsim.h"
 
 static char tmp[256], src[300], coll[300];
@@ -274,6 +275,37 @@ static void build_tree(unsigned char **ph, size_t *pl)
     FILE *f = fopen(csv, "wb");
     fwrite(good_csv, 1, sizeof good_csv - 1, f);
     fclose(f);
+}
+
+/* Ingest's decode check against the full decode on the tree's files: the
+ * same code and message, or the same size and format. */
+static void test_check_agrees(void)
+{
+    static const char *const rel[] = {"A/p1.jpeg",          "B/sub/p4.jpeg",    "top.jpeg",
+                                      "bad/truncated.jpeg", "bad/corrupt.jpeg", "bad/random.jpg",
+                                      "bad/bomb.png",       "bad/notes.txt"};
+    for (size_t i = 0; i < sizeof rel / sizeof rel[0]; i++) {
+        char path[600];
+        snprintf(path, sizeof path, "%s/%s", src, rel[i]);
+        size_t n = 0;
+        unsigned char *b = slurp(path, &n);
+        CHECK(b != NULL);
+        if (!b)
+            continue;
+        ims_image *img = NULL;
+        ims_image_info info;
+        ims_error e1, e2;
+        int rc = ims_image_load_memory(b, n, NULL, &img, &e1);
+        int rc_check = ims_image_check_memory(b, n, NULL, &info, &e2);
+        CHECK_MSG(rc == rc_check, "%s: load %s, check %s", rel[i], ims_errname(rc),
+                  ims_errname(rc_check));
+        if (rc && rc_check)
+            CHECK_STR_EQ(e2.msg, e1.msg);
+        if (!rc && !rc_check)
+            CHECK(info.width == img->width && info.height == img->height);
+        ims_image_free(img);
+        free(b);
+    }
 }
 
 static void test_first_run(ims_catalog *c)
@@ -647,6 +679,7 @@ int main(void)
     snprintf(coll, sizeof coll, "%s/coll", tmp);
     mkdir(src, 0777);
     build_tree(ph, pl);
+    test_check_agrees();
     ims_catalog *c;
     ims_error err;
     CHECK_RC(ims_catalog_open(coll, IMS_CATALOG_CREATE, &c, &err), IMS_OK);

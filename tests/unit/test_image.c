@@ -44,14 +44,26 @@ static void *enc(VipsImage *im, const char *suffix, size_t *len)
     return buf;
 }
 
-/* Decode from memory with a pixel limit; returns the IMS code. */
+/* Decode from memory with a pixel limit; returns the IMS code. The check
+ * ingest runs (ims_image_check_memory) must agree on every input decoded
+ * here: the same code and message, or the same size and format. */
 static int dec(const void *buf, size_t len, uint64_t max_pixels, ims_image **img)
 {
     ims_image_opts o = {.max_pixels = max_pixels};
-    ims_error err;
+    ims_error err, err_check;
     int rc = ims_image_load_memory(buf, len, &o, img, &err);
     if (rc)
         printf("  (expected or not) %s: %s\n", ims_errname(rc), err.msg);
+    ims_image_info info;
+    int rc_check = ims_image_check_memory(buf, len, &o, &info, &err_check);
+    CHECK_MSG(rc_check == rc, "check gives %s, load %s", ims_errname(rc_check), ims_errname(rc));
+    if (rc && rc_check)
+        CHECK_STR_EQ(err_check.msg, err.msg);
+    if (!rc && !rc_check) {
+        CHECK_EQ(info.width, (*img)->width);
+        CHECK_EQ(info.height, (*img)->height);
+        CHECK_STR_EQ(info.format, (*img)->format);
+    }
     return rc;
 }
 
