@@ -137,11 +137,21 @@ int ims_image_preprocess(const ims_image *img, const ims_preprocess *pp, float *
      * on every row: computed once (the same double operations as per
      * pixel, so the same values), as is each byte's value widened to
      * double (exact). */
+    /* Each output row blends two source rows, each first interpolated
+     * along x. Neighbouring output rows mostly share their source rows
+     * (the photos are upscaled or mildly shrunk), so every source row is
+     * interpolated along x once into one of two cached rows: the same
+     * double operations on the same operands as the per-pixel formula
+     * (t = tl + (tr - tl) fx, b likewise, then t + (b - t) fy), so the
+     * same values, with about half the work. */
+    const size_t row_n = (size_t)out_w * 3;
     size_t *cols = ims_malloc((size_t)out_w * 2 * sizeof *cols);
     double *fxs = ims_malloc((size_t)out_w * sizeof *fxs);
-    if (!cols || !fxs) {
+    double *hrow = ims_malloc(2 * row_n * sizeof *hrow);
+    if (!cols || !fxs || !hrow) {
         ims_free(cols);
         ims_free(fxs);
+        ims_free(hrow);
         return ims_error_set(err, IMS_ENOMEM, "preprocess: out of memory");
     }
     for (int c = 0; c < out_w; c++) {
@@ -155,28 +165,44 @@ int ims_image_preprocess(const ims_image *img, const ims_preprocess *pp, float *
     for (int x = 0; x < 256; x++)
         dlut[x] = lut[x];
 
+    long cached[2] = {-1, -1}; /* source row held by hrow[k * row_n] */
+    int next_slot = 0;
     float *o = out;
     for (int r = 0; r < out_h; r++) {
         const double fr = half ? row_ratio * (r + 0.5) - 0.5 : row_ratio * r;
         const double r_lo = fmax(0.0, floor(fr));
         const double fy = fr - r_lo;
         const double r_hi = fmin((double)(in_h - 1), ceil(fr));
-        const unsigned char *top = base + (size_t)r_lo * stride;
-        const unsigned char *bot = base + (size_t)r_hi * stride;
-        for (int c = 0; c < out_w; c++) {
-            const double fx = fxs[c];
-            const size_t il = cols[2 * c], ir = cols[2 * c + 1];
-            for (int d = 0; d < 3; d++) {
-                const double tl = dlut[top[il + d]], tr = dlut[top[ir + d]];
-                const double bl = dlut[bot[il + d]], br = dlut[bot[ir + d]];
-                const double t = tl + (tr - tl) * fx;
-                const double b = bl + (br - bl) * fx;
-                *o++ = (float)(t + (b - t) * fy);
+        const long want[2] = {(long)r_lo, (long)r_hi};
+        const double *h[2];
+        for (int k = 0; k < 2; k++) {
+            int slot = cached[0] == want[k] ? 0 : cached[1] == want[k] ? 1 : -1;
+            if (slot < 0) {
+                /* replace the slot the other wanted row does not use */
+                slot = cached[next_slot] == want[1 - k] ? 1 - next_slot : next_slot;
+                next_slot = 1 - slot;
+                cached[slot] = want[k];
+                const unsigned char *src = base + (size_t)want[k] * stride;
+                double *hr = hrow + (size_t)slot * row_n;
+                for (int c = 0; c < out_w; c++) {
+                    const double fx = fxs[c];
+                    const size_t il = cols[2 * c], ir = cols[2 * c + 1];
+                    for (int d = 0; d < 3; d++) {
+                        const double lft = dlut[src[il + d]], rgt = dlut[src[ir + d]];
+                        hr[(size_t)c * 3 + d] = lft + (rgt - lft) * fx;
+                    }
+                }
             }
+            h[k] = hrow + (size_t)slot * row_n;
         }
+        const double *t = h[0], *b = h[1];
+        for (size_t i = 0; i < row_n; i++)
+            o[i] = (float)(t[i] + (b[i] - t[i]) * fy);
+        o += row_n;
     }
     ims_free(cols);
     ims_free(fxs);
+    ims_free(hrow);
 
     int identity = 1;
     for (int c = 0; c < 3; c++)
