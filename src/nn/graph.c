@@ -107,17 +107,9 @@ int ims__graph_add_weights(ims__graph *g, const float *src, uint64_t n, int64_t 
         uint64_t cap = g->cap_weights ? g->cap_weights : 4096;
         while (cap < need)
             cap *= 2;
-        size_t bytes;
-        if (!ims_size_mul((size_t)cap, sizeof(float), &bytes))
-            return IMS_ENOMEM;
-        float *w = ims_aligned_alloc(64, bytes);
-        if (!w)
-            return IMS_ENOMEM;
-        if (g->n_weights)
-            memcpy(w, g->weights, g->n_weights * sizeof(float));
-        ims_aligned_free(g->weights);
-        g->weights = w;
-        g->cap_weights = cap;
+        int rc = ims__graph_reserve_weights(g, cap);
+        if (rc)
+            return rc;
     }
     memset(g->weights + g->n_weights, 0, (start - g->n_weights) * sizeof(float));
     if (src)
