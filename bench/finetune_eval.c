@@ -171,26 +171,6 @@ static void cat_scores(const bench *b, const float *S, const int *q, int nq,
 /* Query-time re-ranking from the gallery's own neighbourhoods (issue 7,
  * BENCH_QE / BENCH_DBA). G: the gallery (n x dim, unit rows). */
 
-/* Indices of the k best of s[0..n) (descending, ties: lower index), skipping
- * skip; returns how many. */
-static int qe_top(const float *s, int n, int skip, int k, int *out)
-{
-    int m = 0;
-    for (int j = 0; j < n; j++) {
-        if (j == skip)
-            continue;
-        if (m == k && !(s[j] > s[out[m - 1]]))
-            continue;
-        int p = m < k ? m++ : k - 1;
-        while (p > 0 && s[j] > s[out[p - 1]]) {
-            out[p] = out[p - 1];
-            p--;
-        }
-        out[p] = j;
-    }
-    return m;
-}
-
 static void unit_row(float *v, int dim)
 {
     double s = 0;
@@ -287,7 +267,7 @@ static void qe_expand(const bench *b, const float *G, int dim, int lo, const flo
                     s += G[(size_t)i * dim + t] * G[(size_t)j * dim + t];
                 row[j] = (float)s;
             }
-            int m = qe_top(row, n, i, n_qe + 1, nb + (size_t)i * (n_qe + 1));
+            int m = ims__top_k(row, n, i, n_qe + 1, nb + (size_t)i * (n_qe + 1));
             for (int r = 0; r < m; r++)
                 kth[(size_t)i * (n_qe + 1) + r] = row[nb[(size_t)i * (n_qe + 1) + r]];
         }
@@ -295,7 +275,7 @@ static void qe_expand(const bench *b, const float *G, int dim, int lo, const flo
     }
     for (int a = 0; a < nq; a++) {
         float *s = S + (size_t)a * n;
-        int m = qe_top(s, n, self[a], n_qe, top);
+        int m = ims__top_k(s, n, self[a], n_qe, top);
         int maj = mode == 1 || mode == 3 ? qe_majority(b, top, m, s, is_val) : -1;
         memcpy(v, Q + (size_t)a * dim, (size_t)dim * sizeof *v);
         for (int r = 0; r < m; r++) {
@@ -339,7 +319,7 @@ static float *dba(const bench *b, const float *G, int dim, int lo, int n_db, dou
             continue;
         }
         int k = mode >= 1 && !is_val[j] ? n : n_db;
-        int m = qe_top(row, n, j, k, top);
+        int m = ims__top_k(row, n, j, k, top);
         int lab = mode >= 1 ? (is_val[j] ? qe_majority(b, top, m, row, is_val) : b->labels[j]) : -1;
         float *v = out + (size_t)j * dim;
         memcpy(v, G + (size_t)j * dim, (size_t)dim * sizeof *v);
@@ -416,7 +396,7 @@ static void krr_query(krr *k, float *S)
             continue;
         }
         if (i == n) {
-            c = qe_top(k->s, n, k->self, k1, f);
+            c = ims__top_k(k->s, n, k->self, k1, f);
         } else {
             int ins = 0;
             for (int r = 0; r <= k1 && c < k1; r++) {
@@ -504,7 +484,7 @@ static void krr_rerank(const bench *b, const float *G, int dim, const int *self,
                 s += G[(size_t)i * dim + t] * G[(size_t)j * dim + t];
             GG[(size_t)i * n + j] = (float)s;
         }
-        qe_top(GG + (size_t)i * n, n, i, k1 + 1, nbr + (size_t)i * (k1 + 1));
+        ims__top_k(GG + (size_t)i * n, n, i, k1 + 1, nbr + (size_t)i * (k1 + 1));
     }
     k.GG = GG, k.nbr = nbr;
     k.F = malloc((size_t)N * k1 * sizeof *k.F);

@@ -13,9 +13,7 @@
 
 #define TOPK 10
 
-/* Indices of the k best entries of s[0..n) (descending, ties: lower index),
- * skipping `skip`; returns how many were found. */
-static int top_k(const float *s, int n, int skip, int k, int *out)
+int ims__top_k(const float *s, int n, int skip, int k, int *out)
 {
     int m = 0;
     for (int j = 0; j < n; j++) {
@@ -59,7 +57,7 @@ void ims__retrieval(const float *S, int n_q, int n, const int *q_idx, const int 
     int top[TOPK];
     for (int q = 0; q < n_q; q++) {
         int self = q_idx[q], lab = labels[self];
-        int m = top_k(S + (size_t)q * n, n, self, TOPK, top);
+        int m = ims__top_k(S + (size_t)q * n, n, self, TOPK, top);
         int rel = 0;
         for (int j = 0; j < n; j++)
             rel += j != self && labels[j] == lab;
@@ -93,7 +91,7 @@ void ims__instance_recall(const float *S, int n_q, int n, const int *q_idx, doub
 {
     int h1 = 0, h10 = 0, top[TOPK];
     for (int q = 0; q < n_q; q++) {
-        int m = top_k(S + (size_t)q * n, n, -1, TOPK, top);
+        int m = ims__top_k(S + (size_t)q * n, n, -1, TOPK, top);
         for (int r = 0; r < m; r++)
             if (top[r] == q_idx[q]) {
                 h1 += r == 0;

@@ -63,6 +63,10 @@ ims_train_head *ims__head_alloc(int kind, int d, const int *tap_dims, int n_taps
 /* u (d floats) from one raw row. */
 void ims__head_unit(const ims_train_head *h, const float *x, float *u);
 
+/* Indices of the k best entries of s[0..n) (descending, ties: lower
+ * index), skipping `skip` (-1: none); returns how many were found. */
+int ims__top_k(const float *s, int n, int skip, int k, int *out);
+
 /* Retrieval quality from a similarity matrix S (n_q x n, row q = query
  * q_idx[q] against every item): the query itself is excluded, hit = same
  * label. Outputs (any may be NULL): P@1, P@5, P@10, mAP@10 (AP over the
