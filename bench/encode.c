@@ -364,8 +364,9 @@ int main(int argc, char **argv)
     double la[3] = {0};
     if (getloadavg(la, 3) < 0)
         la[0] = -1;
-    printf("# cpu: %s; kernel level %s (cpu supports %s); %d online CPUs\n", model,
-           ims_cpu_level_name(level), ims_cpu_level_name(ims_cpu_detect()), ims_cpu_count());
+    printf("# cpu: %s; kernel level %s (cpu supports %s); %d online CPUs; OpenBLAS core %s\n",
+           model, ims_cpu_level_name(level), ims_cpu_level_name(ims_cpu_detect()), ims_cpu_count(),
+           ims_nn_blas_core());
     printf("# peak %s FMA rate (CPU time, %d chains): %.1f GFLOP/s (1 thread), %.1f GFLOP/s "
            "(2 threads); wall clock: %.1f, %.1f; load %.2f\n",
            lanes == 16 ? "AVX-512" : "AVX2", FMA_CHAINS, peak[0], peak[1], wall[0], wall[1], la[0]);

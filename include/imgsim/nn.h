@@ -31,8 +31,9 @@
  *    sets OpenBLAS to one thread (openblas_set_num_threads(1); the engine
  *    splits products over its own pool), and the environment switches
  *    IMS_NN_GEMM, IMS_NN_FUSE and IMS_NN_PROFILE are read then, as ims_init
- *    reads IMS_SIMD and IMS_LOG; later changes to them have no effect. An
- *    application that uses OpenBLAS itself gets one OpenBLAS thread too.
+ *    reads IMS_SIMD and IMS_LOG; later changes to them have no effect.
+ *    OpenBLAS is loaded at run time (ims_nn_blas_core); an application
+ *    that links OpenBLAS itself shares that copy, and its one thread.
  */
 #ifndef IMGSIM_NN_H
 #define IMGSIM_NN_H
@@ -55,6 +56,12 @@ typedef struct ims_nn_session ims_nn_session;
  * for about 0.1 CPU-second after it loads. Programs call it at start-up;
  * idempotent and thread-safe. */
 void ims_nn_init(void);
+
+/* The OpenBLAS kernel set in use ("SkylakeX", "Haswell", ...; loads
+ * OpenBLAS if needed). imgsim picks it from its own CPU detection unless
+ * OPENBLAS_CORETYPE is set: OpenBLAS 0.3.21 falls back to SSE3 kernels on
+ * CPUs newer than itself. */
+const char *ims_nn_blas_core(void);
 
 /* ---- models ------------------------------------------------------------- */
 

@@ -39,11 +39,10 @@
  * the thread count: results are bit-identical for any thread count.
  * ims_nn_init does the same earlier (programs call it at start-up).
  */
-#include <cblas.h>
-#include <pthread.h>
 #include <string.h>
 
 #include "exec_int.h"
+#include "nn/blas_int.h"
 
 /* Blocks of C per OpenBLAS call: fixed, so the split does not depend on
  * the thread count (see the top comment). */
@@ -52,23 +51,8 @@
 /* Rows per call of the small kernel GEMM. */
 #define SMALL_MB 16
 
-/* OpenBLAS's pthreads build starts its worker threads when the library
- * loads, and each spins (sched_yield) for about 0.1 CPU-second before it
- * sleeps: at every process start, on the cores ingest and the encoder
- * want. Since OpenBLAS runs on one thread here, its pool is stopped
- * (blas_thread_shutdown_, weak: other OpenBLAS builds lack it) right after
- * the count is set, as openblas_set_num_threads() would start it again. */
-extern int blas_thread_shutdown_(void) __attribute__((weak));
-static pthread_once_t blas_once = PTHREAD_ONCE_INIT;
-
-static void blas_one_thread(void)
-{
-    openblas_set_num_threads(1);
-    if (blas_thread_shutdown_)
-        blas_thread_shutdown_();
-}
-
-void ims__gemm_init(void) { pthread_once(&blas_once, blas_one_thread); }
+/* OpenBLAS loads with one thread (blas_load.c). */
+void ims__gemm_init(void) { ims__blas_load(); }
 
 void ims_nn_init(void) { ims__gemm_init(); }
 

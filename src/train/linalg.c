@@ -14,10 +14,8 @@
 #include <string.h>
 
 #include "imgsim/nn.h"
+#include "nn/blas_int.h"
 #include "train/train_int.h"
-
-extern void dpotrf_(const char *uplo, const int *n, double *a, const int *lda, int *info,
-                    size_t uplo_len);
 
 int ims__cholesky(double *a, int n)
 {
@@ -99,12 +97,6 @@ void ims__eigen_sym(double *a, int n, double *w, double *v)
         }
     }
 }
-
-/* LAPACK (OpenBLAS's copy), Fortran calling convention: hidden lengths of
- * the character arguments last. */
-extern void dsyevd_(const char *jobz, const char *uplo, const int *n, double *a, const int *lda,
-                    double *w, double *work, const int *lwork, int *iwork, const int *liwork,
-                    int *info, size_t jobz_len, size_t uplo_len);
 
 int ims__eigen_sym_lapack(double *a, int n, double *w, double *v)
 {
