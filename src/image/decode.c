@@ -17,6 +17,13 @@
  *      tensors were computed from (tests/golden/preprocess_sha256.tsv);
  *   4. pull: the pipeline is evaluated in strips of rows, copied straight into
  *      the caller's buffer (allocated with ims_malloc).
+ * A full load of a plain JPEG (header: 3-band sRGB or 1-band grey, no EXIF
+ * rotation, no shrink) skips 3 and 4 after the header and limits: libjpeg
+ * decodes it straight into the caller's buffer (jpeg_decode.c), the same
+ * bytes without libvips's per-operation cost (~0.5 ms, more than the
+ * decode of a small photo). On anything it cannot vouch for (CMYK, any
+ * libjpeg warning or error) it declines and the load goes on through
+ * libvips, so verdicts and messages are libvips's.
  *
  * A check (ims_image_check_memory) runs the same sniff, header, limits and
  * pipeline building, then decodes without keeping anything: a JPEG by one
@@ -262,6 +269,49 @@ static int open_lazy(const src *s, int fmt, VipsAccess access, int shrink, VipsI
     }
 }
 
+/* Whether load() may take the direct libjpeg decode on this thread (tests
+ * turn it off to compare with the libvips path), and how often it did. */
+static _Thread_local int jpeg_direct_off;
+static _Thread_local unsigned long n_jpeg_direct;
+
+int ims__image_set_jpeg_direct(int on)
+{
+    const int was = !jpeg_direct_off;
+    jpeg_direct_off = !on;
+    return was;
+}
+
+unsigned long ims__image_n_jpeg_direct(void) { return n_jpeg_direct; }
+
+/* A full-size JPEG whose libvips header (in) says 8-bit sRGB or grey,
+ * decoded straight with libjpeg (jpeg_decode.c): IMS_OK (*out set),
+ * IMS_ENOMEM (err set), or IMS__IMAGE_DECLINED: take the libvips path. */
+static int load_jpeg_direct(const src *s, VipsImage *in, ims_image **out, ims_error *err)
+{
+    const VipsInterpretation interp = vips_image_guess_interpretation(in);
+    const int w = in->Xsize, h = in->Ysize, bands = in->Bands;
+    if (jpeg_direct_off || in->Coding != VIPS_CODING_NONE || in->BandFmt != VIPS_FORMAT_UCHAR ||
+        !((bands == 3 && interp == VIPS_INTERPRETATION_sRGB) ||
+          (bands == 1 && interp == VIPS_INTERPRETATION_B_W)))
+        return IMS__IMAGE_DECLINED;
+    unsigned char *rgb;
+    int rc = ims__image_jpeg_decode(s->path, s->buf, s->len, w, h, bands, &rgb);
+    if (rc == IMS__IMAGE_DECLINED)
+        return rc;
+    ims_image *img = rc == IMS_OK ? ims_calloc(1, sizeof *img) : NULL;
+    if (!img) {
+        ims_free(rgb);
+        return ims_error_set(err, IMS_ENOMEM, "%s: out of memory for %dx%d pixels", s->where, w, h);
+    }
+    img->width = w;
+    img->height = h;
+    img->rgb = rgb;
+    snprintf(img->format, sizeof img->format, "%s", FORMAT_NAME[FMT_JPEG]);
+    *out = img;
+    n_jpeg_direct++;
+    return IMS_OK;
+}
+
 /* JPEG DCT shrink factor (1, 2, 4, 8) keeping the shorter side >= shrink_to. */
 static int jpeg_shrink(int w, int h, int shrink_to)
 {
@@ -428,6 +478,11 @@ static int load(const src *s, const ims_image_opts *opts, ims_image **out, ims_i
     const int orientation = vips_image_get_orientation(t[0]);
     const int rotate = !info && orientation >= 2 && orientation <= 8;
     const int shrink = fmt == FMT_JPEG && !info ? jpeg_shrink(w, h, shrink_to) : 1;
+    if (fmt == FMT_JPEG && !info && !rotate && shrink == 1) {
+        rc = load_jpeg_direct(s, t[0], out, err);
+        if (rc != IMS__IMAGE_DECLINED)
+            goto done;
+    }
     VipsImage *in = t[0];
     if (rotate || shrink > 1) {
         /* Reopen: rotation needs random access; shrink is a load option. */

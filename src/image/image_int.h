@@ -23,6 +23,28 @@ int ims__image_vips_init(ims_error *err);
  * (jpeg_scan.c). */
 int ims__image_jpeg_scan(const void *buf, size_t len);
 
+/* What ims__image_jpeg_decode() returns when the file is not one it
+ * decodes exactly as libvips would: the caller takes the libvips path. */
+#define IMS__IMAGE_DECLINED 1
+
+/* Decode the JPEG at path (or, path NULL, the len bytes at buf) straight
+ * with libjpeg at full size into *out: w*h*3 bytes of 8-bit RGB, from
+ * ims_malloc, the caller's to ims_free. w, h and bands (3, or 1 for grey
+ * replicated to RGB) are what libvips's header said; a file that does not
+ * match, or that is not plain YCbCr/RGB/grey, or on which libjpeg errs or
+ * warns, is declined. Returns IMS_OK, IMS_ENOMEM or IMS__IMAGE_DECLINED
+ * (*out NULL); sets no message. Thread-safe (jpeg_decode.c). */
+int ims__image_jpeg_decode(const char *path, const void *buf, size_t len, int w, int h, int bands,
+                           unsigned char **out);
+
+/* Turn the direct libjpeg decode of load() on (the default) or off for
+ * the calling thread only, so a test can set the libvips path beside it;
+ * returns the previous setting. */
+int ims__image_set_jpeg_direct(int on);
+
+/* How many loads on the calling thread took the direct libjpeg decode. */
+unsigned long ims__image_n_jpeg_direct(void);
+
 /* The source rectangle rect = {x0, y0, w, h} that recipe pp takes from a
  * w x h image (the whole image unless pp->crop is IMS_CROP_CENTER). */
 int ims__preprocess_crop(int w, int h, const ims_preprocess *pp, int rect[4]);
