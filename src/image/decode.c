@@ -17,13 +17,17 @@
  *      tensors were computed from (tests/golden/preprocess_sha256.tsv);
  *   4. pull: the pipeline is evaluated in strips of rows, copied straight into
  *      the caller's buffer (allocated with ims_malloc).
- * A full load of a plain JPEG (header: 3-band sRGB or 1-band grey, no EXIF
- * rotation, no shrink) skips 3 and 4 after the header and limits: libjpeg
- * decodes it straight into the caller's buffer (jpeg_decode.c), the same
- * bytes without libvips's per-operation cost (~0.5 ms, more than the
- * decode of a small photo). On anything it cannot vouch for (CMYK, any
- * libjpeg warning or error) it declines and the load goes on through
- * libvips, so verdicts and messages are libvips's.
+ * A full load of a plain JPEG (YCbCr/RGB or grey, within the limits, no
+ * shrink, no EXIF rotation) is decoded by libjpeg straight into the
+ * caller's buffer instead (jpeg_decode.c): the same bytes, without
+ * libvips's per-operation cost (~0.5 ms, more than the decode of a small
+ * photo). Without an EXIF block no libvips object is made at all:
+ * libjpeg's header is what libvips's would be (the same sides, bands and
+ * orientation 1). With one, libvips's header and limits come first as
+ * above (its EXIF parse, its orientation). On anything it cannot vouch
+ * for (CMYK, over a limit, any libjpeg warning or error) the direct
+ * decode declines and the load goes on through libvips, so verdicts and
+ * messages are libvips's.
  *
  * A check (ims_image_check_memory) runs the same sniff, header, limits and
  * pipeline building, then decodes without keeping anything: a JPEG by one
@@ -269,6 +273,17 @@ static int open_lazy(const src *s, int fmt, VipsAccess access, int shrink, VipsI
     }
 }
 
+/* JPEG DCT shrink factor (1, 2, 4, 8) keeping the shorter side >= shrink_to. */
+static int jpeg_shrink(int w, int h, int shrink_to)
+{
+    int side = IMS_MIN(w, h), s = 1;
+    if (shrink_to <= 0)
+        return 1;
+    while (s < 8 && side / (2 * s) >= shrink_to)
+        s *= 2;
+    return s;
+}
+
 /* Whether load() may take the direct libjpeg decode on this thread (tests
  * turn it off to compare with the libvips path), and how often it did. */
 static _Thread_local int jpeg_direct_off;
@@ -283,19 +298,47 @@ int ims__image_set_jpeg_direct(int on)
 
 unsigned long ims__image_n_jpeg_direct(void) { return n_jpeg_direct; }
 
-/* A full-size JPEG whose libvips header (in) says 8-bit sRGB or grey,
- * decoded straight with libjpeg (jpeg_decode.c): IMS_OK (*out set),
- * IMS_ENOMEM (err set), or IMS__IMAGE_DECLINED: take the libvips path. */
-static int load_jpeg_direct(const src *s, VipsImage *in, ims_image **out, ims_error *err)
+/* Whether w x h is over the pixel limit or the hard side limit. */
+static int over_limits(int w, int h, uint64_t max_pixels)
 {
-    const VipsInterpretation interp = vips_image_guess_interpretation(in);
-    const int w = in->Xsize, h = in->Ysize, bands = in->Bands;
-    if (jpeg_direct_off || in->Coding != VIPS_CODING_NONE || in->BandFmt != VIPS_FORMAT_UCHAR ||
-        !((bands == 3 && interp == VIPS_INTERPRETATION_sRGB) ||
-          (bands == 1 && interp == VIPS_INTERPRETATION_B_W)))
+    return (uint64_t)w * (uint64_t)h > max_pixels || w > IMS__IMAGE_MAX_SIDE ||
+           h > IMS__IMAGE_MAX_SIDE;
+}
+
+/* What the direct decode may take. Before libvips (w == 0): a header
+ * within the limits at shrink 1, with no EXIF, for which libvips's header
+ * would say the same and orientation 1 (nothing else libvips reads from a
+ * JPEG header sets the orientation or fails). After libvips's header
+ * (w > 0): the sides and bands it gave. */
+typedef struct direct_want {
+    uint64_t max_pixels;
+    int shrink_to;
+    int w, h, bands;
+    int exif_only; /* OUT: refused only for its EXIF (retry after libvips's header) */
+} direct_want;
+
+static int direct_accept(const ims__jpeg_header *hd, void *ud)
+{
+    direct_want *q = ud;
+    if (q->w > 0)
+        return hd->width == q->w && hd->height == q->h && hd->bands == q->bands;
+    if (over_limits(hd->width, hd->height, q->max_pixels) ||
+        jpeg_shrink(hd->width, hd->height, q->shrink_to) > 1)
+        return 0;
+    q->exif_only = hd->exif;
+    return !hd->exif;
+}
+
+/* A full-size JPEG decoded straight with libjpeg (jpeg_decode.c), if q
+ * takes its header: IMS_OK (*out set), IMS_ENOMEM (err set), or
+ * IMS__IMAGE_DECLINED: take the libvips path. */
+static int load_jpeg_direct(const src *s, direct_want *q, ims_image **out, ims_error *err)
+{
+    if (jpeg_direct_off)
         return IMS__IMAGE_DECLINED;
+    int w = 0, h = 0;
     unsigned char *rgb;
-    int rc = ims__image_jpeg_decode(s->path, s->buf, s->len, w, h, bands, &rgb);
+    int rc = ims__image_jpeg_decode(s->path, s->buf, s->len, direct_accept, q, &w, &h, &rgb);
     if (rc == IMS__IMAGE_DECLINED)
         return rc;
     ims_image *img = rc == IMS_OK ? ims_calloc(1, sizeof *img) : NULL;
@@ -310,17 +353,6 @@ static int load_jpeg_direct(const src *s, VipsImage *in, ims_image **out, ims_er
     *out = img;
     n_jpeg_direct++;
     return IMS_OK;
-}
-
-/* JPEG DCT shrink factor (1, 2, 4, 8) keeping the shorter side >= shrink_to. */
-static int jpeg_shrink(int w, int h, int shrink_to)
-{
-    int side = IMS_MIN(w, h), s = 1;
-    if (shrink_to <= 0)
-        return 1;
-    while (s < 8 && side / (2 * s) >= shrink_to)
-        s *= 2;
-    return s;
 }
 
 /* Build the pipeline: autorotate, sRGB, flatten, 3 uchar bands; 0 or -1. */
@@ -449,6 +481,14 @@ static int load(const src *s, const ims_image_opts *opts, ims_image **out, ims_i
                              IMS__IMAGE_MAX_TIFF_PAGES);
     vips_error_clear(); /* drop earlier warnings (the buffer is process-wide) */
 
+    /* A plain JPEG without EXIF needs no libvips object at all. */
+    direct_want q = {.max_pixels = max_pixels, .shrink_to = shrink_to};
+    if (fmt == FMT_JPEG && !info) {
+        rc = load_jpeg_direct(s, &q, out, err);
+        if (rc != IMS__IMAGE_DECLINED)
+            return rc;
+    }
+
     VipsImage *ctx = vips_image_new();
     VipsImage **t = (VipsImage **)vips_object_local_array(VIPS_OBJECT(ctx), 12);
     VipsImage *x = NULL;
@@ -466,8 +506,7 @@ static int load(const src *s, const ims_image_opts *opts, ims_image **out, ims_i
                            fname, w, h);
         goto done;
     }
-    if ((uint64_t)w * (uint64_t)h > max_pixels || w > IMS__IMAGE_MAX_SIDE ||
-        h > IMS__IMAGE_MAX_SIDE) {
+    if (over_limits(w, h, max_pixels)) {
         rc = ims_error_set(err, IMS_ETOOBIG,
                            "%s: %s image of %dx%d = %llu pixels is over the limit of %llu "
                            "pixels (max side %d)",
@@ -478,8 +517,9 @@ static int load(const src *s, const ims_image_opts *opts, ims_image **out, ims_i
     const int orientation = vips_image_get_orientation(t[0]);
     const int rotate = !info && orientation >= 2 && orientation <= 8;
     const int shrink = fmt == FMT_JPEG && !info ? jpeg_shrink(w, h, shrink_to) : 1;
-    if (fmt == FMT_JPEG && !info && !rotate && shrink == 1) {
-        rc = load_jpeg_direct(s, t[0], out, err);
+    if (q.exif_only && !rotate) { /* its EXIF parsed by libvips: no rotation */
+        q = (direct_want){.w = w, .h = h, .bands = t[0]->Bands};
+        rc = load_jpeg_direct(s, &q, out, err);
         if (rc != IMS__IMAGE_DECLINED)
             goto done;
     }

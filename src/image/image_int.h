@@ -27,14 +27,26 @@ int ims__image_jpeg_scan(const void *buf, size_t len);
  * decodes exactly as libvips would: the caller takes the libvips path. */
 #define IMS__IMAGE_DECLINED 1
 
+/* What a JPEG's header says, for ims__image_jpeg_decode()'s caller. */
+typedef struct ims__jpeg_header {
+    int width, height;
+    int bands; /* 3 (YCbCr or RGB to RGB) or 1 (grey) */
+    int exif;  /* an APP1 marker starts "Exif" */
+} ims__jpeg_header;
+
+/* Whether to go on and decode the image hd describes (1) or decline (0). */
+typedef int (*ims__jpeg_accept_fn)(const ims__jpeg_header *hd, void *ud);
+
 /* Decode the JPEG at path (or, path NULL, the len bytes at buf) straight
- * with libjpeg at full size into *out: w*h*3 bytes of 8-bit RGB, from
- * ims_malloc, the caller's to ims_free. w, h and bands (3, or 1 for grey
- * replicated to RGB) are what libvips's header said; a file that does not
- * match, or that is not plain YCbCr/RGB/grey, or on which libjpeg errs or
- * warns, is declined. Returns IMS_OK, IMS_ENOMEM or IMS__IMAGE_DECLINED
- * (*out NULL); sets no message. Thread-safe (jpeg_decode.c). */
-int ims__image_jpeg_decode(const char *path, const void *buf, size_t len, int w, int h, int bands,
+ * with libjpeg at full size into *out: *w_out x *h_out x 3 bytes of 8-bit
+ * RGB (grey replicated), from ims_malloc, the caller's to ims_free (the
+ * sides are set from the header once accept() took it). Only a plain
+ * YCbCr/RGB/grey file, whose header accept(hd, ud) takes, and on which
+ * libjpeg neither errs nor warns, is decoded; anything else is declined.
+ * Returns IMS_OK, IMS_ENOMEM or IMS__IMAGE_DECLINED (*out NULL) and sets
+ * no message. Thread-safe (jpeg_decode.c). */
+int ims__image_jpeg_decode(const char *path, const void *buf, size_t len,
+                           ims__jpeg_accept_fn accept, void *ud, int *w_out, int *h_out,
                            unsigned char **out);
 
 /* Turn the direct libjpeg decode of load() on (the default) or off for

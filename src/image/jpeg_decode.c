@@ -15,8 +15,9 @@
  * to the same bytes on every sample photo and on made-up files.
  *
  * Anything else declines, and load() takes the libvips path as before:
- * CMYK/YCCK and other colour spaces, sizes other than the ones libvips's
- * header gave, and any libjpeg error or warning (jpeg_src.c: this pass is
+ * CMYK/YCCK and other colour spaces, a header the caller's accept()
+ * refuses (limits, shrink, EXIF: see direct_accept() in decode.c),
+ * and any libjpeg error or warning (jpeg_src.c: this pass is
  * at least as strict as libvips's fail_on=warning, so a file libvips
  * rejects is never accepted here; the verdict and message on a bad file
  * are libvips's). jpeg_finish_decompress() is not called, as in libvips:
@@ -30,16 +31,28 @@
 #include "image/image_int.h"
 #include "image/jpeg_int.h"
 
-/* Whether libjpeg is set to give what libvips's loader gives, as `bands`
- * bands that load() takes as they are (3) or replicates (1). */
-static int plain(const struct jpeg_decompress_struct *d, int bands)
+/* The bands libjpeg is set to give as libvips's loader would, and load()
+ * takes as they are (3) or replicates (1); 0 for anything else. */
+static int plain_bands(const struct jpeg_decompress_struct *d)
 {
-    if (bands == 3)
-        return d->num_components == 3 &&
-               (d->jpeg_color_space == JCS_YCbCr || d->jpeg_color_space == JCS_RGB) &&
-               d->out_color_space == JCS_RGB;
-    return bands == 1 && d->num_components == 1 && d->jpeg_color_space == JCS_GRAYSCALE &&
-           d->out_color_space == JCS_GRAYSCALE;
+    if (d->num_components == 3 &&
+        (d->jpeg_color_space == JCS_YCbCr || d->jpeg_color_space == JCS_RGB) &&
+        d->out_color_space == JCS_RGB)
+        return 3;
+    if (d->num_components == 1 && d->jpeg_color_space == JCS_GRAYSCALE &&
+        d->out_color_space == JCS_GRAYSCALE)
+        return 1;
+    return 0;
+}
+
+/* Whether an APP1 marker starts "Exif" (libvips parses those: orientation,
+ * and a failure of its own). Only the first 4 bytes of each are kept. */
+static int has_exif(const struct jpeg_decompress_struct *d)
+{
+    for (jpeg_saved_marker_ptr m = d->marker_list; m; m = m->next)
+        if (m->marker == JPEG_APP0 + 1 && m->data_length >= 4 && memcmp(m->data, "Exif", 4) == 0)
+            return 1;
+    return 0;
 }
 
 /* Grey row g (the first w bytes of it) to RGB in place, from the right. */
@@ -49,7 +62,8 @@ static void grey_to_rgb(unsigned char *g, int w)
         g[3 * x] = g[3 * x + 1] = g[3 * x + 2] = g[x];
 }
 
-int ims__image_jpeg_decode(const char *path, const void *buf, size_t len, int w, int h, int bands,
+int ims__image_jpeg_decode(const char *path, const void *buf, size_t len,
+                           ims__jpeg_accept_fn accept, void *ud, int *w_out, int *h_out,
                            unsigned char **out)
 {
     struct jpeg_decompress_struct d;
@@ -67,11 +81,15 @@ int ims__image_jpeg_decode(const char *path, const void *buf, size_t len, int w,
         goto done; /* an error or a warning: rc is still DECLINED */
     jpeg_create_decompress(&d);
     ims__jpeg_src_init(&d, &src, buf, len, f);
+    jpeg_save_markers(&d, JPEG_APP0 + 1, 4);
     jpeg_read_header(&d, TRUE);
-    if (!plain(&d, bands))
+    const ims__jpeg_header hd = {(int)d.image_width, (int)d.image_height, plain_bands(&d),
+                                 has_exif(&d)};
+    if (!hd.bands || !accept(&hd, ud))
         goto done;
+    const int w = *w_out = hd.width, h = *h_out = hd.height;
     jpeg_start_decompress(&d);
-    if ((int)d.output_width != w || (int)d.output_height != h || d.output_components != bands)
+    if ((int)d.output_width != w || (int)d.output_height != h || d.output_components != hd.bands)
         goto done;
     size_t n, row = (size_t)w * 3;
     if (!ims_size_mul3((size_t)w, (size_t)h, 3, &n))
@@ -87,7 +105,7 @@ int ims__image_jpeg_decode(const char *path, const void *buf, size_t len, int w,
         for (int i = 0; i < n_rows; i++)
             rows[i] = rgb + (y + (size_t)i) * row;
         const JDIMENSION got = jpeg_read_scanlines(&d, rows, (JDIMENSION)n_rows);
-        if (bands == 1)
+        if (hd.bands == 1)
             for (JDIMENSION i = 0; i < got; i++)
                 grey_to_rgb(rows[i], w);
     }

@@ -16,9 +16,12 @@
  * skipped when absent), JPEGs made here with libjpeg (4:4:4, 4:2:2,
  * 4:2:0, 4:4:0, 4:1:1, progressive, arithmetic, restart markers, RGB
  * colour space, grey, CMYK, odd sizes down to 1x1) and with libvips
- * (grey, CMYK, EXIF orientation 1 and 6), each whole, cut and
- * corrupted at many points; the image fuzz corpus; allocation failures;
- * and four threads decoding at once.
+ * (grey, CMYK, EXIF orientation 1, 6 and 8), each whole, cut and
+ * corrupted at many points; APP1 markers (XMP, EXIF valid, rotated, out
+ * of range, twice, cut short, not TIFF: libvips's header comes first
+ * wherever one starts "Exif"); the pixel limit and shrink_to; the JPEGs
+ * of the image fuzz corpus; allocation failures; and four threads
+ * decoding at once.
  */
 #include <dirent.h>
 #include <pthread.h>
@@ -152,8 +155,10 @@ typedef struct jenc {
     int progressive, arith, restart, quality;
 } jenc;
 
-/* Encode with libjpeg directly; free() the result. */
-static unsigned char *encode(const jenc *o, const unsigned char *px, int w, int h, size_t *len)
+/* Encode with libjpeg directly, with up to two APP1 markers (app1[i] of
+ * n_app1[i] bytes, where not NULL); free() the result. */
+static unsigned char *encode_app1(const jenc *o, const unsigned char *px, int w, int h,
+                                  const char *const app1[2], const unsigned n_app1[2], size_t *len)
 {
     struct jpeg_compress_struct c;
     struct jpeg_error_mgr e;
@@ -176,6 +181,9 @@ static unsigned char *encode(const jenc *o, const unsigned char *px, int w, int 
     c.arith_code = o->arith ? TRUE : FALSE;
     c.restart_interval = (unsigned)o->restart;
     jpeg_start_compress(&c, TRUE);
+    for (int i = 0; app1 && i < 2; i++)
+        if (app1[i])
+            jpeg_write_marker(&c, JPEG_APP0 + 1, (const JOCTET *)app1[i], n_app1[i]);
     while (c.next_scanline < c.image_height) {
         JSAMPROW row = (JSAMPROW)px + (size_t)c.next_scanline * w * o->bands;
         jpeg_write_scanlines(&c, &row, 1);
@@ -184,6 +192,11 @@ static unsigned char *encode(const jenc *o, const unsigned char *px, int w, int 
     jpeg_destroy_compress(&c);
     *len = n;
     return out;
+}
+
+static unsigned char *encode(const jenc *o, const unsigned char *px, int w, int h, size_t *len)
+{
+    return encode_app1(o, px, w, h, NULL, NULL, len);
 }
 
 /* A libvips-made JPEG of `bands` bands tagged interp, with an EXIF
@@ -342,6 +355,69 @@ static void test_libjpeg_made(void)
         }
     }
     unlink(path);
+}
+
+/* EXIF (TIFF, little-endian) with one IFD0 entry: Orientation = o. */
+#define EXIF_ORIENTATION(o) \
+    "Exif\0\0II*\0\x08\0\0\0\x01\0\x12\x01\x03\0\x01\0\0\0" o "\0\0\0\0\0\0\0"
+
+/* APP1 markers: the direct decode skips libvips only without "Exif"; with
+ * it, libvips's header (its EXIF parse, orientation) comes first. */
+static void test_app1(void)
+{
+    static const char xmp[] = "http://ns.adobe.com/xap/1.0/\0<x:xmpmeta xmlns:x='adobe:ns:meta/'/>";
+    static const char o1[] = EXIF_ORIENTATION("\x01\0"), o6[] = EXIF_ORIENTATION("\x06\0"),
+                      o9[] = EXIF_ORIENTATION("\x09\0");
+    static const char junk[] = "Exif\0\0\x13\x37 not a TIFF header at all", bare[] = "Exif";
+    static const struct {
+        const char *name;
+        const char *app1[2];
+        unsigned n_app1[2];
+        int want_direct; /* -1: only agreement */
+    } M[] = {
+        {"XMP", {xmp}, {sizeof xmp - 1}, 1},
+        {"EXIF orientation 1", {o1}, {sizeof o1 - 1}, 1},
+        {"EXIF orientation 6", {o6}, {sizeof o6 - 1}, 0},
+        {"EXIF orientation 9", {o9}, {sizeof o9 - 1}, -1},
+        {"EXIF 1 then EXIF 6", {o1, o6}, {sizeof o1 - 1, sizeof o6 - 1}, -1},
+        {"XMP then EXIF 6", {xmp, o6}, {sizeof xmp - 1, sizeof o6 - 1}, 0},
+        {"EXIF that is not TIFF", {junk}, {sizeof junk - 1}, -1},
+        {"\"Exif\" alone", {bare}, {sizeof bare - 1}, -1},
+        {"EXIF cut short", {o6}, {12}, -1},
+    };
+    for (size_t i = 0; i < IMS_ARRAY_LEN(M); i++) {
+        static const jenc E = {"4:2:0", 3, JCS_RGB, JCS_YCbCr, 2, 2, 0, 0, 0, 85};
+        unsigned char *p = picture(24, 16, 3, 21 + i);
+        size_t len;
+        unsigned char *buf = encode_app1(&E, p, 24, 16, M[i].app1, M[i].n_app1, &len);
+        const int got = both_ways(M[i].name, NULL, buf, len, NULL);
+        if (M[i].want_direct >= 0)
+            CHECK_EQ(got, M[i].want_direct);
+        else
+            CHECK(got >= 0);
+        free(buf);
+        free(p);
+    }
+}
+
+/* The limits and shrink_to on a JPEG without EXIF: refused by the direct
+ * decode before libvips, so libvips's header gives the verdict. */
+static void test_limits(void)
+{
+    static const jenc E = {"4:2:0", 3, JCS_RGB, JCS_YCbCr, 2, 2, 0, 0, 0, 75};
+    unsigned char *p = picture(64, 40, 3, 17);
+    size_t len;
+    unsigned char *buf = encode(&E, p, 64, 40, &len);
+    ims_image_opts o = {.max_pixels = 64 * 40 - 1};
+    CHECK_EQ(both_ways("over max_pixels", NULL, buf, len, &o), 0);
+    o.max_pixels = 64 * 40;
+    CHECK_EQ(both_ways("at max_pixels", NULL, buf, len, &o), 1);
+    o = (ims_image_opts){.shrink_to = 20}; /* 40/2 >= 20: shrink 2 */
+    CHECK_EQ(both_ways("shrink_to 20", NULL, buf, len, &o), 0);
+    o.shrink_to = 21; /* 40/2 < 21: no shrink */
+    CHECK_EQ(both_ways("shrink_to 21", NULL, buf, len, &o), 1);
+    free(buf);
+    free(p);
 }
 
 static void test_vips_made(void)
@@ -563,6 +639,8 @@ int main(int argc, char **argv)
     snprintf(food, sizeof food, "%s/food", data ? data : "data");
     test_sample_photos(food);
     test_libjpeg_made();
+    test_app1();
+    test_limits();
     test_vips_made();
     test_corpus();
     test_oom();
