@@ -16,7 +16,7 @@
  *
  * Anything else declines, and load() takes the libvips path as before:
  * CMYK/YCCK and other colour spaces, a header the caller's accept()
- * refuses (limits, shrink, EXIF: see load_jpeg_direct() in decode.c),
+ * refuses (limits, shrink, EXIF: see direct_accept() in decode.c),
  * and any libjpeg error or warning (jpeg_src.c: this pass is
  * at least as strict as libvips's fail_on=warning, so a file libvips
  * rejects is never accepted here; the verdict and message on a bad file
