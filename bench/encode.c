@@ -10,7 +10,10 @@
  * (FLOPs per image from ims_nn_stats).
  *
  *   bench_encode [--models DIR] [--runs N] [--batch 1,16] [--threads 1,2] [--json]
- *   bench_encode --child MODEL.ism|synthetic BATCH THREADS RUNS   (one config)
+ *   bench_encode --child MODEL.ism|synthetic BATCH THREADS RUNS [TAPS]   (one config)
+ * TAPS (newline- or comma-separated layer names): run only what those taps
+ * need, without the classifier, as a collection's feature pass does
+ * (bench/collection/run.sh compares embed-all with it).
  *
  * "CPU ms/img" is the best run's process CPU time per image: on a shared,
  * loaded machine it shows what a quiet one would give (wall time does not).
@@ -242,8 +245,14 @@ static int cmp_double(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-static int child(const char *path, int batch, int threads, int runs)
+static int child(const char *path, int batch, int threads, int runs, const char *taps)
 {
+    char tapbuf[4096], *tap[16];
+    int n_taps = 0;
+    snprintf(tapbuf, sizeof tapbuf, "%s", taps ? taps : "");
+    for (char *save = NULL, *t = strtok_r(tapbuf, ",\n", &save); t && n_taps < 16;
+         t = strtok_r(NULL, ",\n", &save))
+        tap[n_taps++] = t;
     ims_nn_model *m = NULL;
     ims_error err;
     if (!strcmp(path, "synthetic"))
@@ -252,7 +261,8 @@ static int child(const char *path, int batch, int threads, int runs)
         fprintf(stderr, "%s: %s\n", path, err.msg);
         return 1;
     }
-    ims_nn_session_opts o = {NULL, 0, ims_nn_n_classes(m) > 0, batch, threads};
+    ims_nn_session_opts o = {n_taps ? (const char *const *)tap : NULL, n_taps,
+                             !n_taps && ims_nn_n_classes(m) > 0, batch, threads};
     ims_nn_session *s;
     if (ims_nn_session_new(m, &o, &s, &err)) {
         fprintf(stderr, "session: %s\n", err.msg);
@@ -319,8 +329,9 @@ static int cmp_str(const void *a, const void *b)
 int main(int argc, char **argv)
 {
     ims_init();
-    if (argc == 6 && !strcmp(argv[1], "--child"))
-        return child(argv[2], atoi(argv[3]), atoi(argv[4]), atoi(argv[5]));
+    if ((argc == 6 || argc == 7) && !strcmp(argv[1], "--child"))
+        return child(argv[2], atoi(argv[3]), atoi(argv[4]), atoi(argv[5]),
+                     argc == 7 ? argv[6] : NULL);
     const char *dir = getenv("IMS_MODELS_DIR") ? getenv("IMS_MODELS_DIR") : "models";
     int batches[8] = {1, 16}, nb = 2, threads[8] = {1, 2}, nt = 2, runs = 5;
     for (int i = 1; i < argc; i++) {
