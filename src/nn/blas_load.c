@@ -5,8 +5,8 @@
  *
  * OpenBLAS's DYNAMIC_ARCH build picks its kernels in a constructor, from a
  * table of the CPU models it knew when it was released. Debian 12's 0.3.21
- * does not know the Xeons cloud hosts rent today (Sapphire/Emerald Rapids
- * report model 143/207) and falls back to "Prescott": SSE3 kernels, 3-4x
+ * does not know the newest Xeons cloud hosts rent (Emerald Rapids, model
+ * 207, seen here) and falls back to "Prescott": SSE3 kernels, 3-4x
  * slower in the fine-tune's dgemm/dsyrk/dsyevd (imgsim finetune on
  * mobilenet_v2: 0.39-0.49 s wall against 0.23-0.26 s with the AVX-512
  * kernels, same machine). The only switch is the environment variable
