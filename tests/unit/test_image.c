@@ -16,6 +16,7 @@
 #include <vips/vips.h>
 
 #include "check.h"
+#include "fail_alloc.h"
 #include "image/image_int.h"
 #include "imgsim/image.h"
 #include "imgsim/imgsim.h"
@@ -500,18 +501,6 @@ static void test_shrink_on_load(void)
 }
 
 /* Fail the Nth allocation: expect IMS_ENOMEM, no leak (ASan checks). */
-static int fail_at, n_calls;
-static void *fail_malloc(size_t n, void *ud)
-{
-    (void)ud;
-    return ++n_calls == fail_at ? NULL : malloc(n);
-}
-static void *fail_realloc(void *p, size_t n, void *ud)
-{
-    (void)ud;
-    return ++n_calls == fail_at ? NULL : realloc(p, n);
-}
-
 static void test_oom(void)
 {
     unsigned char p[4 * 3 * 3];

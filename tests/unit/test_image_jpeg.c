@@ -34,6 +34,7 @@
 #include <vips/vips.h>
 
 #include "check.h"
+#include "fail_alloc.h"
 #include "image/image_int.h"
 #include "imgsim/image.h"
 #include "imgsim/imgsim.h"
@@ -499,23 +500,6 @@ static void test_corpus(void)
 }
 
 /* ---- allocation failures ------------------------------------------------ */
-
-static int fail_at, n_calls;
-static void *fail_malloc(size_t n, void *ud)
-{
-    (void)ud;
-    return ++n_calls == fail_at ? NULL : malloc(n);
-}
-static void *fail_realloc(void *p, size_t n, void *ud)
-{
-    (void)ud;
-    return ++n_calls == fail_at ? NULL : realloc(p, n);
-}
-static void plain_free(void *p, void *ud)
-{
-    (void)ud;
-    free(p);
-}
 
 /* Fail the Nth allocation, for every N, both ways: the same codes (and
  * IMS_ENOMEM, no leak: ASan) until the load gets through. */
